@@ -1,0 +1,520 @@
+//! Analysis: walk the dataset's nodes once and decide how the data will be read.
+//!
+//! Every patient-level value comes from a *source*: a patient-level table, or one
+//! grouped pass over an event table. All aggregations and picks over the same table
+//! at the same stage share one source, whatever their filters: each becomes one
+//! aggregate of that pass with its own `FILTER (WHERE ...)`, so a table is scanned
+//! once per stage however many variables use it. An event expression that needs a
+//! patient-level value (events after each patient's first diagnosis) is evaluated
+//! at a later stage, over the table joined to the values the earlier stages produced.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use datafusion::functions::core::expr_fn::{coalesce, greatest, least};
+use datafusion::functions_aggregate::{
+    array_agg::array_agg_udaf, average::avg_udaf, count::count_udaf, first_last::first_value_udaf,
+    min_max::{max_udaf, min_udaf}, sum::sum_udaf,
+};
+use datafusion::logical_expr::expr::Case as CaseExpr;
+use datafusion::logical_expr::{AggregateUDF, Expr, ExprFunctionExt, SortExpr, cast, col, lit};
+use datafusion::arrow::datatypes::DataType;
+
+use super::functions::call;
+use crate::error::Result;
+use crate::model::*;
+use crate::{bail, err};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceKind {
+    PatientTable,
+    /// An inline patient table, defined by the node with this id.
+    Inline(NodeId),
+    /// A grouped pass over an event table.
+    Events,
+}
+
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub table: String,
+    pub kind: SourceKind,
+    pub stage: usize,
+    /// A column that is true for every patient with a row in the table.
+    pub presence: String,
+    /// Output columns: plain column expressions for patient tables, aggregate
+    /// expressions for event passes.
+    pub columns: Vec<(String, Expr)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventTable {
+    pub name: String,
+    pub root: String,
+    pub stage: usize,
+    pub filters: Vec<Expr>,
+    pub columns: Vec<(String, Expr)>,
+}
+
+/// The result of analysis: sources, and expressions over their output columns.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    pub sources: Vec<Source>,
+    /// Presence columns of the tables the population uses: a patient is considered
+    /// only if they appear in one of those tables.
+    pub universe: Vec<String>,
+    pub population: Expr,
+    pub variables: Vec<(String, Expr)>,
+    pub event_tables: Vec<EventTable>,
+    /// Tables read from the data (not inline), in first-use order.
+    pub tables: Vec<String>,
+}
+
+impl Analysis {
+    pub fn last_stage(&self) -> usize {
+        self.sources.iter().map(|s| s.stage).max().unwrap_or(0)
+    }
+}
+
+/// A compiled series: an expression, the filters that decide which rows it has (for
+/// event-level series), and the earliest stage at which it can be evaluated.
+#[derive(Clone, Debug)]
+struct Ser {
+    expr: Expr,
+    filters: Vec<Expr>,
+    stage: usize,
+}
+
+#[derive(Clone, Debug)]
+enum PatientFrame {
+    Table(usize),
+    Pick(Position),
+}
+
+#[derive(Clone, Debug)]
+struct Frm {
+    root: String,
+    schema: TableSchema,
+    filters: Vec<Expr>,
+    /// Sort keys, most significant first.
+    sort: Vec<Expr>,
+    stage: usize,
+    patient: Option<PatientFrame>,
+}
+
+pub fn analyze(model: &QueryModel, infos: &[NodeInfo]) -> Result<Analysis> {
+    let mut a = Analyzer { model, infos, sources: Vec::new(), series: HashMap::new(), frames: HashMap::new(), next: 0 };
+    let ds = &model.dataset;
+    let population = a.series(ds.population)?.expr;
+    let mut variables = Vec::new();
+    for (name, id) in &ds.variables {
+        variables.push((name.clone(), a.series(*id)?.expr));
+    }
+    let mut event_tables = Vec::new();
+    for (name, cols) in &ds.event_tables {
+        let mut t = EventTable { name: name.clone(), root: String::new(), stage: 0, filters: Vec::new(), columns: Vec::new() };
+        for (cname, id) in cols {
+            if let Some(Dim::Event(root)) = infos[*id].dim() {
+                t.root = root.clone();
+            }
+            let s = a.series(*id)?;
+            t.stage = t.stage.max(s.stage);
+            merge(&mut t.filters, &s.filters);
+            t.columns.push((cname.clone(), s.expr));
+        }
+        event_tables.push(t);
+    }
+    let population_tables = tables_used(model, ds.population);
+    if population_tables.is_empty() {
+        bail!("the population must use at least one table (it decides which patients are considered)");
+    }
+    let universe = a
+        .sources
+        .iter()
+        .filter(|s| population_tables.contains(&s.table))
+        .map(|s| s.presence.clone())
+        .collect();
+    let mut tables = Vec::new();
+    for s in &a.sources {
+        if !matches!(s.kind, SourceKind::Inline(_)) && !tables.contains(&s.table) {
+            tables.push(s.table.clone());
+        }
+    }
+    for t in &event_tables {
+        if !tables.contains(&t.root) {
+            tables.push(t.root.clone());
+        }
+    }
+    Ok(Analysis { sources: a.sources, universe, population, variables, event_tables, tables })
+}
+
+/// The tables (by root name) that a node's value depends on.
+fn tables_used(model: &QueryModel, id: NodeId) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![id];
+    let mut seen = BTreeSet::new();
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        match &model.nodes[n] {
+            Node::SelectTable { table } | Node::SelectPatientTable { table } => {
+                out.insert(table.clone());
+            }
+            Node::InlinePatientTable { .. } => {
+                out.insert(format!("inline#{n}"));
+            }
+            Node::SelectColumn { source, .. } | Node::PickOneRowPerPatient { source, .. } | Node::Aggregate { source, .. } => {
+                stack.push(*source)
+            }
+            Node::Filter { source, condition } => stack.extend([*source, *condition]),
+            Node::Sort { source, sort_by } => {
+                stack.push(*source);
+                stack.extend(sort_by);
+            }
+            Node::Function { args, .. } => stack.extend(args),
+            Node::Case { cases, default } => {
+                for (c, v) in cases {
+                    stack.push(*c);
+                    stack.extend(v);
+                }
+                stack.extend(default);
+            }
+            Node::Value { .. } | Node::ValueSet { .. } => {}
+        }
+    }
+    out
+}
+
+fn merge(into: &mut Vec<Expr>, from: &[Expr]) {
+    for f in from {
+        if !into.contains(f) {
+            into.push(f.clone());
+        }
+    }
+}
+
+fn conjunction(filters: &[Expr]) -> Option<Expr> {
+    filters.iter().cloned().reduce(|a, b| a.and(b))
+}
+
+pub fn literal(ty: &ValueType, value: &Literal) -> Result<Expr> {
+    Ok(lit(match value {
+        Literal::Null => ScalarValue::try_from(&ty.arrow_type())?,
+        Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        Literal::Int(i) => ScalarValue::Int64(Some(*i)),
+        Literal::Float(f) => ScalarValue::Float64(Some(*f)),
+        Literal::Str(s) => ScalarValue::Utf8(Some(s.clone())),
+        Literal::Date(d) => ScalarValue::Date32(Some(*d)),
+    }))
+}
+
+fn aggregate(udaf: Arc<AggregateUDF>, arg: Expr, distinct: bool, filters: &[Expr], order: Vec<SortExpr>) -> Result<Expr> {
+    let mut b = udaf.call(vec![arg]).order_by(order);
+    if distinct {
+        b = b.distinct();
+    }
+    if let Some(f) = conjunction(filters) {
+        b = b.filter(f);
+    }
+    Ok(b.build()?)
+}
+
+fn case(when_then: Vec<(Expr, Expr)>, otherwise: Option<Expr>) -> Expr {
+    Expr::Case(CaseExpr {
+        expr: None,
+        when_then_expr: when_then.into_iter().map(|(w, t)| (Box::new(w), Box::new(t))).collect(),
+        else_expr: otherwise.map(Box::new),
+    })
+}
+
+struct Analyzer<'a> {
+    model: &'a QueryModel,
+    infos: &'a [NodeInfo],
+    sources: Vec<Source>,
+    series: HashMap<NodeId, Ser>,
+    frames: HashMap<NodeId, Frm>,
+    next: usize,
+}
+
+impl Analyzer<'_> {
+    fn source(&mut self, table: &str, kind: SourceKind, stage: usize) -> usize {
+        if let Some(i) = self.sources.iter().position(|s| s.table == table && s.kind == kind && s.stage == stage) {
+            return i;
+        }
+        let presence = format!("__in{}", self.sources.len());
+        self.sources.push(Source { table: table.to_string(), kind, stage, presence, columns: Vec::new() });
+        self.sources.len() - 1
+    }
+
+    /// Add an output column to a source (reusing an identical one) and return its name.
+    fn column(&mut self, src: usize, expr: Expr) -> String {
+        if let Some((name, _)) = self.sources[src].columns.iter().find(|(_, e)| *e == expr) {
+            return name.clone();
+        }
+        let name = format!("__v{}", self.next);
+        self.next += 1;
+        self.sources[src].columns.push((name.clone(), expr));
+        name
+    }
+
+    fn event_column(&mut self, root: &str, stage: usize, expr: Expr) -> String {
+        let src = self.source(root, SourceKind::Events, stage);
+        self.column(src, expr)
+    }
+
+    fn frame(&mut self, id: NodeId) -> Result<Frm> {
+        if let Some(f) = self.frames.get(&id) {
+            return Ok(f.clone());
+        }
+        let f = self.frame_uncached(id).map_err(|e| err!("node {id}: {e}"))?;
+        self.frames.insert(id, f.clone());
+        Ok(f)
+    }
+
+    fn frame_uncached(&mut self, id: NodeId) -> Result<Frm> {
+        let NodeInfo::Frame { root, schema, .. } = &self.infos[id] else { bail!("expected a frame") };
+        let base = |patient| Frm { root: root.clone(), schema: schema.clone(), filters: vec![], sort: vec![], stage: 0, patient };
+        Ok(match &self.model.nodes[id] {
+            Node::SelectTable { .. } => base(None),
+            Node::SelectPatientTable { table } => {
+                let src = self.source(table, SourceKind::PatientTable, 0);
+                base(Some(PatientFrame::Table(src)))
+            }
+            Node::InlinePatientTable { .. } => {
+                let src = self.source(root, SourceKind::Inline(id), 0);
+                base(Some(PatientFrame::Table(src)))
+            }
+            Node::Filter { source, condition } => {
+                let mut f = self.frame(*source)?;
+                let c = self.series(*condition)?;
+                merge(&mut f.filters, &c.filters);
+                merge(&mut f.filters, &[c.expr]);
+                f.stage = f.stage.max(c.stage);
+                f
+            }
+            Node::Sort { source, sort_by } => {
+                let mut f = self.frame(*source)?;
+                let mut keys = Vec::new();
+                for k in sort_by {
+                    let s = self.series(*k)?;
+                    merge(&mut f.filters, &s.filters);
+                    f.stage = f.stage.max(s.stage);
+                    keys.push(s.expr);
+                }
+                keys.extend(f.sort);
+                f.sort = keys;
+                f
+            }
+            Node::PickOneRowPerPatient { source, position } => {
+                let mut f = self.frame(*source)?;
+                f.patient = Some(PatientFrame::Pick(*position));
+                f
+            }
+            _ => bail!("expected a frame"),
+        })
+    }
+
+    fn series(&mut self, id: NodeId) -> Result<Ser> {
+        if let Some(s) = self.series.get(&id) {
+            return Ok(s.clone());
+        }
+        let s = self.series_uncached(id).map_err(|e| if e.to_string().starts_with("node ") { e } else { err!("node {id}: {e}") })?;
+        self.series.insert(id, s.clone());
+        Ok(s)
+    }
+
+    fn ty(&self, id: NodeId) -> ValueType {
+        self.infos[id].series_type().cloned().expect("validated series")
+    }
+
+    fn series_uncached(&mut self, id: NodeId) -> Result<Ser> {
+        let patient = |expr, stage| Ser { expr, filters: vec![], stage };
+        Ok(match &self.model.nodes[id] {
+            Node::SelectColumn { source, name } => {
+                let f = self.frame(*source)?;
+                match f.patient {
+                    None => Ser { expr: col(name.as_str()), filters: f.filters, stage: f.stage },
+                    Some(PatientFrame::Table(src)) => {
+                        let c = self.column(src, col(name.as_str()));
+                        patient(col(c), 1)
+                    }
+                    Some(PatientFrame::Pick(position)) => {
+                        // Ties on the sort keys are broken by every column, so that all
+                        // columns picked from one frame come from the same row.
+                        // (DataFusion requires the keys to be distinct.)
+                        let mut keys = f.sort.clone();
+                        merge(&mut keys, &f.schema.columns.iter().map(|c| col(c.name.as_str())).collect::<Vec<_>>());
+                        let order = keys
+                            .into_iter()
+                            .map(|k| match position {
+                                Position::First => k.sort(true, true),
+                                Position::Last => k.sort(false, false),
+                            })
+                            .collect();
+                        let agg = aggregate(first_value_udaf(), col(name.as_str()), false, &f.filters, order)?;
+                        let c = self.event_column(&f.root, f.stage, agg);
+                        patient(col(c), f.stage + 1)
+                    }
+                }
+            }
+            Node::Aggregate { aggregation, source, maximum_gap_days } => self.aggregation(*aggregation, *source, *maximum_gap_days)?,
+            Node::Function { function, args } => self.function(*function, args)?,
+            Node::Case { cases, default } => {
+                let mut out = Ser { expr: lit(true), filters: vec![], stage: 0 };
+                let ty = self.ty(id);
+                let mut when_then = Vec::new();
+                for (c, v) in cases {
+                    let c = self.absorb(&mut out, *c)?;
+                    let v = match v {
+                        Some(v) => self.absorb(&mut out, *v)?,
+                        None => literal(&ty, &Literal::Null)?,
+                    };
+                    when_then.push((c, v));
+                }
+                let otherwise = match default {
+                    Some(d) => Some(self.absorb(&mut out, *d)?),
+                    None => None,
+                };
+                out.expr = case(when_then, otherwise);
+                out
+            }
+            Node::Value { ty, value } => patient(literal(ty, value)?, 0),
+            Node::ValueSet { .. } => bail!("a set of values can only be used as the right-hand side of In"),
+            _ => bail!("expected a series"),
+        })
+    }
+
+    /// Compile an argument and fold its rows and stage into `out`.
+    fn absorb(&mut self, out: &mut Ser, id: NodeId) -> Result<Expr> {
+        let s = self.series(id)?;
+        merge(&mut out.filters, &s.filters);
+        out.stage = out.stage.max(s.stage);
+        Ok(s.expr)
+    }
+
+    fn aggregation(&mut self, aggregation: Aggregation, source: NodeId, gap: Option<i64>) -> Result<Ser> {
+        use Aggregation::*;
+        let zero = || lit(0i64);
+        if matches!(aggregation, Exists | Count) {
+            let f = self.frame(source)?;
+            if let Some(PatientFrame::Table(src)) = f.patient {
+                let present = col(self.sources[src].presence.as_str()).is_not_null();
+                let expr = if aggregation == Exists { present } else { case(vec![(present, lit(1i64))], Some(zero())) };
+                return Ok(Ser { expr, filters: vec![], stage: 1 });
+            }
+            let c = self.event_column(&f.root, f.stage, aggregate(count_udaf(), lit(1i64), false, &f.filters, vec![])?);
+            let n = coalesce(vec![col(c), zero()]);
+            let expr = match (aggregation, &f.patient) {
+                (Exists, _) => n.gt(zero()),
+                (_, Some(PatientFrame::Pick(_))) => case(vec![(n.gt(zero()), lit(1i64))], Some(zero())),
+                _ => n,
+            };
+            return Ok(Ser { expr, filters: vec![], stage: f.stage + 1 });
+        }
+        let Some(Dim::Event(root)) = self.infos[source].dim().cloned() else { bail!("expected an event-level series") };
+        let s = self.series(source)?;
+        let not_null = |s: &Ser| {
+            let mut f = s.filters.clone();
+            f.push(s.expr.clone().is_not_null());
+            f
+        };
+        let (agg, wrap): (Expr, fn(Expr, Option<i64>) -> Expr) = match aggregation {
+            CountDistinct => (aggregate(count_udaf(), s.expr.clone(), true, &s.filters, vec![])?, |c, _| coalesce(vec![c, lit(0i64)])),
+            CountEpisodes => (aggregate(array_agg_udaf(), s.expr.clone(), false, &not_null(&s), vec![])?, |c, g| {
+                call("ehr_count_episodes", vec![c, lit(g.unwrap_or(0))])
+            }),
+            Min => (aggregate(min_udaf(), s.expr.clone(), false, &s.filters, vec![])?, |c, _| c),
+            Max => (aggregate(max_udaf(), s.expr.clone(), false, &s.filters, vec![])?, |c, _| c),
+            Sum => (aggregate(sum_udaf(), s.expr.clone(), false, &s.filters, vec![])?, |c, _| c),
+            Mean => (aggregate(avg_udaf(), s.expr.clone(), false, &s.filters, vec![])?, |c, _| c),
+            CombineAsSet => (aggregate(array_agg_udaf(), s.expr.clone(), false, &not_null(&s), vec![])?, |c, _| c),
+            Exists | Count => unreachable!(),
+        };
+        let c = self.event_column(&root, s.stage, agg);
+        Ok(Ser { expr: wrap(col(c), gap), filters: vec![], stage: s.stage + 1 })
+    }
+
+    fn function(&mut self, function: Function, args: &[NodeId]) -> Result<Ser> {
+        use Function::*;
+        let mut out = Ser { expr: lit(true), filters: vec![], stage: 0 };
+        if function == In {
+            if let Node::ValueSet { ty, values } = &self.model.nodes[args[1]] {
+                let lhs = self.absorb(&mut out, args[0])?;
+                out.expr = if values.is_empty() {
+                    lit(false)
+                } else {
+                    let list = values.iter().map(|v| literal(ty, v)).collect::<Result<Vec<_>>>()?;
+                    lhs.in_list(list, false)
+                };
+                return Ok(out);
+            }
+        }
+        let tys: Vec<ValueType> = args.iter().map(|a| self.ty(*a)).collect();
+        let mut e = Vec::with_capacity(args.len());
+        for a in args {
+            e.push(self.absorb(&mut out, *a)?);
+        }
+        let float = |x: &Expr| cast(x.clone(), DataType::Float64);
+        let mut e = e.into_iter();
+        let mut next = || e.next().expect("arity checked");
+        out.expr = match function {
+            EQ => next().eq(next()),
+            NE => next().not_eq(next()),
+            LT => next().lt(next()),
+            LE => next().lt_eq(next()),
+            GT => next().gt(next()),
+            GE => next().gt_eq(next()),
+            And => next().and(next()),
+            Or => next().or(next()),
+            Not => Expr::Not(Box::new(next())),
+            IsNull => next().is_null(),
+            Negate => Expr::Negative(Box::new(next())),
+            Absolute => {
+                let x = next();
+                case(vec![(x.clone().lt(literal(&tys[0], &zero_of(&tys[0]))?), Expr::Negative(Box::new(x.clone())))], Some(x))
+            }
+            Add => next() + next(),
+            Subtract => next() - next(),
+            Multiply => next() * next(),
+            TrueDivide => {
+                let (a, b) = (next(), next());
+                call("ehr_true_divide", vec![float(&a), float(&b)])
+            }
+            FloorDivide => {
+                let (a, b) = (next(), next());
+                if tys[0] == ValueType::Int {
+                    call("ehr_floor_divide_int", vec![a, b])
+                } else {
+                    call("ehr_floor_divide_float", vec![a, b])
+                }
+            }
+            Power => {
+                let (a, b) = (next(), next());
+                call("ehr_power", vec![float(&a), float(&b)])
+            }
+            CastToInt => cast(next(), DataType::Int64),
+            CastToFloat => float(&next()),
+            DateAddDays => call("ehr_date_add_days", vec![next(), next()]),
+            DateAddMonths => call("ehr_date_add_months", vec![next(), next()]),
+            DateAddYears => call("ehr_date_add_years", vec![next(), next()]),
+            DateDifferenceInDays => call("ehr_date_diff_days", vec![next(), next()]),
+            DateDifferenceInMonths => call("ehr_date_diff_months", vec![next(), next()]),
+            DateDifferenceInYears => call("ehr_date_diff_years", vec![next(), next()]),
+            YearFromDate => call("ehr_year", vec![next()]),
+            MonthFromDate => call("ehr_month", vec![next()]),
+            DayFromDate => call("ehr_day", vec![next()]),
+            ToFirstOfYear => call("ehr_first_of_year", vec![next()]),
+            ToFirstOfMonth => call("ehr_first_of_month", vec![next()]),
+            StringContains => call("ehr_str_contains", vec![next(), next()]),
+            In => call("ehr_in_set", vec![next(), next()]),
+            MinimumOf => least((0..args.len()).map(|_| next()).collect()),
+            MaximumOf => greatest((0..args.len()).map(|_| next()).collect()),
+        };
+        Ok(out)
+    }
+}
+
+fn zero_of(ty: &ValueType) -> Literal {
+    if *ty == ValueType::Float { Literal::Float(0.0) } else { Literal::Int(0) }
+}

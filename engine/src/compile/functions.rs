@@ -1,0 +1,340 @@
+//! Scalar functions with ehrQL's exact semantics where SQL's differ: division by zero
+//! gives null, floor division rounds down, month arithmetic rolls a missing day
+//! forward to the first of the next month, date differences count whole elapsed
+//! units, and set membership ignores nulls in the set.
+
+use std::sync::Arc;
+
+use arrow::array::*;
+use arrow::compute::kernels::cmp;
+use arrow::datatypes::DataType;
+use chrono::{Datelike, NaiveDate};
+use datafusion::common::{Result as DFResult, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::model::types::{date_to_days, days_to_date};
+
+type Kernel = fn(&[ArrayRef]) -> DFResult<ArrayRef>;
+
+/// One ehrQL function: a name, a fixed return type and an array kernel. Arguments
+/// arrive already in the engine's canonical Arrow types.
+#[derive(Debug)]
+pub struct EhrFunction {
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    kernel: Kernel,
+}
+
+// Names are unique, so they identify a function (function pointers cannot).
+impl PartialEq for EhrFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for EhrFunction {}
+impl std::hash::Hash for EhrFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+
+impl ScalarUDFImpl for EhrFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DFResult<DataType> {
+        Ok(self.returns.clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        Ok(ColumnarValue::Array((self.kernel)(&arrays)?))
+    }
+}
+
+fn udf(name: &'static str, arity: usize, returns: DataType, kernel: Kernel) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(EhrFunction {
+        name,
+        signature: Signature::any(arity, Volatility::Immutable),
+        returns,
+        kernel,
+    }))
+}
+
+/// Call a named ehrQL function on argument expressions.
+pub fn call(name: &'static str, args: Vec<Expr>) -> Expr {
+    let f = match name {
+        "ehr_true_divide" => udf(name, 2, DataType::Float64, true_divide),
+        "ehr_floor_divide_int" => udf(name, 2, DataType::Int64, floor_divide_int),
+        "ehr_floor_divide_float" => udf(name, 2, DataType::Int64, floor_divide_float),
+        "ehr_power" => udf(name, 2, DataType::Float64, power),
+        "ehr_date_add_days" => udf(name, 2, DataType::Date32, date_add_days),
+        "ehr_date_add_months" => udf(name, 2, DataType::Date32, date_add_months),
+        "ehr_date_add_years" => udf(name, 2, DataType::Date32, date_add_years),
+        "ehr_date_diff_days" => udf(name, 2, DataType::Int64, date_diff_days),
+        "ehr_date_diff_months" => udf(name, 2, DataType::Int64, date_diff_months),
+        "ehr_date_diff_years" => udf(name, 2, DataType::Int64, date_diff_years),
+        "ehr_year" => udf(name, 1, DataType::Int64, year),
+        "ehr_month" => udf(name, 1, DataType::Int64, month),
+        "ehr_day" => udf(name, 1, DataType::Int64, day),
+        "ehr_first_of_year" => udf(name, 1, DataType::Date32, first_of_year),
+        "ehr_first_of_month" => udf(name, 1, DataType::Date32, first_of_month),
+        "ehr_str_contains" => udf(name, 2, DataType::Boolean, str_contains),
+        "ehr_in_set" => udf(name, 2, DataType::Boolean, in_set),
+        "ehr_count_episodes" => udf(name, 2, DataType::Int64, count_episodes),
+        other => panic!("no ehrQL function named {other}"),
+    };
+    f.call(args)
+}
+
+fn as_f64(a: &ArrayRef) -> DFResult<&Float64Array> {
+    a.as_any().downcast_ref().map_or_else(|| exec_err!("expected float64, got {}", a.data_type()), Ok)
+}
+fn as_i64(a: &ArrayRef) -> DFResult<&Int64Array> {
+    a.as_any().downcast_ref().map_or_else(|| exec_err!("expected int64, got {}", a.data_type()), Ok)
+}
+fn as_date(a: &ArrayRef) -> DFResult<&Date32Array> {
+    a.as_any().downcast_ref().map_or_else(|| exec_err!("expected date32, got {}", a.data_type()), Ok)
+}
+fn as_str(a: &ArrayRef) -> DFResult<&StringArray> {
+    a.as_any().downcast_ref().map_or_else(|| exec_err!("expected utf8, got {}", a.data_type()), Ok)
+}
+
+fn binary<A, B, T, O>(a: A, b: B, f: impl Fn(A::Item, B::Item) -> Option<T>) -> O
+where
+    A: ArrayAccessor + Copy,
+    B: ArrayAccessor + Copy,
+    O: FromIterator<Option<T>>,
+{
+    (0..a.len())
+        .map(|i| if a.is_null(i) || b.is_null(i) { None } else { f(a.value(i), b.value(i)) })
+        .collect()
+}
+
+fn true_divide(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let (a, b) = (as_f64(&args[0])?, as_f64(&args[1])?);
+    let out: Float64Array = (0..a.len())
+        .map(|i| if a.is_null(i) || b.is_null(i) || b.value(i) == 0.0 { None } else { Some(a.value(i) / b.value(i)) })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn floor_divide_int(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let (a, b) = (as_i64(&args[0])?, as_i64(&args[1])?);
+    let out: Int64Array = (0..a.len())
+        .map(|i| {
+            if a.is_null(i) || b.is_null(i) || b.value(i) == 0 {
+                return None;
+            }
+            let (x, y) = (a.value(i), b.value(i));
+            let q = x.checked_div(y)?;
+            // Truncation rounds towards zero; floor division rounds down.
+            Some(if x % y != 0 && ((x < 0) != (y < 0)) { q - 1 } else { q })
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn floor_divide_float(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let (a, b) = (as_f64(&args[0])?, as_f64(&args[1])?);
+    let out: Int64Array = (0..a.len())
+        .map(|i| {
+            if a.is_null(i) || b.is_null(i) || b.value(i) == 0.0 {
+                return None;
+            }
+            let q = (a.value(i) / b.value(i)).floor();
+            (q.is_finite() && q.abs() < 9.2e18).then_some(q as i64)
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn power(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let (a, b) = (as_f64(&args[0])?, as_f64(&args[1])?);
+    let out: Float64Array = binary(a, b, |x: f64, y: f64| {
+        // 0 to a negative power is a division by zero; non-finite results have no value.
+        if x == 0.0 && y < 0.0 {
+            return None;
+        }
+        let r = x.powf(y);
+        r.is_finite().then_some(r)
+    });
+    Ok(Arc::new(out))
+}
+
+fn map_dates(a: &Date32Array, f: impl Fn(NaiveDate) -> Option<NaiveDate>) -> Date32Array {
+    a.iter().map(|d| d.and_then(days_to_date).and_then(&f).map(date_to_days)).collect()
+}
+
+fn date_int(args: &[ArrayRef], f: fn(NaiveDate, i64) -> Option<NaiveDate>) -> DFResult<ArrayRef> {
+    let (a, n) = (as_date(&args[0])?, as_i64(&args[1])?);
+    let out: Date32Array = (0..a.len())
+        .map(|i| {
+            if a.is_null(i) || n.is_null(i) {
+                return None;
+            }
+            days_to_date(a.value(i)).and_then(|d| f(d, n.value(i))).map(date_to_days)
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn date_add_days(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    date_int(args, |d, n| d.checked_add_signed(chrono::Duration::try_days(n)?))
+}
+
+/// Add months the way ehrQL does: when the day does not exist in the target month,
+/// the result is the first day of the following month (31 Jan + 1 month = 1 Mar).
+pub fn add_months(d: NaiveDate, n: i64) -> Option<NaiveDate> {
+    let total = i64::from(d.year()) * 12 + i64::from(d.month0()) + n;
+    let year = i32::try_from(total.div_euclid(12)).ok()?;
+    let month = total.rem_euclid(12) as u32 + 1;
+    NaiveDate::from_ymd_opt(year, month, d.day()).or_else(|| {
+        let (y, m) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+        NaiveDate::from_ymd_opt(y, m, 1)
+    })
+}
+
+fn date_add_months(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    date_int(args, add_months)
+}
+
+fn date_add_years(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    date_int(args, |d, n| add_months(d, n.checked_mul(12)?))
+}
+
+fn date_diff(args: &[ArrayRef], f: fn(NaiveDate, NaiveDate) -> i64) -> DFResult<ArrayRef> {
+    let (a, b) = (as_date(&args[0])?, as_date(&args[1])?);
+    let out: Int64Array = binary(a, b, |x: i32, y: i32| Some(f(days_to_date(x)?, days_to_date(y)?)));
+    Ok(Arc::new(out))
+}
+
+fn date_diff_days(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    date_diff(args, |end, start| (end - start).num_days())
+}
+
+/// Whole months elapsed from `start` to `end` (negative when `end` is earlier).
+pub fn months_between(end: NaiveDate, start: NaiveDate) -> i64 {
+    let months = (i64::from(end.year()) - i64::from(start.year())) * 12 + i64::from(end.month()) - i64::from(start.month());
+    if end.day() < start.day() { months - 1 } else { months }
+}
+
+/// Whole years elapsed from `start` to `end`, as an age is counted.
+pub fn years_between(end: NaiveDate, start: NaiveDate) -> i64 {
+    let years = i64::from(end.year()) - i64::from(start.year());
+    if (end.month(), end.day()) < (start.month(), start.day()) { years - 1 } else { years }
+}
+
+fn date_diff_months(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    date_diff(args, months_between)
+}
+
+fn date_diff_years(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    date_diff(args, years_between)
+}
+
+fn date_part(args: &[ArrayRef], f: fn(NaiveDate) -> i64) -> DFResult<ArrayRef> {
+    let a = as_date(&args[0])?;
+    let out: Int64Array = a.iter().map(|d| d.and_then(days_to_date).map(f)).collect();
+    Ok(Arc::new(out))
+}
+
+fn year(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    date_part(args, |d| i64::from(d.year()))
+}
+fn month(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    date_part(args, |d| i64::from(d.month()))
+}
+fn day(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    date_part(args, |d| i64::from(d.day()))
+}
+fn first_of_year(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    Ok(Arc::new(map_dates(as_date(&args[0])?, |d| d.with_ordinal(1))))
+}
+fn first_of_month(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    Ok(Arc::new(map_dates(as_date(&args[0])?, |d| d.with_day(1))))
+}
+
+fn str_contains(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let (a, b) = (as_str(&args[0])?, as_str(&args[1])?);
+    let out: BooleanArray = binary(a, b, |x: &str, y: &str| Some(x.contains(y)));
+    Ok(Arc::new(out))
+}
+
+/// `value IN set` as ehrQL defines it: an empty (or missing) set contains nothing,
+/// not even null; otherwise a null value gives null; nulls in the set are ignored.
+fn in_set(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let (values, sets) = (&args[0], &args[1]);
+    let Some(sets) = sets.as_any().downcast_ref::<ListArray>() else {
+        return exec_err!("ehr_in_set expects a list, got {}", sets.data_type());
+    };
+    let mut out = BooleanBuilder::with_capacity(values.len());
+    for i in 0..values.len() {
+        let set = if sets.is_null(i) { None } else { Some(sets.value(i)) };
+        let non_empty = set.as_ref().is_some_and(|s| s.len() > s.null_count());
+        if !non_empty {
+            out.append_value(false);
+        } else if values.is_null(i) {
+            out.append_null();
+        } else {
+            let needle = Scalar::new(values.slice(i, 1));
+            let hits = cmp::eq(set.as_ref().unwrap(), &needle)?;
+            out.append_value(hits.true_count() > 0);
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// Count runs of dates in which each date is within `gap` days of the previous one.
+fn count_episodes(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let Some(lists) = args[0].as_any().downcast_ref::<ListArray>() else {
+        return exec_err!("ehr_count_episodes expects a list, got {}", args[0].data_type());
+    };
+    let gaps = as_i64(&args[1])?;
+    let mut out = Int64Builder::with_capacity(lists.len());
+    for i in 0..lists.len() {
+        if lists.is_null(i) {
+            out.append_value(0);
+            continue;
+        }
+        let item = lists.value(i);
+        let dates = as_date(&item)?;
+        let mut days: Vec<i32> = dates.iter().flatten().collect();
+        days.sort_unstable();
+        let gap = gaps.value(i);
+        let episodes = days.windows(2).filter(|w| i64::from(w[1] - w[0]) > gap).count() + usize::from(!days.is_empty());
+        out.append_value(episodes as i64);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn months_roll_forward_past_missing_days() {
+        assert_eq!(add_months(d("2003-01-29"), 1), Some(d("2003-03-01")));
+        assert_eq!(add_months(d("2004-01-29"), 1), Some(d("2004-02-29")));
+        assert_eq!(add_months(d("2004-03-31"), -1), Some(d("2004-03-01")));
+        assert_eq!(add_months(d("2000-10-31"), -11), Some(d("1999-12-01")));
+        assert_eq!(add_months(d("2000-12-15"), 1), Some(d("2001-01-15")));
+    }
+
+    #[test]
+    fn elapsed_units_count_whole_periods() {
+        assert_eq!(years_between(d("2021-02-28"), d("2020-02-29")), 0);
+        assert_eq!(years_between(d("2021-02-28"), d("2023-01-01")), -2);
+        assert_eq!(months_between(d("2005-02-28"), d("2004-02-29")), 11);
+        assert_eq!(months_between(d("1999-12-26"), d("2000-01-27")), -2);
+    }
+}

@@ -1,0 +1,184 @@
+//! Planning: turn an [`Analysis`] into DataFusion logical plans, stage by stage.
+//!
+//! Stage k's event passes read the patient-level values of stages before k, which are
+//! materialised in memory (one row per patient) before stage k is planned. Within a
+//! stage each source appears once, so each table is scanned once per stage. Sources
+//! are combined with full outer joins on `patient_id`, and the population then keeps
+//! the patients who appear in a table the population uses and satisfy it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::common::{Column, TableReference};
+use datafusion::datasource::{MemTable, provider_as_source};
+use datafusion::functions::core::expr_fn::coalesce;
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::prelude::SessionContext;
+
+use super::analyze::{Analysis, EventTable, Source, SourceKind};
+use crate::error::Result;
+use crate::err;
+
+pub const PID: &str = "__pid";
+
+pub type Providers = HashMap<String, Arc<dyn TableProvider>>;
+
+pub struct Planner<'a> {
+    analysis: &'a Analysis,
+    providers: &'a Providers,
+    /// `materialised[k - 1]` holds the patient-level values of stages before k.
+    materialised: Vec<Arc<dyn TableProvider>>,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(analysis: &'a Analysis, providers: &'a Providers) -> Self {
+        Planner { analysis, providers, materialised: Vec::new() }
+    }
+
+    /// How many stages must be materialised before the dataset can be planned.
+    pub fn stages_to_materialise(&self) -> usize {
+        let events = self.analysis.event_tables.iter().map(|t| t.stage).max().unwrap_or(0);
+        self.analysis.last_stage().max(events)
+    }
+
+    /// The plan whose result becomes the input of the next stage.
+    pub fn next_stage_plan(&self) -> Result<LogicalPlan> {
+        self.frame_through(self.materialised.len())
+    }
+
+    /// Provide the result of [`Self::next_stage_plan`] (real data or, for `explain`,
+    /// an empty table of the right schema).
+    pub fn push_stage(&mut self, table: Arc<dyn TableProvider>) {
+        self.materialised.push(table);
+    }
+
+    fn provider(&self, table: &str) -> Result<&Arc<dyn TableProvider>> {
+        self.providers.get(table).ok_or_else(|| err!("no data for table '{table}'"))
+    }
+
+    fn scan(&self, name: &str, provider: &Arc<dyn TableProvider>) -> Result<LogicalPlanBuilder> {
+        Ok(LogicalPlanBuilder::scan(TableReference::bare(name.to_string()), provider_as_source(provider.clone()), None)?)
+    }
+
+    /// Scan an event table, joined to the values of earlier stages when it needs them.
+    fn event_rows(&self, table: &str, stage: usize) -> Result<LogicalPlanBuilder> {
+        let b = self.scan(table, self.provider(table)?)?;
+        if stage == 0 {
+            return Ok(b);
+        }
+        let values = self.materialised.get(stage - 1).ok_or_else(|| err!("stage {stage} planned before it was materialised"))?;
+        let values = self.scan(&format!("__stage{stage}"), values)?.build()?;
+        Ok(b.join(values, JoinType::Left, (vec![Column::from_name("patient_id")], vec![Column::from_name(PID)]), None)?)
+    }
+
+    fn source_plan(&self, s: &Source) -> Result<LogicalPlan> {
+        let mut out = vec![col("patient_id").alias(PID), lit(true).alias(s.presence.as_str())];
+        Ok(match &s.kind {
+            SourceKind::PatientTable | SourceKind::Inline(_) => {
+                out.extend(s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())));
+                self.scan(&s.table, self.provider(&s.table)?)?.project(out)?.build()?
+            }
+            SourceKind::Events => {
+                let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
+                out.extend(s.columns.iter().map(|(name, _)| col(name.as_str())));
+                self.event_rows(&s.table, s.stage)?
+                    .aggregate(vec![col("patient_id")], aggs)?
+                    .project(out)?
+                    .build()?
+            }
+        })
+    }
+
+    /// All patient-level values through `stage`: the materialised earlier stages plus
+    /// this stage's sources, joined on patient_id.
+    fn frame_through(&self, stage: usize) -> Result<LogicalPlan> {
+        let mut plans = Vec::new();
+        if stage > 0 {
+            plans.push(self.scan(&format!("__stage{stage}"), &self.materialised[stage - 1])?.build()?);
+        }
+        for s in self.analysis.sources.iter().filter(|s| s.stage == stage) {
+            plans.push(self.source_plan(s)?);
+        }
+        outer_join_all(plans)
+    }
+
+    /// The dataset: one row per patient in the population, sorted by patient_id.
+    pub fn dataset_plan(&self) -> Result<LogicalPlan> {
+        let frame = self.frame_through(self.materialised.len())?;
+        let considered = self
+            .analysis
+            .universe
+            .iter()
+            .map(|p| col(p.as_str()).is_not_null())
+            .reduce(|a, b| a.or(b))
+            .ok_or_else(|| err!("the population uses no table"))?;
+        let keep = considered.and(self.analysis.population.clone().is_true());
+        let mut out = vec![col(PID).alias("patient_id")];
+        out.extend(self.analysis.variables.iter().map(|(n, e)| e.clone().alias(n.as_str())));
+        Ok(LogicalPlanBuilder::from(frame)
+            .filter(keep)?
+            .project(out)?
+            .sort(vec![col("patient_id").sort(true, false)])?
+            .build()?)
+    }
+
+    /// An event-level table of the dataset, restricted to the patients in `population`
+    /// (a table with one `patient_id` column), sorted by every column.
+    pub fn event_table_plan(&self, t: &EventTable, population: &Arc<dyn TableProvider>) -> Result<LogicalPlan> {
+        let mut b = self.event_rows(&t.root, t.stage)?;
+        if let Some(f) = t.filters.iter().cloned().reduce(|a, b| a.and(b)) {
+            b = b.filter(f)?;
+        }
+        let pop = self.scan("__population", population)?.project(vec![col("patient_id").alias("__pop")])?.build()?;
+        let mut out = vec![col("patient_id")];
+        out.extend(t.columns.iter().map(|(n, e)| e.clone().alias(n.as_str())));
+        let order: Vec<_> = std::iter::once("patient_id".to_string())
+            .chain(t.columns.iter().map(|(n, _)| n.clone()))
+            .map(|n| col(n).sort(true, true))
+            .collect();
+        Ok(b.join(pop, JoinType::LeftSemi, (vec![Column::from_name("patient_id")], vec![Column::from_name("__pop")]), None)?
+            .project(out)?
+            .sort(order)?
+            .build()?)
+    }
+}
+
+/// Full outer join plans that each have one row per patient and a `__pid` column.
+fn outer_join_all(plans: Vec<LogicalPlan>) -> Result<LogicalPlan> {
+    let mut plans = plans.into_iter();
+    let mut acc = plans.next().ok_or_else(|| err!("nothing to join"))?;
+    for right in plans {
+        let l = LogicalPlanBuilder::from(acc).alias("l")?.build()?;
+        let r = LogicalPlanBuilder::from(right).alias("r")?.build()?;
+        let joined = LogicalPlanBuilder::from(l).join(
+            r,
+            JoinType::Full,
+            (vec![Column::new(Some("l"), PID)], vec![Column::new(Some("r"), PID)]),
+            None,
+        )?;
+        let mut out = vec![
+            coalesce(vec![Expr::Column(Column::new(Some("l"), PID)), Expr::Column(Column::new(Some("r"), PID))]).alias(PID),
+        ];
+        for (q, f) in joined.schema().iter() {
+            if f.name() != PID {
+                out.push(Expr::Column(Column::new(q.cloned(), f.name())));
+            }
+        }
+        acc = joined.project(out)?.build()?;
+    }
+    Ok(acc)
+}
+
+/// Run a plan and keep its result in memory as a table.
+pub async fn materialise(ctx: &SessionContext, plan: LogicalPlan) -> Result<Arc<dyn TableProvider>> {
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+}
+
+/// An empty table with a plan's schema, standing in for a stage when explaining.
+pub fn placeholder(plan: &LogicalPlan) -> Result<Arc<dyn TableProvider>> {
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
