@@ -1,0 +1,15 @@
+//! ehrfusion: a cohort extraction engine for health-record research.
+//!
+//! One extraction flows through the modules in order: [`model`] (the query model a
+//! definition lowers to, and its validation), [`compile`] (query model to DataFusion
+//! plans), [`source`] (reading and checking input tables), [`output`] (writers), all
+//! driven by [`run`].
+
+pub mod compile;
+pub mod error;
+pub mod model;
+pub mod output;
+pub mod run;
+pub mod source;
+
+pub use error::{Error, Result};

@@ -1,0 +1,154 @@
+//! Typed outputs (Arrow, parquet) use the smallest integer type that fits what a
+//! column can hold, and dictionary-encode strings drawn from a known set of
+//! categories. What a column can hold is inferred from the query model: schema
+//! constraints, literal values, and functions with known ranges.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+
+use crate::error::Result;
+use crate::model::*;
+use crate::source::Format;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub ty: ValueType,
+    /// Bounds every value lies within, when known.
+    pub int_range: Option<(i64, i64)>,
+    /// Every value the column can take, when known (strings only).
+    pub categories: Option<Vec<String>>,
+}
+
+impl ColumnInfo {
+    pub fn patient_id() -> ColumnInfo {
+        ColumnInfo { name: "patient_id".into(), ty: ValueType::Int, int_range: None, categories: None }
+    }
+
+    pub fn of(model: &QueryModel, infos: &[NodeInfo], name: &str, node: NodeId) -> ColumnInfo {
+        let ty = infos[node].series_type().cloned().unwrap_or(ValueType::Str);
+        let int_range = if ty == ValueType::Int { int_range(model, infos, node) } else { None };
+        let categories = if ty.is_textual() { categories(model, infos, node) } else { None };
+        ColumnInfo { name: name.to_string(), ty, int_range, categories }
+    }
+
+    fn output_type(&self, format: Format) -> DataType {
+        let base = self.ty.arrow_type();
+        if matches!(format, Format::Csv | Format::CsvGz) {
+            return base;
+        }
+        if let Some((lo, hi)) = self.int_range {
+            return smallest_int(lo, hi);
+        }
+        if let Some(cats) = &self.categories {
+            let key = if cats.len() <= i8::MAX as usize { DataType::Int8 } else if cats.len() <= i16::MAX as usize { DataType::Int16 } else { DataType::Int32 };
+            return DataType::Dictionary(Box::new(key), Box::new(DataType::Utf8));
+        }
+        base
+    }
+}
+
+fn smallest_int(lo: i64, hi: i64) -> DataType {
+    let fits = |min: i64, max: i64| lo >= min && hi <= max;
+    if fits(i8::MIN.into(), i8::MAX.into()) {
+        DataType::Int8
+    } else if fits(i16::MIN.into(), i16::MAX.into()) {
+        DataType::Int16
+    } else if fits(i32::MIN.into(), i32::MAX.into()) {
+        DataType::Int32
+    } else {
+        DataType::Int64
+    }
+}
+
+pub fn output_schema(columns: &[ColumnInfo], format: Format) -> SchemaRef {
+    Arc::new(ArrowSchema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.output_type(format), c.name != "patient_id"))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+pub fn narrow(batch: &RecordBatch, _columns: &[ColumnInfo], schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { Ok(cast(c, f.data_type())?) })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+fn column_schema<'a>(infos: &'a [NodeInfo], source: NodeId, name: &str) -> Option<&'a schema::ColumnSchema> {
+    match &infos[source] {
+        NodeInfo::Frame { schema, .. } => schema.column(name),
+        _ => None,
+    }
+}
+
+fn union(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
+    let (a, b) = (a?, b?);
+    Some((a.0.min(b.0), a.1.max(b.1)))
+}
+
+fn int_range(model: &QueryModel, infos: &[NodeInfo], id: NodeId) -> Option<(i64, i64)> {
+    match &model.nodes[id] {
+        Node::SelectColumn { source, name } => {
+            let c = column_schema(infos, *source, name)?;
+            if let Some(r) = &c.constraints.range {
+                return Some((r.min, r.max));
+            }
+            let cats = c.constraints.categories.as_ref()?;
+            let ints: Vec<i64> = cats.iter().filter_map(|v| v.as_i64()).collect();
+            (ints.len() == cats.len() && !ints.is_empty()).then(|| (*ints.iter().min().unwrap(), *ints.iter().max().unwrap()))
+        }
+        Node::Value { value: Literal::Int(v), .. } => Some((*v, *v)),
+        Node::Aggregate { aggregation: Aggregation::Min | Aggregation::Max, source, .. } => int_range(model, infos, *source),
+        Node::Function { function: Function::MinimumOf | Function::MaximumOf, args } => {
+            args.iter().map(|a| int_range(model, infos, *a)).reduce(union)?
+        }
+        Node::Function { function: Function::YearFromDate, .. } => Some((1, 9999)),
+        Node::Function { function: Function::MonthFromDate, .. } => Some((1, 12)),
+        Node::Function { function: Function::DayFromDate, .. } => Some((1, 31)),
+        Node::Function { function: Function::CastToInt, args } if infos[args[0]].series_type() == Some(&ValueType::Bool) => Some((0, 1)),
+        Node::Case { cases, default } => {
+            let values = cases.iter().filter_map(|(_, v)| *v).chain(default.iter().copied());
+            values.map(|v| int_range(model, infos, v)).reduce(union)?
+        }
+        _ => None,
+    }
+}
+
+fn categories(model: &QueryModel, infos: &[NodeInfo], id: NodeId) -> Option<Vec<String>> {
+    let merge = |sets: Vec<Option<Vec<String>>>| -> Option<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for s in sets {
+            for v in s? {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+        Some(out)
+    };
+    match &model.nodes[id] {
+        Node::SelectColumn { source, name } => {
+            let cats = column_schema(infos, *source, name)?.constraints.categories.as_ref()?;
+            cats.iter().map(|v| v.as_str().map(str::to_string)).collect()
+        }
+        Node::Value { value: Literal::Str(s), .. } => Some(vec![s.clone()]),
+        Node::Aggregate { aggregation: Aggregation::Min | Aggregation::Max, source, .. } => categories(model, infos, *source),
+        Node::Function { function: Function::MinimumOf | Function::MaximumOf, args } => {
+            merge(args.iter().map(|a| categories(model, infos, *a)).collect())
+        }
+        Node::Case { cases, default } => {
+            let values = cases.iter().filter_map(|(_, v)| *v).chain(default.iter().copied());
+            merge(values.map(|v| categories(model, infos, v)).collect())
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,200 @@
+//! Driving one extraction: load and check the definition, open the tables, run the
+//! plans stage by stage, and write the results.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::compile::plan::{materialise, placeholder};
+use crate::compile::{Analysis, Planner, Providers, analyze};
+use crate::error::Result;
+use crate::model::validate::validate;
+use crate::model::{NodeInfo, QueryModel, json};
+use crate::output::{ColumnInfo, Destination, TableWriter, commit, console_table};
+use crate::source::{self, Tables};
+use crate::{bail, err};
+
+/// A definition that has been checked and analysed, ready to run.
+pub struct Prepared {
+    pub model: QueryModel,
+    pub infos: Vec<NodeInfo>,
+    pub analysis: Analysis,
+}
+
+impl Prepared {
+    pub fn new(model: QueryModel) -> Result<Prepared> {
+        let infos = validate(&model)?;
+        let analysis = analyze(&model, &infos)?;
+        Ok(Prepared { model, infos, analysis })
+    }
+
+    /// The columns of the dataset, `patient_id` first, then variables in definition order.
+    pub fn dataset_columns(&self) -> Vec<ColumnInfo> {
+        let mut cols = vec![ColumnInfo::patient_id()];
+        for (name, id) in &self.model.dataset.variables {
+            cols.push(ColumnInfo::of(&self.model, &self.infos, name, *id));
+        }
+        cols
+    }
+
+    fn event_table_columns(&self, name: &str) -> Vec<ColumnInfo> {
+        let mut cols = vec![ColumnInfo::patient_id()];
+        for (cname, id) in &self.model.dataset.event_tables[name] {
+            cols.push(ColumnInfo::of(&self.model, &self.infos, cname, *id));
+        }
+        cols
+    }
+
+    pub fn open_tables(&self, tables: Tables, threads: usize) -> Result<Providers> {
+        source::open(&self.model, &self.analysis.tables, tables, threads)
+    }
+}
+
+/// Read a definition file. This build reads the JSON query model.
+pub fn load_definition(path: &Path) -> Result<QueryModel> {
+    let shown = path.display();
+    let name = path.to_string_lossy();
+    if name.ends_with(".py") {
+        bail!("{shown}: Python definitions are not supported by this build yet; give a JSON query model (.json)");
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err!("{shown}: {e}"))?;
+    json::parse(&text).map_err(|e| err!("{shown}: {e}"))
+}
+
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+pub fn session(threads: usize) -> SessionContext {
+    let config = SessionConfig::new().with_target_partitions(threads.max(1)).with_batch_size(8192);
+    SessionContext::new_with_config(config)
+}
+
+/// The rows of one output table.
+pub struct TableResult {
+    pub name: String,
+    pub columns: Vec<ColumnInfo>,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl TableResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+pub struct Results {
+    pub dataset: TableResult,
+    pub event_tables: Vec<TableResult>,
+}
+
+/// Run a prepared definition over opened tables.
+pub async fn execute(ctx: &SessionContext, prepared: &Prepared, providers: &Providers) -> Result<Results> {
+    let mut planner = Planner::new(&prepared.analysis, providers);
+    for _ in 0..planner.stages_to_materialise() {
+        let plan = planner.next_stage_plan()?;
+        planner.push_stage(materialise(ctx, plan).await?);
+    }
+    let batches = ctx.execute_logical_plan(planner.dataset_plan()?).await?.collect().await?;
+    let dataset = TableResult { name: "dataset".into(), columns: prepared.dataset_columns(), batches };
+    let mut event_tables = Vec::new();
+    if !prepared.analysis.event_tables.is_empty() {
+        let population = population_table(&dataset.batches)?;
+        for t in &prepared.analysis.event_tables {
+            let plan = planner.event_table_plan(t, &population)?;
+            let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+            event_tables.push(TableResult { name: t.name.clone(), columns: prepared.event_table_columns(&t.name), batches });
+        }
+    }
+    Ok(Results { dataset, event_tables })
+}
+
+fn population_table(dataset: &[RecordBatch]) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let schema = Arc::new(ArrowSchema::new(vec![Field::new("patient_id", DataType::Int64, false)]));
+    let batches = dataset
+        .iter()
+        .map(|b| {
+            let ids = b.column(0).as_any().downcast_ref::<Int64Array>().expect("patient_id").clone();
+            Ok(RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)])?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+}
+
+/// The plans of a definition, stage by stage, as DataFusion optimises them.
+pub async fn explain(ctx: &SessionContext, prepared: &Prepared) -> Result<String> {
+    let providers = prepared.open_tables(Tables::Empty, 1)?;
+    let mut planner = Planner::new(&prepared.analysis, &providers);
+    let mut out = String::new();
+    let stages = planner.stages_to_materialise();
+    for k in 0..stages {
+        let plan = planner.next_stage_plan()?;
+        out.push_str(&format!(
+            "== stage {k}: patient-level values that stage {} reads ==\n{}\n\n",
+            k + 1,
+            ctx.state().optimize(&plan)?.display_indent()
+        ));
+        planner.push_stage(placeholder(&plan)?);
+    }
+    let plan = planner.dataset_plan()?;
+    out.push_str(&format!("== stage {stages}: dataset ==\n{}\n", ctx.state().optimize(&plan)?.display_indent()));
+    if !prepared.analysis.event_tables.is_empty() {
+        let empty = population_table(&[])?;
+        for t in &prepared.analysis.event_tables {
+            let plan = planner.event_table_plan(t, &empty)?;
+            out.push_str(&format!("\n== event table {} ==\n{}\n", t.name, ctx.state().optimize(&plan)?.display_indent()));
+        }
+    }
+    Ok(out)
+}
+
+/// Write results to their destination; nothing is visible until all are written.
+pub fn write(results: &Results, destination: &Destination) -> Result<String> {
+    let tables = std::iter::once(&results.dataset).chain(&results.event_tables);
+    match destination {
+        Destination::Console => {
+            let mut out = String::new();
+            for t in tables {
+                if !results.event_tables.is_empty() {
+                    out.push_str(&format!("{}:\n", t.name));
+                }
+                out.push_str(&console_table(&t.columns, &t.batches)?);
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        Destination::File(path, format) => {
+            if !results.event_tables.is_empty() {
+                bail!(
+                    "--output {}: this dataset has event tables ({}); write them all to a directory, e.g. --output output/:{}",
+                    path.display(),
+                    results.event_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+                    format.extension()
+                );
+            }
+            let mut w = TableWriter::create(path, *format, results.dataset.columns.clone())?;
+            for b in &results.dataset.batches {
+                w.write(b)?;
+            }
+            commit(vec![w.finish()?])?;
+            Ok(String::new())
+        }
+        Destination::Directory(dir, format, extension) => {
+            let mut pending = Vec::new();
+            for t in tables {
+                let path = dir.join(format!("{}.{extension}", t.name));
+                let mut w = TableWriter::create(&path, *format, t.columns.clone())?;
+                for b in &t.batches {
+                    w.write(b)?;
+                }
+                pending.push(w.finish()?);
+            }
+            commit(pending)?;
+            Ok(String::new())
+        }
+    }
+}

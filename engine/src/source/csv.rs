@@ -1,0 +1,146 @@
+//! Reading CSV (and gzipped CSV) tables, checking every value against the schema.
+//! Each error names the file, the line and the column.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::*;
+use arrow::record_batch::RecordBatch;
+use flate2::read::MultiGzDecoder;
+
+use super::table_arrow_schema;
+use crate::error::Result;
+use crate::model::schema::TableSchema;
+use crate::model::types::{ValueType, parse_iso_date};
+use crate::{bail, err};
+
+pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
+    let file = File::open(path).map_err(|e| err!("{}: {e}", path.display()))?;
+    let reader = BufReader::with_capacity(1 << 20, file);
+    Ok(if path.to_string_lossy().ends_with(".gz") { Box::new(MultiGzDecoder::new(reader)) } else { Box::new(reader) })
+}
+
+enum Builder {
+    Bool(BooleanBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Str(StringBuilder),
+    Date(Date32Builder),
+}
+
+impl Builder {
+    fn new(ty: &ValueType) -> Builder {
+        match ty {
+            ValueType::Bool => Builder::Bool(BooleanBuilder::new()),
+            ValueType::Int => Builder::Int(Int64Builder::new()),
+            ValueType::Float => Builder::Float(Float64Builder::new()),
+            ValueType::Date => Builder::Date(Date32Builder::new()),
+            _ => Builder::Str(StringBuilder::new()),
+        }
+    }
+
+    /// Append one CSV field; `None` means the text is not a valid value of the type.
+    fn push(&mut self, text: &str) -> Option<()> {
+        if text.is_empty() {
+            match self {
+                Builder::Bool(b) => b.append_null(),
+                Builder::Int(b) => b.append_null(),
+                Builder::Float(b) => b.append_null(),
+                Builder::Str(b) => b.append_null(),
+                Builder::Date(b) => b.append_null(),
+            }
+            return Some(());
+        }
+        match self {
+            Builder::Bool(b) => b.append_value(parse_bool(text)?),
+            Builder::Int(b) => b.append_value(text.parse::<i64>().ok()?),
+            Builder::Float(b) => b.append_value(text.parse::<f64>().ok().filter(|f| f.is_finite())?),
+            Builder::Str(b) => b.append_value(text),
+            Builder::Date(b) => b.append_value(parse_iso_date(text)?),
+        }
+        Some(())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Int(b) => Arc::new(b.finish()),
+            Builder::Float(b) => Arc::new(b.finish()),
+            Builder::Str(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "T" | "t" | "True" | "true" | "TRUE" | "1" => Some(true),
+        "F" | "f" | "False" | "false" | "FALSE" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Read a whole CSV file of one table into a batch with the table's Arrow schema.
+/// Also returns the line of each row, for later error messages (duplicate patients).
+pub fn read_csv(path: &Path, table: &TableSchema) -> Result<(RecordBatch, Vec<u64>)> {
+    let shown = path.display();
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open_maybe_gzip(path)?);
+    let headers = reader.headers().map_err(|e| err!("{shown}: cannot read the header row: {e}"))?.clone();
+    let position = |name: &str| headers.iter().position(|h| h == name);
+    let pid_at = position("patient_id").ok_or_else(|| err!("{shown}: missing column 'patient_id'"))?;
+    let mut at = Vec::with_capacity(table.columns.len());
+    for c in &table.columns {
+        at.push(position(&c.name).ok_or_else(|| err!("{shown}: missing column '{}' of table '{}'", c.name, table.name))?);
+    }
+    for (i, h) in headers.iter().enumerate() {
+        if i != pid_at && !table.columns.iter().any(|c| c.name == h) {
+            bail!(
+                "{shown}: unknown column '{h}' (table '{}' has columns: patient_id, {})",
+                table.name,
+                table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        if headers.iter().take(i).any(|earlier| earlier == h) {
+            bail!("{shown}: column '{h}' appears twice in the header");
+        }
+    }
+    let mut pids = Int64Builder::new();
+    let mut lines = Vec::new();
+    let mut builders: Vec<Builder> = table.columns.iter().map(|c| Builder::new(&c.ty)).collect();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => bail!("{shown}: {e}"),
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() != headers.len() {
+            bail!("{shown}: line {line}: expected {} fields, found {}", headers.len(), record.len());
+        }
+        let pid = record[pid_at].parse::<i64>().map_err(|_| {
+            err!("{shown}: line {line}, column 'patient_id': '{}' is not an integer patient id", &record[pid_at])
+        })?;
+        pids.append_value(pid);
+        lines.push(line);
+        for ((b, i), c) in builders.iter_mut().zip(&at).zip(&table.columns) {
+            let text = &record[*i];
+            if b.push(text).is_none() {
+                bail!("{shown}: line {line}, column '{}': '{text}' is not a valid {}", c.name, describe(&c.ty));
+            }
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(pids.finish())];
+    columns.extend(builders.iter_mut().map(Builder::finish));
+    Ok((RecordBatch::try_new(table_arrow_schema(table), columns)?, lines))
+}
+
+fn describe(ty: &ValueType) -> String {
+    match ty {
+        ValueType::Bool => "bool (T or F)".into(),
+        ValueType::Date => "date (YYYY-MM-DD)".into(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,260 @@
+//! Input tables: a data directory holding one file (or one folder of files) per
+//! table, in csv, csv.gz, parquet or Arrow IPC (`.arrow`, `.feather`). Every table a
+//! definition uses is checked against its schema before any work starts.
+
+pub mod csv;
+mod typed;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{Field, Schema as ArrowSchema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
+
+use crate::compile::Providers;
+use crate::error::Result;
+use crate::model::schema::{Schema, TableSchema};
+use crate::model::{Literal, Node, QueryModel};
+use crate::{bail, err};
+
+/// The file formats ehrfusion reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    CsvGz,
+    Parquet,
+    Arrow,
+}
+
+impl Format {
+    pub const ALL: [(&'static str, Format); 5] = [
+        (".csv.gz", Format::CsvGz),
+        (".csv", Format::Csv),
+        (".parquet", Format::Parquet),
+        (".arrow", Format::Arrow),
+        (".feather", Format::Arrow),
+    ];
+
+    /// The format of a file name, and the name without its extension.
+    pub fn of(file_name: &str) -> Option<(&str, Format)> {
+        Format::ALL.iter().find_map(|(ext, f)| file_name.strip_suffix(ext).filter(|s| !s.is_empty()).map(|s| (s, *f)))
+    }
+
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "csv" => Some(Format::Csv),
+            "csv.gz" => Some(Format::CsvGz),
+            "parquet" => Some(Format::Parquet),
+            "arrow" | "feather" => Some(Format::Arrow),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::CsvGz => "csv.gz",
+            Format::Parquet => "parquet",
+            Format::Arrow => "arrow",
+        }
+    }
+}
+
+/// The Arrow schema of a table: `patient_id` then its columns, in canonical types.
+pub fn table_arrow_schema(table: &TableSchema) -> SchemaRef {
+    let mut fields = vec![Field::new("patient_id", arrow::datatypes::DataType::Int64, false)];
+    fields.extend(table.columns.iter().map(|c| Field::new(&c.name, c.ty.arrow_type(), true)));
+    Arc::new(ArrowSchema::new(fields))
+}
+
+/// The files of one table in a data directory.
+#[derive(Debug)]
+struct TableFiles {
+    format: Format,
+    files: Vec<PathBuf>,
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| err!("{}: {e}", dir.display()))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| err!("{}: {e}", dir.display()))?.path();
+        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if !hidden {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Find the table files of a data directory; refuse files that belong to no table.
+fn discover(dir: &Path, schema: &Schema) -> Result<BTreeMap<String, TableFiles>> {
+    let mut found: BTreeMap<String, TableFiles> = BTreeMap::new();
+    for path in list_dir(dir)? {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let (table, files) = if path.is_dir() {
+            let files = list_dir(&path)?;
+            let mut format = None;
+            for f in &files {
+                let fname = f.file_name().unwrap().to_string_lossy().to_string();
+                let Some((_, fmt)) = Format::of(&fname) else {
+                    bail!("{}: not a table file (expected .csv, .csv.gz, .parquet, .arrow or .feather)", f.display());
+                };
+                if format.is_some_and(|x| x != fmt) {
+                    bail!("{}: all files of a table folder must have one format", path.display());
+                }
+                format = Some(fmt);
+            }
+            let Some(format) = format else { bail!("{}: table folder is empty", path.display()) };
+            (name.clone(), TableFiles { format, files })
+        } else {
+            let Some((table, format)) = Format::of(&name) else {
+                bail!("{}: not a table file (expected <table>.csv, .csv.gz, .parquet, .arrow or .feather)", path.display());
+            };
+            (table.to_string(), TableFiles { format, files: vec![path.clone()] })
+        };
+        if !schema.tables.contains_key(&table) {
+            bail!(
+                "{}: unknown table '{table}' (tables of this backend: {})",
+                path.display(),
+                schema.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        if found.contains_key(&table) {
+            bail!("{}: table '{table}' has more than one file or folder in {}", path.display(), dir.display());
+        }
+        found.insert(table, files);
+    }
+    Ok(found)
+}
+
+/// Where table data comes from.
+pub enum Tables<'a> {
+    /// Real data: every table the definition uses must be present.
+    Data(&'a Path),
+    /// Dummy tables written earlier: a missing table counts as empty.
+    DummyTables(&'a Path),
+    /// No data at all: every table is empty (used by `explain`).
+    Empty,
+}
+
+/// Open and check every table the dataset uses, returning DataFusion providers.
+pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usize) -> Result<Providers> {
+    let mut providers = Providers::new();
+    let (dir, missing_ok) = match tables {
+        Tables::Data(d) => (Some(d), false),
+        Tables::DummyTables(d) => (Some(d), true),
+        Tables::Empty => (None, true),
+    };
+    let found = match dir {
+        Some(d) => discover(d, &model.schema)?,
+        None => BTreeMap::new(),
+    };
+    for name in used {
+        let table = model.schema.table(name)?;
+        let provider: Arc<dyn TableProvider> = match found.get(name) {
+            Some(files) => load(table, files, partitions)?,
+            None if missing_ok => Arc::new(MemTable::try_new(table_arrow_schema(table), vec![vec![]])?),
+            None => bail!(
+                "{}: no file for table '{name}', which the dataset uses (expected {name}.csv, .csv.gz, .parquet, .arrow or .feather)",
+                dir.unwrap().display()
+            ),
+        };
+        providers.insert(name.clone(), provider);
+    }
+    for (id, node) in model.nodes.iter().enumerate() {
+        if let Node::InlinePatientTable { schema, rows } = node {
+            providers.insert(format!("inline#{id}"), Arc::new(inline_table(schema, rows)?));
+        }
+    }
+    Ok(providers)
+}
+
+fn load(table: &TableSchema, files: &TableFiles, partitions: usize) -> Result<Arc<dyn TableProvider>> {
+    let schema = table_arrow_schema(table);
+    let mut batches = Vec::new();
+    let mut seen: HashSet<i64> = HashSet::new();
+    for path in &files.files {
+        let (file_batches, lines) = match files.format {
+            Format::Csv | Format::CsvGz => {
+                let (b, lines) = csv::read_csv(path, table)?;
+                (vec![b], Some(lines))
+            }
+            Format::Parquet => (typed::read_parquet(path, table)?, None),
+            Format::Arrow => (typed::read_arrow(path, table)?, None),
+        };
+        if table.is_patient_level() {
+            check_unique_patients(path, table, &file_batches, lines.as_deref(), &mut seen)?;
+        }
+        batches.extend(file_batches);
+    }
+    Ok(Arc::new(MemTable::try_new(schema, split(batches, partitions))?))
+}
+
+fn check_unique_patients(path: &Path, table: &TableSchema, batches: &[RecordBatch], lines: Option<&[u64]>, seen: &mut HashSet<i64>) -> Result<()> {
+    let mut row = 0usize;
+    for b in batches {
+        let pids = b.column(0).as_any().downcast_ref::<Int64Array>().expect("canonical patient_id");
+        for pid in pids.values() {
+            if !seen.insert(*pid) {
+                let place = match lines {
+                    Some(l) => format!("line {}", l[row]),
+                    None => format!("row {}", row + 1),
+                };
+                bail!("{}: {place}, column 'patient_id': patient {pid} appears more than once in patient-level table '{}'", path.display(), table.name);
+            }
+            row += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Spread rows over partitions so that DataFusion scans them in parallel.
+fn split(batches: Vec<RecordBatch>, partitions: usize) -> Vec<Vec<RecordBatch>> {
+    let partitions = partitions.max(1);
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let chunk = rows.div_ceil(partitions).max(8192);
+    let mut out: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
+    let mut i = 0;
+    for b in batches {
+        let mut offset = 0;
+        while offset < b.num_rows() {
+            let len = chunk.min(b.num_rows() - offset);
+            out[i % partitions].push(b.slice(offset, len));
+            offset += len;
+            i += 1;
+        }
+    }
+    out
+}
+
+fn inline_table(schema: &TableSchema, rows: &[(i64, Vec<Literal>)]) -> Result<MemTable> {
+    use arrow::array::*;
+    let arrow_schema = table_arrow_schema(schema);
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))];
+    for (i, _) in schema.columns.iter().enumerate() {
+        let scalars = rows
+            .iter()
+            .map(|r| crate::compile::analyze::literal(&schema.columns[i].ty, &r.1[i]))
+            .collect::<Result<Vec<_>>>()?;
+        let values = scalars
+            .into_iter()
+            .map(|e| match e {
+                datafusion::logical_expr::Expr::Literal(v, _) => v,
+                _ => unreachable!("literal() returns literals"),
+            })
+            .collect::<Vec<_>>();
+        let array = if values.is_empty() {
+            arrow::array::new_empty_array(&schema.columns[i].ty.arrow_type())
+        } else {
+            datafusion::common::ScalarValue::iter_to_array(values)?
+        };
+        columns.push(array);
+    }
+    let batch = RecordBatch::try_new(arrow_schema.clone(), columns)?;
+    Ok(MemTable::try_new(arrow_schema, vec![vec![batch]])?)
+}

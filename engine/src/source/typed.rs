@@ -1,0 +1,103 @@
+//! Reading typed files (parquet, Arrow IPC): the file's schema must hold every
+//! column of the table with a compatible type; values are cast to canonical types.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::ipc::reader::{FileReader, StreamReader};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::table_arrow_schema;
+use crate::error::Result;
+use crate::model::schema::TableSchema;
+use crate::model::types::ValueType;
+use crate::{bail, err};
+
+pub fn read_parquet(path: &Path, table: &TableSchema) -> Result<Vec<RecordBatch>> {
+    let shown = path.display();
+    let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err!("{shown}: not a readable parquet file: {e}"))?;
+    let file_schema = builder.schema().clone();
+    let reader = builder.with_batch_size(65536).build().map_err(|e| err!("{shown}: {e}"))?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| err!("{shown}: {e}"))?;
+    conform(path, &file_schema, batches, table)
+}
+
+pub fn read_arrow(path: &Path, table: &TableSchema) -> Result<Vec<RecordBatch>> {
+    let shown = path.display();
+    let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
+    // Feather v2 and .arrow files use the IPC file format; accept the stream format too.
+    match FileReader::try_new(file, None) {
+        Ok(reader) => {
+            let schema = reader.schema();
+            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| err!("{shown}: {e}"))?;
+            conform(path, &schema, batches, table)
+        }
+        Err(_) => {
+            let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
+            let reader = StreamReader::try_new(file, None).map_err(|e| err!("{shown}: not an Arrow IPC file: {e}"))?;
+            let schema = reader.schema();
+            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| err!("{shown}: {e}"))?;
+            conform(path, &schema, batches, table)
+        }
+    }
+}
+
+/// Whether values of `found` can stand for the column type without losing anything.
+fn compatible(found: &DataType, ty: &ValueType) -> bool {
+    use DataType::*;
+    let found = match found {
+        Dictionary(_, v) => v.as_ref(),
+        other => other,
+    };
+    match ty {
+        ValueType::Bool => matches!(found, Boolean),
+        ValueType::Int => matches!(found, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32),
+        ValueType::Float => matches!(found, Float16 | Float32 | Float64 | Int8 | Int16 | Int32 | UInt8 | UInt16),
+        ValueType::Date => matches!(found, Date32 | Date64),
+        ValueType::Set(_) => false,
+        _ => matches!(found, Utf8 | LargeUtf8 | Utf8View),
+    }
+}
+
+fn conform(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordBatch>, table: &TableSchema) -> Result<Vec<RecordBatch>> {
+    let shown = path.display();
+    let target = table_arrow_schema(table);
+    let mut indexes = Vec::with_capacity(target.fields().len());
+    for (i, field) in target.fields().iter().enumerate() {
+        let name = field.name();
+        let at = file_schema.index_of(name).map_err(|_| err!("{shown}: missing column '{name}' of table '{}'", table.name))?;
+        let found = file_schema.field(at).data_type();
+        let ok = if i == 0 { compatible(found, &ValueType::Int) } else { compatible(found, &table.columns[i - 1].ty) };
+        if !ok {
+            let want = if i == 0 { "int".to_string() } else { table.columns[i - 1].ty.to_string() };
+            bail!("{shown}: column '{name}' has type {found}, which cannot hold {want} values");
+        }
+        indexes.push(at);
+    }
+    for f in file_schema.fields() {
+        if target.field_with_name(f.name()).is_err() {
+            bail!("{shown}: unknown column '{}' (table '{}' has no such column)", f.name(), table.name);
+        }
+    }
+    let mut out = Vec::with_capacity(batches.len());
+    let mut row = 0usize;
+    for b in batches {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(indexes.len());
+        for (field, at) in target.fields().iter().zip(&indexes) {
+            let col = b.column(*at);
+            let col = if col.data_type() == field.data_type() { col.clone() } else { cast(col, field.data_type())? };
+            columns.push(col);
+        }
+        if columns[0].null_count() > 0 {
+            let first = (0..columns[0].len()).find(|i| columns[0].is_null(*i)).unwrap();
+            bail!("{shown}: row {}, column 'patient_id': patient_id must not be null", row + first + 1);
+        }
+        row += b.num_rows();
+        out.push(RecordBatch::try_new(target.clone(), columns)?);
+    }
+    Ok(out)
+}
