@@ -5,8 +5,11 @@
 //! plans), [`source`] (reading and checking input tables), [`output`] (writers), all
 //! driven by [`run`].
 
+pub mod cli;
 pub mod compile;
 pub mod error;
+#[cfg(feature = "python")]
+pub mod frontend;
 pub mod model;
 pub mod output;
 pub mod run;

@@ -69,6 +69,15 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The worker threads that run plans.
+pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| err!("cannot start worker threads: {e}"))
+}
+
 pub fn session(threads: usize) -> SessionContext {
     let config = SessionConfig::new().with_target_partitions(threads.max(1)).with_batch_size(8192);
     SessionContext::new_with_config(config)

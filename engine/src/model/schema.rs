@@ -15,6 +15,15 @@ const TPP_JSON: &str = include_str!("../../../schemas/tpp.json");
 /// The backends whose schemas ship with ehrfusion.
 pub const BACKENDS: [&str; 2] = ["core", "tpp"];
 
+/// The schema file of a backend, as compiled in.
+pub fn backend_json(name: &str) -> Option<&'static str> {
+    match name {
+        "core" => Some(CORE_JSON),
+        "tpp" => Some(TPP_JSON),
+        _ => None,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
@@ -88,11 +97,7 @@ pub struct Schema {
 
 impl Schema {
     pub fn backend(name: &str) -> Result<Schema> {
-        let text = match name {
-            "core" => CORE_JSON,
-            "tpp" => TPP_JSON,
-            other => bail!("unknown backend '{other}' (known backends: {})", BACKENDS.join(", ")),
-        };
+        let text = backend_json(name).ok_or_else(|| err!("unknown backend '{name}' (known backends: {})", BACKENDS.join(", ")))?;
         let file: RawSchemaFile = serde_json::from_str(text)
             .map_err(|e| err!("schemas/{name}.json: {e}"))?;
         let mut schema = Schema::default();

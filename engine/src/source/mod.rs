@@ -174,6 +174,19 @@ pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usi
     Ok(providers)
 }
 
+/// A table given as Arrow batches (e.g. from Python), checked and converted like a file.
+pub fn from_batches(what: &str, table: &TableSchema, batches: Vec<RecordBatch>, partitions: usize) -> Result<Arc<dyn TableProvider>> {
+    let file_schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => return Ok(Arc::new(MemTable::try_new(table_arrow_schema(table), vec![vec![]])?)),
+    };
+    let batches = typed::conform(Path::new(what), &file_schema, batches, table)?;
+    if table.is_patient_level() {
+        check_unique_patients(Path::new(what), table, &batches, None, &mut HashSet::new())?;
+    }
+    Ok(Arc::new(MemTable::try_new(table_arrow_schema(table), split(batches, partitions))?))
+}
+
 fn load(table: &TableSchema, files: &TableFiles, partitions: usize) -> Result<Arc<dyn TableProvider>> {
     let schema = table_arrow_schema(table);
     let mut batches = Vec::new();

@@ -63,7 +63,7 @@ fn compatible(found: &DataType, ty: &ValueType) -> bool {
     }
 }
 
-fn conform(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordBatch>, table: &TableSchema) -> Result<Vec<RecordBatch>> {
+pub(super) fn conform(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordBatch>, table: &TableSchema) -> Result<Vec<RecordBatch>> {
     let shown = path.display();
     let target = table_arrow_schema(table);
     let mut indexes = Vec::with_capacity(target.fields().len());
