@@ -1,0 +1,105 @@
+"""Loading a dataset definition file into a query model document.
+
+Mistakes are reported as one line naming the definition file and line, in the
+words of the error, without a traceback into ehrfusion's own code (set
+EHRFUSION_TRACEBACK=1 to see one).
+"""
+
+import json
+import os
+import runpy
+import sys
+import traceback
+
+from . import parameters
+from .language import Dataset, _USER_TABLES
+from .query_model import dumps
+
+_PACKAGE_DIRS = tuple(
+    os.path.dirname(os.path.abspath(m)) + os.sep
+    for m in [__file__, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ehrql", "__init__.py")]
+)
+
+
+class DefinitionError(Exception):
+    """A one-line account of what is wrong with a definition and where."""
+
+
+def _is_internal(filename):
+    filename = os.path.abspath(filename)
+    return filename.startswith(_PACKAGE_DIRS) or "<frozen" in filename or filename.startswith(os.path.dirname(runpy.__file__) + os.sep)
+
+
+def _shown(filename, path):
+    return path if os.path.abspath(filename) == os.path.abspath(path) else os.path.relpath(filename)
+
+
+def _located(path, error):
+    """'FILE, line N: message' for the innermost frame in the user's own code."""
+    frames = traceback.extract_tb(error.__traceback__)
+    user = [f for f in frames if not _is_internal(f.filename)]
+    where = ""
+    if isinstance(error, SyntaxError) and error.filename:
+        where = f"{_shown(error.filename, path)}, line {error.lineno}: "
+    elif user:
+        f = user[-1]
+        where = f"{_shown(f.filename, path)}, line {f.lineno}: "
+    else:
+        where = f"{path}: "
+    message = str(error) if not isinstance(error, SyntaxError) else error.msg
+    kind = type(error).__name__
+    text = f"{where}{kind}: {message}" if message else f"{where}{kind}"
+    return " ".join(text.split("\n"))
+
+
+def load_dataset(path, user_args=()):
+    """Run a definition file and return its `dataset` (and the module's globals)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DefinitionError(f"{path}: no such file")
+    parameters.set_parameters(parameters.parse_parameters(list(user_args)))
+    _USER_TABLES.clear()
+    # Definitions import helpers (codelists.py, variables.py) from their own folder.
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)
+    try:
+        namespace = runpy.run_path(path, run_name="dataset_definition")
+    except DefinitionError:
+        raise
+    except BaseException as e:  # noqa: BLE001 (any failure of user code is reported)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        if os.environ.get("EHRFUSION_TRACEBACK"):
+            traceback.print_exc()
+        raise DefinitionError(_located(path, e)) from None
+    finally:
+        if sys.path and sys.path[0] == folder:
+            sys.path.pop(0)
+    dataset = namespace.get("dataset")
+    if dataset is None:
+        raise DefinitionError(f"{path}: did not find a variable called 'dataset' (create one with create_dataset())")
+    if not isinstance(dataset, Dataset):
+        raise DefinitionError(f"{path}: 'dataset' must be a Dataset (made with create_dataset()), not {type(dataset).__name__}")
+    return dataset
+
+
+def document(path, user_args=()):
+    """The query model document of a definition file, as a dict."""
+    dataset = load_dataset(path, user_args)
+    try:
+        doc = dataset._to_document()
+    except Exception as e:  # noqa: BLE001
+        raise DefinitionError(f"{path}: {type(e).__name__}: {e}") from None
+    doc_dummy = {k: v for k, v in dataset.dummy_data_config.items() if v is not None and k != "additional_population_constraint"}
+    return doc, doc_dummy
+
+
+def document_json(path, user_args=(), schemas=None):
+    """Entry point for the ehrfusion binary: the document as JSON text."""
+    if schemas:
+        from . import schemas as schema_module
+
+        for name, text in schemas.items():
+            schema_module.provide(name, text)
+    doc, dummy = document(path, user_args)
+    return dumps(doc), json.dumps(dummy)

@@ -1,0 +1,316 @@
+"""Tables: the backend tables built from schemas/*.json with their helper methods,
+and the decorators for tables a user defines (`table`, `table_from_rows`,
+`table_from_file`)."""
+
+import csv
+import datetime
+import functools
+import gzip
+import operator
+import types
+
+from . import codes as codes_module
+from . import schemas
+from .language import (
+    BaseFrame,
+    EhrQLTypeError,
+    Error,
+    EventFrame,
+    PatientFrame,
+    _USER_TABLES,
+    case,
+    convert_value,
+    when,
+)
+from .query_model import Node
+
+# ---------------------------------------------------------------- helper methods
+
+
+class PatientsHelpers:
+    def age_on(self, date):
+        """Age in whole years on `date` (negative before birth)."""
+        return (date - self.date_of_birth).years
+
+    def is_alive_on(self, date):
+        return self.date_of_death.is_after(date) | self.date_of_death.is_null()
+
+    def is_dead_on(self, date):
+        return self.date_of_death.is_not_null() & self.date_of_death.is_before(date)
+
+
+class PracticeRegistrationsHelpers:
+    def for_patient_on(self, date):
+        """The registration on `date`: the latest started, then the longest, then by practice."""
+        current = self.where(self.start_date <= date).except_where(self.end_date < date)
+        return current.sort_by(current.start_date, current.end_date, current.practice_pseudo_id).last_for_patient()
+
+    def spanning(self, start_date, end_date):
+        return self.where(self.start_date.is_on_or_before(start_date) & (self.end_date.is_after(end_date) | self.end_date.is_null()))
+
+    def exists_for_patient_on(self, date):
+        return self.spanning(date, date).exists_for_patient()
+
+    def spanning_with_systmone(self, start_date, end_date):
+        return self.spanning(start_date, end_date).where(self.practice_systmone_go_live_date <= start_date)
+
+
+def _imd_band(imd, n, labels):
+    # Boundaries split the 32,844 LSOA ranks into n near-equal groups.
+    cases = [when((imd >= 0) & (imd <= int(32844 * 1 / n))).then(labels[0])]
+    cases += [when(imd <= int(32844 * (i + 1) / n)).then(labels[i]) for i in range(1, n)]
+    return case(*cases, otherwise="unknown")
+
+
+class AddressesHelpers:
+    def for_patient_on(self, date):
+        """The address on `date`, preferring one with a postcode, then the latest, then the longest."""
+        current = self.where(self.start_date <= date).except_where(self.end_date < date)
+        has_postcode = case(when(current.has_postcode).then(1), otherwise=0)
+        return current.sort_by(has_postcode, current.start_date, current.end_date, current.address_id).last_for_patient()
+
+    @property
+    def imd_quintile(self):
+        return _imd_band(self.imd_rounded, 5, ["1 (most deprived)", "2", "3", "4", "5 (least deprived)"])
+
+    @property
+    def imd_decile(self):
+        labels = ["1 (most deprived)"] + [str(i) for i in range(2, 10)] + ["10 (least deprived)"]
+        return _imd_band(self.imd_rounded, 10, labels)
+
+
+class OnsDeathsHelpers:
+    def cause_of_death_is_in(self, codelist):
+        columns = ["underlying_cause_of_death"] + [f"cause_of_death_{i:02d}" for i in range(1, 16)]
+        return functools.reduce(operator.or_, [getattr(self, c).is_in(codelist) for c in columns])
+
+
+class DecisionSupportValuesHelpers:
+    def electronic_frailty_index(self):
+        return self.where(self.algorithm_description == "UK Electronic Frailty Index (eFI)").where(self.algorithm_version == "1.0")
+
+
+HELPERS = {
+    "patients": PatientsHelpers,
+    "practice_registrations": PracticeRegistrationsHelpers,
+    "addresses": AddressesHelpers,
+    "ons_deaths": OnsDeathsHelpers,
+    "decision_support_values": DecisionSupportValuesHelpers,
+}
+
+
+def backend_table(backend, name, spec):
+    """The frame for one table of a backend schema."""
+    patient = spec["level"] == "patient"
+    base = PatientFrame if patient else EventFrame
+    helpers = HELPERS.get(name)
+    cls = type(name, (helpers, base) if helpers else (base,), {"__doc__": spec.get("description", "")})
+    node = Node("SelectPatientTable" if patient else "SelectTable", table=name)
+    node.backend = backend
+    return cls(node, {"level": spec["level"], "columns": spec["columns"]}, name)
+
+
+def backend_module(backend, module_name):
+    """A module holding every table of a backend, e.g. `ehrql.tables.tpp`."""
+    module = types.ModuleType(module_name, f"Tables of the '{backend}' backend.")
+    schema = schemas.load(backend)
+    names = []
+    for name, spec in schema["tables"].items():
+        setattr(module, name, backend_table(backend, name, spec))
+        names.append(name)
+    module.__all__ = names
+    return module
+
+
+def populate(module_globals, backend):
+    """Fill a package module's namespace with a backend's tables."""
+    schema = schemas.load(backend)
+    names = []
+    for name, spec in schema["tables"].items():
+        module_globals[name] = backend_table(backend, name, spec)
+        names.append(name)
+    module_globals["__all__"] = names
+
+
+# ---------------------------------------------------------------- user tables
+
+
+class Series:
+    """A column declaration in a user-defined table class."""
+
+    def __init__(self, type, *, description="", constraints=(), required=True, implementation_notes_to_add_to_description=""):
+        self.type = type
+        self.description = description
+        self.constraints = list(constraints)
+
+    def type_name(self):
+        t = self.type
+        if t is bool:
+            return "bool"
+        if t is int:
+            return "int"
+        if t is float:
+            return "float"
+        if t is str:
+            return "str"
+        if t is datetime.date:
+            return "date"
+        if isinstance(t, type) and issubclass(t, codes_module.BaseCode):
+            return t.type_name
+        raise EhrQLTypeError(f"Unsupported column type {t!r}")
+
+
+class Constraint:
+    """Column constraints, accepted for compatibility (they document the data)."""
+
+    class NotNull:
+        def __init__(self, *a, **k):
+            pass
+
+    class Unique(NotNull):
+        pass
+
+    class FirstOfMonth(NotNull):
+        pass
+
+    class Categorical(NotNull):
+        pass
+
+    class Regex(NotNull):
+        pass
+
+    class ClosedRange(NotNull):
+        pass
+
+    class GeneralRange(NotNull):
+        pass
+
+    class DateAfter(NotNull):
+        pass
+
+
+def _declared_columns(cls):
+    columns = []
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, Series):
+                columns = [c for c in columns if c["name"] != name]
+                columns.append({"name": name, "type": value.type_name()})
+    if not columns:
+        raise Error(f"Table class '{cls.__name__}' declares no columns (use e.g. `n = Series(int)`)")
+    return columns
+
+
+def _column_property(name):
+    return property(lambda frame: BaseFrame.__getattr__(frame, name))
+
+
+def _instance(cls, node, schema, root):
+    # The class body declares columns as class attributes; the frame's class
+    # replaces them with properties that give the column's series.
+    overrides = {c["name"]: _column_property(c["name"]) for c in schema["columns"]}
+    return type(cls.__name__, (cls,), overrides)(node, schema, root)
+
+
+def table(cls):
+    """Declare a table that the data directory provides (named after the class)."""
+    patient = issubclass(cls, PatientFrame)
+    if not patient and not issubclass(cls, EventFrame):
+        raise Error("@table classes must subclass PatientFrame or EventFrame")
+    level = "patient" if patient else "event"
+    schema = {"level": level, "columns": _declared_columns(cls)}
+    _USER_TABLES[cls.__name__] = schema
+    node = Node("SelectPatientTable" if patient else "SelectTable", table=cls.__name__)
+    return _instance(cls, node, schema, cls.__name__)
+
+
+def table_from_rows(rows):
+    """Declare a patient table whose rows are given: each row is (patient_id, col1, ...)."""
+
+    def decorator(cls):
+        if not issubclass(cls, PatientFrame):
+            raise Error("table_from_rows() only supports PatientFrame tables")
+        columns = _declared_columns(cls)
+        converted = []
+        seen = set()
+        for i, row in enumerate(rows):
+            row = list(row)
+            if len(row) != len(columns) + 1:
+                raise Error(f"Row {i} of '{cls.__name__}' has {len(row)} values; expected patient_id and {len(columns)} columns")
+            pid = row[0]
+            if not isinstance(pid, int) or isinstance(pid, bool):
+                raise EhrQLTypeError(f"Row {i} of '{cls.__name__}': patient_id must be an int, got {pid!r}")
+            if pid in seen:
+                raise Error(f"Row {i} of '{cls.__name__}': patient_id {pid} appears more than once")
+            seen.add(pid)
+            values = [pid]
+            for c, v in zip(columns, row[1:]):
+                cv = convert_value(v, c["type"])
+                values.append(cv.isoformat() if isinstance(cv, datetime.date) else cv)
+            converted.append(values)
+        node = Node("InlinePatientTable", name=cls.__name__, columns=columns, rows=converted)
+        schema = {"level": "patient", "columns": columns}
+        return _instance(cls, node, schema, cls.__name__)
+
+    return decorator
+
+
+def _parse_cell(text, ty):
+    if text == "":
+        return None
+    if ty == "int":
+        return int(text)
+    if ty == "float":
+        return float(text)
+    if ty == "bool":
+        if text in ("T", "True", "true", "1"):
+            return True
+        if text in ("F", "False", "false", "0"):
+            return False
+        raise ValueError(text)
+    if ty == "date":
+        return datetime.date.fromisoformat(text)
+    return text
+
+
+def table_from_file(path):
+    """Declare a patient table read from a CSV (or .csv.gz / .arrow) file."""
+
+    def decorator(cls):
+        columns = _declared_columns(cls)
+        rows = _read_rows(str(path), columns)
+        return table_from_rows(rows)(cls)
+
+    return decorator
+
+
+def _read_rows(path, columns):
+    if path.endswith(".arrow") or path.endswith(".feather"):
+        try:
+            import pyarrow.ipc
+        except ImportError:
+            raise Error(f"Reading {path} needs pyarrow installed") from None
+        with pyarrow.memory_map(path) as source:
+            t = pyarrow.ipc.open_file(source).read_all()
+        return [tuple(r[c] for c in ["patient_id"] + [col["name"] for col in columns]) for r in t.to_pylist()]
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", newline="") as f:
+            reader = csv.DictReader(f)
+            names = reader.fieldnames or []
+            for wanted in ["patient_id"] + [c["name"] for c in columns]:
+                if wanted not in names:
+                    raise Error(f"{path}: missing column '{wanted}'")
+            rows = []
+            for line, record in enumerate(reader, start=2):
+                try:
+                    row = [int(record["patient_id"])]
+                    for c in columns:
+                        row.append(_parse_cell(record[c["name"]], c["type"]))
+                except ValueError as e:
+                    raise Error(f"{path}: line {line}: invalid value ({e})") from None
+                rows.append(tuple(row))
+            return rows
+    except FileNotFoundError:
+        raise Error(f"No file found at {path}") from None
+

@@ -1,0 +1,1 @@
+"""ehrQL v0 import paths (ehrql.tables.beta.*)."""

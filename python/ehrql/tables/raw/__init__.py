@@ -1,0 +1,1 @@
+"""Raw tables (ehrql.tables.raw.*)."""
