@@ -574,6 +574,8 @@ class Duration:
             return type(self)(self.value + other.value)
         if isinstance(other, (datetime.date, BaseSeries)):
             return self._add_to(other)
+        if isinstance(other, str):
+            return self._add_to(parse_date(other))
         return NotImplemented
 
     def __radd__(self, other):
