@@ -66,8 +66,9 @@ class Codelist:
         return f"Codelist({self.source or ''!s}, {len(self.codes)} codes)"
 
 
-def codelist_from_csv(filename, *, column, category_column=None):
-    """Read a codelist from a CSV file; `column` holds the codes."""
+def codelist_from_csv(filename, *, column, category_column=None, system=None):
+    """Read a codelist from a CSV file; `column` holds the codes. (`system` is the
+    ehrQL v0 spelling; the coding system is now taken from the column compared.)"""
     try:
         with open(filename, newline="") as f:
             rows = list(csv.DictReader(f))
