@@ -1,22 +1,29 @@
 //! The `ehrfusion` command line, shared by the binary and the Python package's
 //! `ehrfusion` and `ehrql` commands.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::Result;
 use crate::model::QueryModel;
-use crate::output::Destination;
+use crate::dummy::{self, DummyOptions};
+use crate::output::{self, ColumnInfo, Destination, TableWriter};
 use crate::run::{self, Prepared};
-use crate::source::Tables;
+use crate::source::{Format, Tables};
 use crate::{bail, err};
 
 const EXAMPLES: &str = "\
 Examples:
+  ehrfusion generate-dataset analysis/dataset_definition.py --output output/dataset.csv.gz   (dummy data)
   ehrfusion generate-dataset analysis/dataset_definition.py --data data/ --output output/dataset.csv.gz
+  ehrfusion create-dummy-tables analysis/dataset_definition.py dummy_tables:parquet
   ehrfusion generate-dataset testdata/definitions/diagnoses.json --data testdata/data/csv
   ehrfusion generate-dataset definition.py --data data/ --output output/:parquet -- --start-date 2020-01-01
   ehrfusion explain analysis/dataset_definition.py";
@@ -33,12 +40,20 @@ enum Command {
     /// Run a dataset definition and write one row per patient.
     #[command(after_help = "\
 Examples:
-  ehrfusion generate-dataset analysis/dataset_definition.py --data data/
+  ehrfusion generate-dataset analysis/dataset_definition.py --output output/dataset.csv.gz   (dummy data)
+  ehrfusion generate-dataset analysis/dataset_definition.py --population-size 5000 --seed 7
   ehrfusion generate-dataset analysis/dataset_definition.py --data data/ --output output/dataset.csv.gz
   ehrfusion generate-dataset definition.json --dummy-tables dummy/ --output output/dataset.parquet
   ehrfusion generate-dataset definition.py --data data/ --output output/:csv   (dataset and event tables)
   ehrfusion generate-dataset definition.py --data data/ -- --region London   (values for get_parameter)")]
     GenerateDataset(GenerateArgs),
+    /// Write the dummy tables a definition would run over, one file per table.
+    #[command(after_help = "\
+Examples:
+  ehrfusion create-dummy-tables analysis/dataset_definition.py dummy_tables
+  ehrfusion create-dummy-tables analysis/dataset_definition.py dummy_tables:parquet --population-size 1000000
+  ehrfusion generate-dataset analysis/dataset_definition.py --dummy-tables dummy_tables   (read them back)")]
+    CreateDummyTables(CreateDummyTablesArgs),
     /// Show the plans a definition compiles to, stage by stage.
     #[command(after_help = "Examples:\n  ehrfusion explain analysis/dataset_definition.py\n  ehrfusion explain definition.json")]
     Explain(ExplainArgs),
@@ -59,10 +74,49 @@ struct GenerateArgs {
     /// A directory of dummy tables in the same layout; tables missing from it are empty.
     #[arg(long, value_name = "DIR")]
     dummy_tables: Option<PathBuf>,
+    /// Use this dummy dataset (csv, csv.gz, arrow, feather, parquet) instead of running
+    /// the query, after checking its columns, types and categories.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "dummy_tables"])]
+    dummy_data_file: Option<PathBuf>,
+    #[command(flatten)]
+    dummy: DummyArgs,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
     /// Parameters for get_parameter(), after `--`: `-- --name value`.
+    #[arg(last = true, value_name = "PARAMETERS")]
+    parameters: Vec<String>,
+}
+
+/// How dummy data is made when no data is given.
+#[derive(Args)]
+struct DummyArgs {
+    /// Dummy patients to generate (default: the definition's configure_dummy_data,
+    /// then `expectations: population_size` in project.yaml, then 10).
+    #[arg(long, value_name = "N")]
+    population_size: Option<usize>,
+    /// Seed for dummy data: the same seed gives the same tables.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Seconds allowed for finding patients who satisfy the population (default: the
+    /// definition's configure_dummy_data timeout, else 60).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+}
+
+#[derive(Args)]
+struct CreateDummyTablesArgs {
+    /// The dataset definition: an ehrQL file (.py) or a JSON query model (.json).
+    definition: PathBuf,
+    /// Directory to write one file per table to, as DIR (csv) or DIR:FORMAT
+    /// (csv, csv.gz, arrow, feather, parquet).
+    output: String,
+    #[command(flatten)]
+    dummy: DummyArgs,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Parameters for get_parameter(), after `--`.
     #[arg(last = true, value_name = "PARAMETERS")]
     parameters: Vec<String>,
 }
@@ -87,8 +141,15 @@ pub enum PythonFrontEnd {
     Installed,
 }
 
+/// What a definition says about its dummy data (`configure_dummy_data`).
+#[derive(Debug, Default, Clone)]
+pub struct DummySettings {
+    pub population_size: Option<usize>,
+    pub timeout: Option<f64>,
+}
+
 /// Read a definition: a JSON query model, or a Python (ehrQL) file.
-pub fn load_definition(path: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<QueryModel> {
+pub fn load_definition(path: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<(QueryModel, DummySettings)> {
     let name = path.to_string_lossy();
     if name.ends_with(".py") {
         return load_python(path, parameters, front_end);
@@ -96,44 +157,121 @@ pub fn load_definition(path: &Path, parameters: &[String], front_end: PythonFron
     if !parameters.is_empty() {
         bail!("parameters after -- are only used by Python definitions");
     }
-    run::load_definition(path)
+    Ok((run::load_definition(path)?, DummySettings::default()))
 }
 
 #[cfg(feature = "python")]
-fn load_python(path: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<QueryModel> {
+fn load_python(path: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<(QueryModel, DummySettings)> {
     use crate::frontend::{FrontEnd, load};
     let fe = match front_end {
         PythonFrontEnd::Embedded => FrontEnd::Embedded,
         PythonFrontEnd::Installed => FrontEnd::Installed,
     };
-    Ok(load(path, parameters, fe)?.0)
+    let (model, config) = load(path, parameters, fe)?;
+    let settings = DummySettings {
+        population_size: config.get("population_size").and_then(|v| v.as_u64()).map(|n| n as usize),
+        timeout: config.get("timeout").and_then(|v| v.as_f64()),
+    };
+    Ok((model, settings))
 }
 
 #[cfg(not(feature = "python"))]
-fn load_python(path: &Path, _: &[String], _: PythonFrontEnd) -> Result<QueryModel> {
+fn load_python(path: &Path, _: &[String], _: PythonFrontEnd) -> Result<(QueryModel, DummySettings)> {
     bail!("{}: this build of ehrfusion has no Python support; give a JSON query model", path.display())
+}
+
+fn prepare(definition: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<(Prepared, DummySettings)> {
+    let (model, settings) = load_definition(definition, parameters, front_end)?;
+    let prepared = Prepared::new(model).map_err(|e| err!("{}: {e}", definition.display()))?;
+    Ok((prepared, settings))
+}
+
+impl DummyArgs {
+    /// The options in force: this command line, then the definition, then the
+    /// project's project.yaml, then ehrQL's defaults.
+    fn options(&self, definition: &Path, settings: &DummySettings) -> Result<DummyOptions> {
+        let population_size = match self.population_size.or(settings.population_size) {
+            Some(n) => n,
+            None => dummy::population_size_from_project(definition)?.unwrap_or(dummy::DEFAULT_POPULATION_SIZE),
+        };
+        let timeout = self.timeout.or(settings.timeout).map(Duration::from_secs_f64).unwrap_or(dummy::DEFAULT_TIMEOUT);
+        Ok(DummyOptions { population_size, seed: self.seed, timeout, progress: true })
+    }
+}
+
+fn report(outcome: &dummy::Outcome, options: &DummyOptions) {
+    if outcome.timed_out {
+        eprintln!(
+            "warning: found only {} of {} dummy patients who satisfy the population within {:.0} seconds; writing those (raise --timeout, or make the population easier to satisfy)",
+            outcome.patients,
+            options.population_size,
+            options.timeout.as_secs_f64()
+        );
+    }
 }
 
 fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
     let destination = Destination::parse(args.output.as_deref())?;
-    let prepared = Prepared::new(load_definition(&args.definition, &args.parameters, front_end)?)
-        .map_err(|e| err!("{}: {e}", args.definition.display()))?;
+    let (prepared, settings) = prepare(&args.definition, &args.parameters, front_end)?;
     let threads = args.threads.unwrap_or_else(run::default_threads);
-    let tables = match (&args.data, &args.dummy_tables) {
-        (Some(d), _) => Tables::Data(d),
-        (None, Some(d)) => Tables::DummyTables(d),
-        (None, None) => bail!("no data given: use --data DIR for real tables or --dummy-tables DIR for dummy tables"),
-    };
-    let providers = prepared.open_tables(tables, threads)?;
+    if let Some(file) = &args.dummy_data_file {
+        if !prepared.analysis.event_tables.is_empty() {
+            bail!("--dummy-data-file cannot stand in for a dataset with event tables");
+        }
+        let dataset = dummy::file::read(file, &prepared.dataset_columns())?;
+        print!("{}", run::write(&run::Results { dataset, event_tables: vec![] }, &destination)?);
+        return Ok(());
+    }
     let ctx = run::session(threads);
-    let results = run::runtime(threads)?.block_on(run::execute(&ctx, &prepared, &providers))?;
+    let rt = run::runtime(threads)?;
+    let providers = match (&args.data, &args.dummy_tables) {
+        (Some(d), _) => prepared.open_tables(Tables::Data(d), threads)?,
+        (None, Some(d)) => prepared.open_tables(Tables::DummyTables(d), threads)?,
+        (None, None) => {
+            let options = args.dummy.options(&args.definition, &settings)?;
+            let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+            let outcome = rt.block_on(dummy::generate(&ctx, &prepared, &options, threads, |name, rows| {
+                tables.entry(name.to_string()).or_default().push(rows);
+                Ok(())
+            }))?;
+            report(&outcome, &options);
+            dummy::into_providers(&prepared, tables, threads)?
+        }
+    };
+    let results = rt.block_on(run::execute(&ctx, &prepared, &providers))?;
     print!("{}", run::write(&results, &destination)?);
     Ok(())
 }
 
+fn create_dummy_tables(args: CreateDummyTablesArgs, front_end: PythonFrontEnd) -> Result<()> {
+    let (dir, format, extension) = match args.output.rsplit_once(':') {
+        Some((dir, fmt)) => match Format::from_name(fmt) {
+            Some(f) => (PathBuf::from(dir), f, fmt.to_string()),
+            None => bail!("{}: unknown format '{fmt}' (use csv, csv.gz, arrow, feather or parquet)", args.output),
+        },
+        None => (PathBuf::from(&args.output), Format::Csv, "csv".to_string()),
+    };
+    let (prepared, settings) = prepare(&args.definition, &args.parameters, front_end)?;
+    let options = args.dummy.options(&args.definition, &settings)?;
+    let threads = args.threads.unwrap_or_else(run::default_threads);
+    let mut writers: BTreeMap<String, TableWriter> = BTreeMap::new();
+    for name in &prepared.analysis.tables {
+        let table = prepared.model.schema.table(name)?;
+        let mut columns = vec![ColumnInfo::patient_id()];
+        columns.extend(table.columns.iter().map(|c| ColumnInfo { name: c.name.clone(), ty: c.ty.clone(), int_range: None, categories: None }));
+        writers.insert(name.clone(), TableWriter::create(&dir.join(format!("{name}.{extension}")), format, columns)?);
+    }
+    let ctx = run::session(threads);
+    let outcome = run::runtime(threads)?.block_on(dummy::generate(&ctx, &prepared, &options, threads, |name, rows| {
+        writers.get_mut(name).ok_or_else(|| err!("no writer for table '{name}'"))?.write(&rows)
+    }))?;
+    report(&outcome, &options);
+    let pending = writers.into_values().map(TableWriter::finish).collect::<Result<Vec<_>>>()?;
+    output::commit(pending)
+}
+
 fn explain(args: ExplainArgs, front_end: PythonFrontEnd) -> Result<()> {
-    let prepared = Prepared::new(load_definition(&args.definition, &args.parameters, front_end)?)
-        .map_err(|e| err!("{}: {e}", args.definition.display()))?;
+    let (prepared, _) = prepare(&args.definition, &args.parameters, front_end)?;
     let threads = args.threads.unwrap_or_else(run::default_threads);
     let ctx = run::session(threads);
     print!("{}", run::runtime(threads)?.block_on(run::explain(&ctx, &prepared))?);
@@ -155,6 +293,7 @@ where
     };
     let result = match cli.command {
         Command::GenerateDataset(a) => generate(a, front_end),
+        Command::CreateDummyTables(a) => create_dummy_tables(a, front_end),
         Command::Explain(a) => explain(a, front_end),
     };
     match result {

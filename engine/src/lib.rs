@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod dummy;
 pub mod error;
 #[cfg(feature = "python")]
 pub mod frontend;

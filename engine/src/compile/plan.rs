@@ -105,6 +105,17 @@ impl<'a> Planner<'a> {
 
     /// The dataset: one row per patient in the population, sorted by patient_id.
     pub fn dataset_plan(&self) -> Result<LogicalPlan> {
+        let mut out = vec![col(PID).alias("patient_id")];
+        out.extend(self.analysis.variables.iter().map(|(n, e)| e.clone().alias(n.as_str())));
+        self.population_rows(out)
+    }
+
+    /// Just the patient ids of the population, sorted.
+    pub fn population_plan(&self) -> Result<LogicalPlan> {
+        self.population_rows(vec![col(PID).alias("patient_id")])
+    }
+
+    fn population_rows(&self, out: Vec<Expr>) -> Result<LogicalPlan> {
         let frame = self.frame_through(self.materialised.len())?;
         let considered = self
             .analysis
@@ -114,8 +125,6 @@ impl<'a> Planner<'a> {
             .reduce(|a, b| a.or(b))
             .ok_or_else(|| err!("the population uses no table"))?;
         let keep = considered.and(self.analysis.population.clone().is_true());
-        let mut out = vec![col(PID).alias("patient_id")];
-        out.extend(self.analysis.variables.iter().map(|(n, e)| e.clone().alias(n.as_str())));
         Ok(LogicalPlanBuilder::from(frame)
             .filter(keep)?
             .project(out)?

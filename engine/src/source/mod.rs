@@ -3,7 +3,7 @@
 //! definition uses is checked against its schema before any work starts.
 
 pub mod csv;
-mod typed;
+pub mod typed;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -227,7 +227,7 @@ fn check_unique_patients(path: &Path, table: &TableSchema, batches: &[RecordBatc
 }
 
 /// Spread rows over partitions so that DataFusion scans them in parallel.
-fn split(batches: Vec<RecordBatch>, partitions: usize) -> Vec<Vec<RecordBatch>> {
+pub(crate) fn split(batches: Vec<RecordBatch>, partitions: usize) -> Vec<Vec<RecordBatch>> {
     let partitions = partitions.max(1);
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let chunk = rows.div_ceil(partitions).max(8192);
