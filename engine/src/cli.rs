@@ -59,10 +59,27 @@ Examples:
     Explain(ExplainArgs),
 }
 
+/// The definition and how to run it, common to every command.
 #[derive(Args)]
-struct GenerateArgs {
+struct DefinitionArgs {
     /// The dataset definition: an ehrQL file (.py) or a JSON query model (.json).
     definition: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl DefinitionArgs {
+    fn prepare(&self, parameters: &[String], front_end: PythonFrontEnd) -> Result<(Prepared, DummySettings, usize)> {
+        let (prepared, settings) = prepare(&self.definition, parameters, front_end)?;
+        Ok((prepared, settings, self.threads.unwrap_or_else(run::default_threads)))
+    }
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    def: DefinitionArgs,
     /// Where to write the dataset: FILE.csv, .csv.gz, .arrow, .feather or .parquet, or
     /// DIR:FORMAT for the dataset and its event tables. Without it, prints a table.
     #[arg(long, short)]
@@ -80,9 +97,6 @@ struct GenerateArgs {
     dummy_data_file: Option<PathBuf>,
     #[command(flatten)]
     dummy: DummyArgs,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
     /// Parameters for get_parameter(), after `--`: `-- --name value`.
     #[arg(last = true, value_name = "PARAMETERS")]
     parameters: Vec<String>,
@@ -106,29 +120,23 @@ struct DummyArgs {
 
 #[derive(Args)]
 struct CreateDummyTablesArgs {
-    /// The dataset definition: an ehrQL file (.py) or a JSON query model (.json).
-    definition: PathBuf,
+    #[command(flatten)]
+    def: DefinitionArgs,
     /// Directory to write one file per table to, as DIR (csv) or DIR:FORMAT
     /// (csv, csv.gz, arrow, feather, parquet).
     output: String,
     #[command(flatten)]
     dummy: DummyArgs,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Parameters for get_parameter(), after `--`.
+    /// Parameters for get_parameter(), after `--`: `-- --name value`.
     #[arg(last = true, value_name = "PARAMETERS")]
     parameters: Vec<String>,
 }
 
 #[derive(Args)]
 struct ExplainArgs {
-    /// The dataset definition: an ehrQL file (.py) or a JSON query model (.json).
-    definition: PathBuf,
-    /// Worker threads to plan for (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Parameters for get_parameter(), after `--`.
+    #[command(flatten)]
+    def: DefinitionArgs,
+    /// Parameters for get_parameter(), after `--`: `-- --name value`.
     #[arg(last = true, value_name = "PARAMETERS")]
     parameters: Vec<String>,
 }
@@ -212,8 +220,7 @@ fn report(outcome: &dummy::Outcome, options: &DummyOptions) {
 
 fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
     let destination = Destination::parse(args.output.as_deref())?;
-    let (prepared, settings) = prepare(&args.definition, &args.parameters, front_end)?;
-    let threads = args.threads.unwrap_or_else(run::default_threads);
+    let (prepared, settings, threads) = args.def.prepare(&args.parameters, front_end)?;
     if let Some(file) = &args.dummy_data_file {
         if !prepared.analysis.event_tables.is_empty() {
             bail!("--dummy-data-file cannot stand in for a dataset with event tables");
@@ -228,7 +235,7 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
         (Some(d), _) => prepared.open_tables(Tables::Data(d), threads)?,
         (None, Some(d)) => prepared.open_tables(Tables::DummyTables(d), threads)?,
         (None, None) => {
-            let options = args.dummy.options(&args.definition, &settings)?;
+            let options = args.dummy.options(&args.def.definition, &settings)?;
             let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
             let outcome = rt.block_on(dummy::generate(&ctx, &prepared, &options, threads, |name, rows| {
                 tables.entry(name.to_string()).or_default().push(rows);
@@ -251,9 +258,8 @@ fn create_dummy_tables(args: CreateDummyTablesArgs, front_end: PythonFrontEnd) -
         },
         None => (PathBuf::from(&args.output), Format::Csv, "csv".to_string()),
     };
-    let (prepared, settings) = prepare(&args.definition, &args.parameters, front_end)?;
-    let options = args.dummy.options(&args.definition, &settings)?;
-    let threads = args.threads.unwrap_or_else(run::default_threads);
+    let (prepared, settings, threads) = args.def.prepare(&args.parameters, front_end)?;
+    let options = args.dummy.options(&args.def.definition, &settings)?;
     let mut writers: BTreeMap<String, TableWriter> = BTreeMap::new();
     for name in &prepared.analysis.tables {
         let table = prepared.model.schema.table(name)?;
@@ -271,8 +277,7 @@ fn create_dummy_tables(args: CreateDummyTablesArgs, front_end: PythonFrontEnd) -
 }
 
 fn explain(args: ExplainArgs, front_end: PythonFrontEnd) -> Result<()> {
-    let (prepared, _) = prepare(&args.definition, &args.parameters, front_end)?;
-    let threads = args.threads.unwrap_or_else(run::default_threads);
+    let (prepared, _, threads) = args.def.prepare(&args.parameters, front_end)?;
     let ctx = run::session(threads);
     print!("{}", run::runtime(threads)?.block_on(run::explain(&ctx, &prepared))?);
     Ok(())
