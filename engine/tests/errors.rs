@@ -354,3 +354,28 @@ fn explain_scans_each_table_once_per_stage() {
         assert!(s.matches("TableScan: patients").count() <= 1, "at most one scan of patients per stage:\n{s}");
     }
 }
+
+#[test]
+fn duplicate_patient_in_a_parquet_patient_table() {
+    use arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let data = data_copy();
+    std::fs::remove_file(data.path().join("patients.csv")).unwrap();
+    let schema = ehrfusion::source::table_arrow_schema(ehrfusion::model::Schema::backend("core").unwrap().table("patients").unwrap());
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 2])),
+            Arc::new(Date32Array::from(vec![3000, 4000, 5000])),
+            Arc::new(StringArray::from(vec!["male", "female", "female"])),
+            Arc::new(Date32Array::from(vec![None, None, None])),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(data.path().join("patients.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let err = fails(&definition(), data.path());
+    assert!(err.contains("patients.parquet: row 3, column 'patient_id': patient 2 appears more than once in patient-level table 'patients'"), "{err}");
+}

@@ -188,6 +188,9 @@ pub fn from_batches(what: &str, table: &TableSchema, batches: Vec<RecordBatch>, 
 }
 
 fn load(table: &TableSchema, files: &TableFiles, partitions: usize) -> Result<Arc<dyn TableProvider>> {
+    if files.format == Format::Parquet {
+        return typed::parquet_table(&files.files, table);
+    }
     let schema = table_arrow_schema(table);
     let mut batches = Vec::new();
     let mut seen: HashSet<i64> = HashSet::new();
@@ -197,7 +200,7 @@ fn load(table: &TableSchema, files: &TableFiles, partitions: usize) -> Result<Ar
                 let (b, lines) = csv::read_csv(path, table)?;
                 (vec![b], Some(lines))
             }
-            Format::Parquet => (typed::read_parquet(path, table)?, None),
+            Format::Parquet => unreachable!("parquet tables are streamed"),
             Format::Arrow => (typed::read_arrow(path, table)?, None),
         };
         if table.is_patient_level() {

@@ -4,7 +4,13 @@
 use std::fs::File;
 use std::path::Path;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use parquet::arrow::ProjectionMask;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::reader::{FileReader, StreamReader};
@@ -15,6 +21,52 @@ use crate::error::Result;
 use crate::model::schema::TableSchema;
 use crate::model::types::ValueType;
 use crate::{bail, err};
+
+/// Check parquet files against a table without reading their rows (their footers
+/// only, and the patient_id column of a patient-level table), and return a table
+/// provider that streams them, reading only the columns and row groups a query needs.
+pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema) -> Result<Arc<dyn TableProvider>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut urls = Vec::with_capacity(paths.len());
+    for path in paths {
+        let shown = path.display();
+        let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err!("{shown}: not a readable parquet file: {e}"))?;
+        let indexes = check_schema(path, builder.schema(), table)?;
+        let metadata = builder.metadata().clone();
+        // Null patient ids show in the footer's statistics (and, for patient-level
+        // tables, in the read below).
+        for rg in metadata.row_groups() {
+            if rg.column(indexes[0]).statistics().and_then(|s| s.null_count_opt()).is_some_and(|n| n > 0) {
+                bail!("{shown}: column 'patient_id': patient_id must not be null");
+            }
+        }
+        if table.is_patient_level() {
+            let mask = ProjectionMask::roots(builder.parquet_schema(), [indexes[0]]);
+            let reader = builder.with_projection(mask).build().map_err(|e| err!("{shown}: {e}"))?;
+            let mut row = 0usize;
+            for batch in reader {
+                let batch = batch.map_err(|e| err!("{shown}: {e}"))?;
+                let ids = cast(batch.column(0), &DataType::Int64)?;
+                let ids = ids.as_any().downcast_ref::<Int64Array>().expect("cast to int64");
+                for i in 0..ids.len() {
+                    row += 1;
+                    if ids.is_null(i) {
+                        bail!("{shown}: row {row}, column 'patient_id': patient_id must not be null");
+                    }
+                    if !seen.insert(ids.value(i)) {
+                        bail!("{shown}: row {row}, column 'patient_id': patient {} appears more than once in patient-level table '{}'", ids.value(i), table.name);
+                    }
+                }
+            }
+        }
+        let absolute = std::fs::canonicalize(path).map_err(|e| err!("{shown}: {e}"))?;
+        urls.push(ListingTableUrl::parse(absolute.to_string_lossy()).map_err(|e| err!("{shown}: {e}"))?);
+    }
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(table_arrow_schema(table));
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
 
 pub fn read_parquet(path: &Path, table: &TableSchema) -> Result<Vec<RecordBatch>> {
     let shown = path.display();
@@ -63,7 +115,8 @@ fn compatible(found: &DataType, ty: &ValueType) -> bool {
     }
 }
 
-pub(super) fn conform(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordBatch>, table: &TableSchema) -> Result<Vec<RecordBatch>> {
+/// Check a file's schema against a table; returns where each table column is in it.
+fn check_schema(path: &Path, file_schema: &SchemaRef, table: &TableSchema) -> Result<Vec<usize>> {
     let shown = path.display();
     let target = table_arrow_schema(table);
     let mut indexes = Vec::with_capacity(target.fields().len());
@@ -83,6 +136,13 @@ pub(super) fn conform(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordB
             bail!("{shown}: unknown column '{}' (table '{}' has no such column)", f.name(), table.name);
         }
     }
+    Ok(indexes)
+}
+
+pub(super) fn conform(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordBatch>, table: &TableSchema) -> Result<Vec<RecordBatch>> {
+    let shown = path.display();
+    let target = table_arrow_schema(table);
+    let indexes = check_schema(path, file_schema, table)?;
     let mut out = Vec::with_capacity(batches.len());
     let mut row = 0usize;
     for b in batches {
