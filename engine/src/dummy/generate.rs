@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::model::schema::{ColumnSchema, TableSchema};
 use crate::model::types::parse_iso_date;
 use crate::model::{CodeSystem, Literal, ValueType};
+use crate::source::builder::ColumnBuilder;
 use crate::source::table_arrow_schema;
 
 const DAY: i32 = 1;
@@ -41,55 +42,21 @@ enum Value<'a> {
     Date(i32),
 }
 
-enum Column {
-    Bool(BooleanBuilder),
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Str(StringBuilder),
-    Date(Date32Builder),
-}
-
-impl Column {
-    fn new(ty: &ValueType) -> Column {
-        match ty {
-            ValueType::Bool => Column::Bool(BooleanBuilder::new()),
-            ValueType::Int => Column::Int(Int64Builder::new()),
-            ValueType::Float => Column::Float(Float64Builder::new()),
-            ValueType::Date => Column::Date(Date32Builder::new()),
-            _ => Column::Str(StringBuilder::new()),
-        }
-    }
-
-    fn push(&mut self, v: Value) {
-        match (self, v) {
-            (Column::Bool(b), Value::Bool(x)) => b.append_value(x),
-            (Column::Int(b), Value::Int(x)) => b.append_value(x),
-            (Column::Float(b), Value::Float(x)) => b.append_value(x),
-            (Column::Str(b), Value::Str(x)) => b.append_value(x),
-            (Column::Str(b), Value::Owned(x)) => b.append_value(x),
-            (Column::Date(b), Value::Date(x)) => b.append_value(x),
-            (Column::Bool(b), _) => b.append_null(),
-            (Column::Int(b), _) => b.append_null(),
-            (Column::Float(b), _) => b.append_null(),
-            (Column::Str(b), _) => b.append_null(),
-            (Column::Date(b), _) => b.append_null(),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Column::Bool(b) => Arc::new(b.finish()),
-            Column::Int(b) => Arc::new(b.finish()),
-            Column::Float(b) => Arc::new(b.finish()),
-            Column::Str(b) => Arc::new(b.finish()),
-            Column::Date(b) => Arc::new(b.finish()),
-        }
+fn push(column: &mut ColumnBuilder, v: Value) {
+    match (column, v) {
+        (ColumnBuilder::Bool(b), Value::Bool(x)) => b.append_value(x),
+        (ColumnBuilder::Int(b), Value::Int(x)) => b.append_value(x),
+        (ColumnBuilder::Float(b), Value::Float(x)) => b.append_value(x),
+        (ColumnBuilder::Str(b), Value::Str(x)) => b.append_value(x),
+        (ColumnBuilder::Str(b), Value::Owned(x)) => b.append_value(x),
+        (ColumnBuilder::Date(b), Value::Date(x)) => b.append_value(x),
+        (column, _) => column.append_null(),
     }
 }
 
 struct TableBuilder {
     pids: Int64Builder,
-    columns: Vec<Column>,
+    columns: Vec<ColumnBuilder>,
 }
 
 /// Per-column facts prepared once: hinted values, patterns, code pools.
@@ -209,7 +176,7 @@ impl Generator {
         let mut builders: Vec<TableBuilder> = self
             .tables
             .iter()
-            .map(|t| TableBuilder { pids: Int64Builder::new(), columns: t.columns.iter().map(|c| Column::new(&c.ty)).collect() })
+            .map(|t| TableBuilder { pids: Int64Builder::new(), columns: t.columns.iter().map(|c| ColumnBuilder::new(&c.ty)).collect() })
             .collect();
         for pid in ids {
             let person = self.person(pid);
@@ -223,7 +190,7 @@ impl Generator {
             .zip(builders.iter_mut())
             .map(|(t, b)| {
                 let mut cols: Vec<ArrayRef> = vec![Arc::new(b.pids.finish())];
-                cols.extend(b.columns.iter_mut().map(Column::finish));
+                cols.extend(b.columns.iter_mut().map(ColumnBuilder::finish));
                 Ok(RecordBatch::try_new(table_arrow_schema(t), cols)?)
             })
             .collect()
@@ -405,7 +372,7 @@ fn literal(l: &Literal) -> Value<'_> {
 fn push_row(out: &mut TableBuilder, pid: i64, row: Vec<Value>) {
     out.pids.append_value(pid);
     for (col, v) in out.columns.iter_mut().zip(row) {
-        col.push(v);
+        push(col, v);
     }
 }
 

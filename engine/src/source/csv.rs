@@ -6,10 +6,11 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::*;
+use arrow::array::{ArrayRef, Int64Builder};
 use arrow::record_batch::RecordBatch;
 use flate2::read::MultiGzDecoder;
 
+use super::builder::ColumnBuilder;
 use super::table_arrow_schema;
 use crate::error::Result;
 use crate::model::schema::TableSchema;
@@ -22,56 +23,20 @@ pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
     Ok(if path.to_string_lossy().ends_with(".gz") { Box::new(MultiGzDecoder::new(reader)) } else { Box::new(reader) })
 }
 
-enum Builder {
-    Bool(BooleanBuilder),
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Str(StringBuilder),
-    Date(Date32Builder),
-}
-
-impl Builder {
-    fn new(ty: &ValueType) -> Builder {
-        match ty {
-            ValueType::Bool => Builder::Bool(BooleanBuilder::new()),
-            ValueType::Int => Builder::Int(Int64Builder::new()),
-            ValueType::Float => Builder::Float(Float64Builder::new()),
-            ValueType::Date => Builder::Date(Date32Builder::new()),
-            _ => Builder::Str(StringBuilder::new()),
-        }
+/// Append one CSV field; `None` means the text is not a valid value of the type.
+fn push(b: &mut ColumnBuilder, text: &str) -> Option<()> {
+    if text.is_empty() {
+        b.append_null();
+        return Some(());
     }
-
-    /// Append one CSV field; `None` means the text is not a valid value of the type.
-    fn push(&mut self, text: &str) -> Option<()> {
-        if text.is_empty() {
-            match self {
-                Builder::Bool(b) => b.append_null(),
-                Builder::Int(b) => b.append_null(),
-                Builder::Float(b) => b.append_null(),
-                Builder::Str(b) => b.append_null(),
-                Builder::Date(b) => b.append_null(),
-            }
-            return Some(());
-        }
-        match self {
-            Builder::Bool(b) => b.append_value(parse_bool(text)?),
-            Builder::Int(b) => b.append_value(text.parse::<i64>().ok()?),
-            Builder::Float(b) => b.append_value(text.parse::<f64>().ok().filter(|f| f.is_finite())?),
-            Builder::Str(b) => b.append_value(text),
-            Builder::Date(b) => b.append_value(parse_iso_date(text)?),
-        }
-        Some(())
+    match b {
+        ColumnBuilder::Bool(b) => b.append_value(parse_bool(text)?),
+        ColumnBuilder::Int(b) => b.append_value(text.parse::<i64>().ok()?),
+        ColumnBuilder::Float(b) => b.append_value(text.parse::<f64>().ok().filter(|f| f.is_finite())?),
+        ColumnBuilder::Str(b) => b.append_value(text),
+        ColumnBuilder::Date(b) => b.append_value(parse_iso_date(text)?),
     }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Builder::Bool(b) => Arc::new(b.finish()),
-            Builder::Int(b) => Arc::new(b.finish()),
-            Builder::Float(b) => Arc::new(b.finish()),
-            Builder::Str(b) => Arc::new(b.finish()),
-            Builder::Date(b) => Arc::new(b.finish()),
-        }
-    }
+    Some(())
 }
 
 pub fn parse_bool(text: &str) -> Option<bool> {
@@ -108,7 +73,7 @@ pub fn read_csv(path: &Path, table: &TableSchema) -> Result<(RecordBatch, Vec<u6
     }
     let mut pids = Int64Builder::new();
     let mut lines = Vec::new();
-    let mut builders: Vec<Builder> = table.columns.iter().map(|c| Builder::new(&c.ty)).collect();
+    let mut builders: Vec<ColumnBuilder> = table.columns.iter().map(|c| ColumnBuilder::new(&c.ty)).collect();
     let mut record = csv::StringRecord::new();
     loop {
         match reader.read_record(&mut record) {
@@ -127,13 +92,13 @@ pub fn read_csv(path: &Path, table: &TableSchema) -> Result<(RecordBatch, Vec<u6
         lines.push(line);
         for ((b, i), c) in builders.iter_mut().zip(&at).zip(&table.columns) {
             let text = &record[*i];
-            if b.push(text).is_none() {
+            if push(b, text).is_none() {
                 bail!("{shown}: line {line}, column '{}': '{text}' is not a valid {}", c.name, describe(&c.ty));
             }
         }
     }
     let mut columns: Vec<ArrayRef> = vec![Arc::new(pids.finish())];
-    columns.extend(builders.iter_mut().map(Builder::finish));
+    columns.extend(builders.iter_mut().map(ColumnBuilder::finish));
     Ok((RecordBatch::try_new(table_arrow_schema(table), columns)?, lines))
 }
 
