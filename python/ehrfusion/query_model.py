@@ -90,7 +90,9 @@ def to_document(population, variables, event_tables, backend, tables):
         for name, columns in event_tables.items()
     }
     if backend is None:
-        backend = "tpp" if "tpp" in backends else "core"
+        if len(backends - {"core"}) > 1:
+            raise ValueError(f"A definition can use the tables of one backend, not several ({', '.join(sorted(backends))})")
+        backend = next(iter(backends - {"core"}), "core")
     return {
         "format": FORMAT,
         "version": VERSION,

@@ -38,6 +38,12 @@ class PatientsHelpers:
     def is_dead_on(self, date):
         return self.date_of_death.is_not_null() & self.date_of_death.is_before(date)
 
+    def has_practice_registration_spanning(self, start_date, end_date):
+        """(EMIS) Whether the current registration spans the whole period."""
+        return self.registration_start_date.is_on_or_before(start_date) & (
+            self.registration_end_date.is_after(end_date) | self.registration_end_date.is_null()
+        )
+
 
 class PracticeRegistrationsHelpers:
     def for_patient_on(self, date):

@@ -110,3 +110,28 @@ def test_ehrql_command(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert out.read_text().startswith("patient_id,sex,age,")
+
+
+def test_emis_tables_and_backend():
+    from ehrql.tables import emis
+
+    ds = create_dataset()
+    ds.define_population(emis.patients.has_practice_registration_spanning("2020-01-01", "2020-12-31"))
+    ds.vaccinated = emis.vaccinations.exists_for_patient()
+    doc = ehrfusion.document(ds)
+    assert doc["backend"] == "emis"
+    t = ehrfusion.run(ds, tables={
+        "patients": [(1, "1980-01-01", "male", None, "2010-01-01", None, "P1", 3, 1200), (2, "1980-01-01", "female", None, "2020-06-01", None, "P2", None, None)],
+        "vaccinations": [(1, "2021-01-01", "1324681000000101")],
+    })
+    assert as_dict(t) == {"patient_id": [1], "vaccinated": [True]}
+
+
+def test_one_backend_per_definition():
+    from ehrql.tables import emis, tpp
+
+    ds = create_dataset()
+    ds.define_population(emis.patients.exists_for_patient())
+    ds.x = tpp.apcs.exists_for_patient()
+    with pytest.raises(ValueError, match="one backend, not several"):
+        ehrfusion.document(ds)

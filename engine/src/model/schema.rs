@@ -11,15 +11,17 @@ use crate::{bail, err};
 
 const CORE_JSON: &str = include_str!("../../../schemas/core.json");
 const TPP_JSON: &str = include_str!("../../../schemas/tpp.json");
+const EMIS_JSON: &str = include_str!("../../../schemas/emis.json");
 
 /// The backends whose schemas ship with ehrfusion.
-pub const BACKENDS: [&str; 2] = ["core", "tpp"];
+pub const BACKENDS: [&str; 3] = ["core", "tpp", "emis"];
 
 /// The schema file of a backend, as compiled in.
 pub fn backend_json(name: &str) -> Option<&'static str> {
     match name {
         "core" => Some(CORE_JSON),
         "tpp" => Some(TPP_JSON),
+        "emis" => Some(EMIS_JSON),
         _ => None,
     }
 }

@@ -1,5 +1,5 @@
-"""EMIS tables are not available: ehrfusion ships the core and tpp schemas only."""
+"""Tables of the EMIS backend (from schemas/emis.json)."""
 
-from ehrfusion.language import Error
+from ehrfusion.tables import populate
 
-raise Error("ehrql.tables.emis is not supported by ehrfusion yet; use ehrql.tables.core for tables common to all backends")
+populate(globals(), "emis")
