@@ -141,6 +141,12 @@ fn event_tables_go_to_a_directory_output() {
     let dir = work.path().join("out");
     generate(definition.to_str().unwrap(), &repo().join("testdata/data/csv"), &format!("{}/:csv", dir.display()));
     let dataset = read_output(&dir.join("dataset.csv"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("dataset.csv")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "outputs are readable files, not private temporary ones");
+    }
     let events = read_output(&dir.join("diabetes_events.csv"));
     assert!(!events.is_empty());
     let in_population: std::collections::HashSet<&str> = dataset.iter().map(|r| r[0].as_str()).collect();

@@ -76,8 +76,12 @@ impl TableWriter {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(|e| err!("{}: cannot create directory: {e}", dir.display()))?;
-        let temp = tempfile::Builder::new()
-            .prefix(".ehrfusion-")
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".ehrfusion-");
+        // Outputs are ordinary files (temporary files are private by default).
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let temp = builder
             .tempfile_in(&dir)
             .map_err(|e| err!("{}: cannot write: {e}", dir.display()))?;
         let file = temp.reopen().map_err(|e| err!("{}: {e}", target.display()))?;
