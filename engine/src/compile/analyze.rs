@@ -345,13 +345,13 @@ impl Analyzer<'_> {
                         // (DataFusion requires the keys to be distinct.)
                         let mut keys = f.sort.clone();
                         merge(&mut keys, &f.schema.columns.iter().map(|c| col(c.name.as_str())).collect::<Vec<_>>());
-                        let order = keys
-                            .into_iter()
-                            .map(|k| match position {
-                                Position::First => k.sort(true, true),
-                                Position::Last => k.sort(false, false),
-                            })
-                            .collect();
+                        // One binary key in the keys' order (ascending, nulls first):
+                        // the first row has the smallest key, the last the largest.
+                        let key = super::functions::sort_key(keys);
+                        let order = vec![match position {
+                            Position::First => key.sort(true, true),
+                            Position::Last => key.sort(false, false),
+                        }];
                         let agg = aggregate(first_value_udaf(), col(name.as_str()), false, &f.filters, order)?;
                         let c = self.event_column(&f.root, f.stage, agg);
                         patient(col(c), f.stage + 1)

@@ -92,6 +92,30 @@ pub fn call(name: &'static str, args: Vec<Expr>) -> Expr {
     f.call(args)
 }
 
+/// One binary key per row whose byte order is the order of the given sort keys
+/// (each ascending, nulls first), so a pick compares one value instead of many.
+pub fn sort_key(keys: Vec<Expr>) -> Expr {
+    let f = Arc::new(ScalarUDF::new_from_impl(EhrFunction {
+        name: "ehr_sort_key",
+        signature: Signature::variadic_any(Volatility::Immutable),
+        returns: DataType::Binary,
+        kernel: sort_key_kernel,
+    }));
+    f.call(keys)
+}
+
+fn sort_key_kernel(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    use arrow::row::{RowConverter, SortField};
+    let fields = args.iter().map(|a| SortField::new(a.data_type().clone())).collect();
+    let converter = RowConverter::new(fields)?;
+    let rows = converter.convert_columns(args)?;
+    let mut out = BinaryBuilder::with_capacity(rows.num_rows(), rows.size());
+    for row in rows.iter() {
+        out.append_value(row.as_ref());
+    }
+    Ok(Arc::new(out.finish()))
+}
+
 fn as_f64(a: &ArrayRef) -> DFResult<&Float64Array> {
     a.as_any().downcast_ref().map_or_else(|| exec_err!("expected float64, got {}", a.data_type()), Ok)
 }
