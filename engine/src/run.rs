@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::compile::plan::{materialise, placeholder};
+use crate::compile::plan::placeholder;
 use crate::compile::{Analysis, Planner, Providers, analyze};
 use crate::error::Result;
 use crate::model::validate::validate;
@@ -104,10 +104,7 @@ pub struct Results {
 /// Run a prepared definition over opened tables.
 pub async fn execute(ctx: &SessionContext, prepared: &Prepared, providers: &Providers) -> Result<Results> {
     let mut planner = Planner::new(&prepared.analysis, providers);
-    for _ in 0..planner.stages_to_materialise() {
-        let plan = planner.next_stage_plan()?;
-        planner.push_stage(materialise(ctx, plan).await?);
-    }
+    planner.materialise_stages(ctx).await?;
     let batches = ctx.execute_logical_plan(planner.dataset_plan()?).await?.collect().await?;
     let dataset = TableResult { name: "dataset".into(), columns: prepared.dataset_columns(), batches };
     let mut event_tables = Vec::new();

@@ -199,14 +199,19 @@ fn conjunction(filters: &[Expr]) -> Option<Expr> {
 }
 
 pub fn literal(ty: &ValueType, value: &Literal) -> Result<Expr> {
-    Ok(lit(match value {
+    Ok(lit(scalar(ty, value)?))
+}
+
+/// A constant as a DataFusion scalar of its type's Arrow representation.
+pub fn scalar(ty: &ValueType, value: &Literal) -> Result<ScalarValue> {
+    Ok(match value {
         Literal::Null => ScalarValue::try_from(&ty.arrow_type())?,
         Literal::Bool(b) => ScalarValue::Boolean(Some(*b)),
         Literal::Int(i) => ScalarValue::Int64(Some(*i)),
         Literal::Float(f) => ScalarValue::Float64(Some(*f)),
         Literal::Str(s) => ScalarValue::Utf8(Some(s.clone())),
         Literal::Date(d) => ScalarValue::Date32(Some(*d)),
-    }))
+    })
 }
 
 fn aggregate(udaf: Arc<AggregateUDF>, arg: Expr, distinct: bool, filters: &[Expr], order: Vec<SortExpr>) -> Result<Expr> {

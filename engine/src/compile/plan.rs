@@ -47,6 +47,15 @@ impl<'a> Planner<'a> {
         self.frame_through(self.materialised.len())
     }
 
+    /// Run and keep in memory every stage the dataset needs before its own plan.
+    pub async fn materialise_stages(&mut self, ctx: &SessionContext) -> Result<()> {
+        for _ in 0..self.stages_to_materialise() {
+            let plan = self.next_stage_plan()?;
+            self.push_stage(materialise(ctx, plan).await?);
+        }
+        Ok(())
+    }
+
     /// Provide the result of [`Self::next_stage_plan`] (real data or, for `explain`,
     /// an empty table of the right schema).
     pub fn push_stage(&mut self, table: Arc<dyn TableProvider>) {

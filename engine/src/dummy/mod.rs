@@ -28,7 +28,6 @@ pub use generate::Generator;
 pub use hints::Hints;
 
 use crate::compile::{Planner, Providers};
-use crate::compile::plan::materialise;
 use crate::error::Result;
 use crate::run::Prepared;
 use crate::source::{self, Tables, table_arrow_schema};
@@ -155,36 +154,17 @@ async fn population_of(
 ) -> Result<Vec<i64>> {
     let mut providers = inline.clone();
     for (name, rows) in batch {
-        let schema = rows.schema();
-        let parts = split_batch(rows, threads);
-        providers.insert(name.clone(), Arc::new(MemTable::try_new(schema, parts)?) as Arc<dyn TableProvider>);
+        let parts = source::split(vec![rows.clone()], threads);
+        providers.insert(name.clone(), Arc::new(MemTable::try_new(rows.schema(), parts)?) as Arc<dyn TableProvider>);
     }
     let mut planner = Planner::new(&prepared.analysis, &providers);
-    for _ in 0..planner.stages_to_materialise() {
-        let plan = planner.next_stage_plan()?;
-        planner.push_stage(materialise(ctx, plan).await?);
-    }
+    planner.materialise_stages(ctx).await?;
     let batches = ctx.execute_logical_plan(planner.population_plan()?).await?.collect().await?;
     let mut ids = Vec::new();
     for b in batches {
         ids.extend(b.column(0).as_any().downcast_ref::<Int64Array>().expect("patient_id").values().iter().copied());
     }
     Ok(ids)
-}
-
-fn split_batch(rows: &RecordBatch, parts: usize) -> Vec<Vec<RecordBatch>> {
-    let n = rows.num_rows();
-    let size = n.div_ceil(parts.max(1)).max(1);
-    let mut out: Vec<Vec<RecordBatch>> = (0..parts.max(1)).map(|_| Vec::new()).collect();
-    let mut offset = 0;
-    let mut i = 0;
-    while offset < n {
-        let len = size.min(n - offset);
-        out[i].push(rows.slice(offset, len));
-        offset += len;
-        i += 1;
-    }
-    out
 }
 
 /// Dummy tables held in memory, as table providers.

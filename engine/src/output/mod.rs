@@ -65,7 +65,6 @@ pub struct TableWriter {
     sink: Sink,
     temp: NamedTempFile,
     target: PathBuf,
-    columns: Vec<ColumnInfo>,
     schema: SchemaRef,
 }
 
@@ -105,7 +104,7 @@ impl TableWriter {
                 Sink::Parquet(ArrowWriter::try_new(buffered, schema.clone(), Some(props))?)
             }
         };
-        Ok(TableWriter { sink, temp, target: target.to_path_buf(), columns, schema })
+        Ok(TableWriter { sink, temp, target: target.to_path_buf(), schema })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -118,8 +117,8 @@ impl TableWriter {
                     w.write_record(record).map_err(|e| err!("{target}: {e}"))?;
                 }
             }
-            Sink::Arrow(w) => w.write(&narrow::narrow(batch, &self.columns, &self.schema)?)?,
-            Sink::Parquet(w) => w.write(&narrow::narrow(batch, &self.columns, &self.schema)?)?,
+            Sink::Arrow(w) => w.write(&narrow::narrow(batch, &self.schema)?)?,
+            Sink::Parquet(w) => w.write(&narrow::narrow(batch, &self.schema)?)?,
         }
         Ok(())
     }

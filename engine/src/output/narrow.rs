@@ -73,7 +73,7 @@ pub fn output_schema(columns: &[ColumnInfo], format: Format) -> SchemaRef {
     ))
 }
 
-pub fn narrow(batch: &RecordBatch, _columns: &[ColumnInfo], schema: &SchemaRef) -> Result<RecordBatch> {
+pub fn narrow(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let cols = batch
         .columns()
         .iter()

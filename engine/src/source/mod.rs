@@ -250,27 +250,13 @@ pub(crate) fn split(batches: Vec<RecordBatch>, partitions: usize) -> Vec<Vec<Rec
 }
 
 fn inline_table(schema: &TableSchema, rows: &[(i64, Vec<Literal>)]) -> Result<MemTable> {
-    use arrow::array::*;
+    use arrow::array::{ArrayRef, new_empty_array};
+    use datafusion::common::ScalarValue;
     let arrow_schema = table_arrow_schema(schema);
     let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))];
-    for (i, _) in schema.columns.iter().enumerate() {
-        let scalars = rows
-            .iter()
-            .map(|r| crate::compile::analyze::literal(&schema.columns[i].ty, &r.1[i]))
-            .collect::<Result<Vec<_>>>()?;
-        let values = scalars
-            .into_iter()
-            .map(|e| match e {
-                datafusion::logical_expr::Expr::Literal(v, _) => v,
-                _ => unreachable!("literal() returns literals"),
-            })
-            .collect::<Vec<_>>();
-        let array = if values.is_empty() {
-            arrow::array::new_empty_array(&schema.columns[i].ty.arrow_type())
-        } else {
-            datafusion::common::ScalarValue::iter_to_array(values)?
-        };
-        columns.push(array);
+    for (i, column) in schema.columns.iter().enumerate() {
+        let values = rows.iter().map(|r| crate::compile::analyze::scalar(&column.ty, &r.1[i])).collect::<Result<Vec<_>>>()?;
+        columns.push(if values.is_empty() { new_empty_array(&column.ty.arrow_type()) } else { ScalarValue::iter_to_array(values)? });
     }
     let batch = RecordBatch::try_new(arrow_schema.clone(), columns)?;
     Ok(MemTable::try_new(arrow_schema, vec![vec![batch]])?)
