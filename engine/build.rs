@@ -21,7 +21,9 @@ fn python_files(dir: &Path, base: &Path, out: &mut Vec<(String, PathBuf)>) {
 }
 
 fn main() {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python");
+    // Read at run time: a build script compiled for another checkout may be reused
+    // from the shared target directory.
+    let python = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../python");
     println!("cargo:rerun-if-changed={}", python.join("ehrfusion").display());
     println!("cargo:rerun-if-changed={}", python.join("ehrql").display());
     let mut files = Vec::new();

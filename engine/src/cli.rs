@@ -116,6 +116,10 @@ struct DummyArgs {
     /// definition's configure_dummy_data timeout, else 60).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// How much data per patient: `query` (a few rows near the query's dates and
+    /// codes) or `population` (realistic volumes and code frequencies, for benchmarks).
+    #[arg(long, value_enum, default_value_t = dummy::Profile::Query)]
+    profile: dummy::Profile,
 }
 
 #[derive(Args)]
@@ -203,7 +207,7 @@ impl DummyArgs {
             None => dummy::population_size_from_project(definition)?.unwrap_or(dummy::DEFAULT_POPULATION_SIZE),
         };
         let timeout = self.timeout.or(settings.timeout).map(Duration::from_secs_f64).unwrap_or(dummy::DEFAULT_TIMEOUT);
-        Ok(DummyOptions { population_size, seed: self.seed, timeout, progress: true })
+        Ok(DummyOptions { population_size, seed: self.seed, timeout, progress: true, profile: self.profile })
     }
 }
 

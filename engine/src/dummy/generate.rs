@@ -3,6 +3,7 @@
 //! same tables however the work is split across threads and batches.
 
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use arrow::array::*;
 use arrow::record_batch::RecordBatch;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, LogNormal, Zipf};
 use rayon::prelude::*;
 
 use super::hints::Hints;
@@ -59,12 +61,29 @@ struct TableBuilder {
     columns: Vec<ColumnBuilder>,
 }
 
+/// How much data, and how it is spread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Few rows per patient, most of them near the query's dates and codes: enough
+    /// to exercise a definition quickly (ehrQL's kind of dummy data).
+    #[default]
+    Query,
+    /// Volumes like a real primary-care population, for benchmarks: about 100
+    /// clinical events and 40 medications per patient (log-normal, so a long tail),
+    /// codes drawn with Zipf-skewed frequencies from a universe of 30,000 SNOMED-CT
+    /// (10,000 dm+d) codes that holds the query's codes, dates over 2000-2025, 1%
+    /// deaths.
+    Population,
+}
+
 /// Per-column facts prepared once: hinted values, patterns, code pools.
 struct ColumnPlan {
     hinted: Vec<Literal>,
     prefixes: Vec<String>,
     pattern: Option<Pattern>,
     codes: Vec<String>,
+    /// Zipf over `codes` (population profile): rank 1 is the commonest code.
+    zipf: Option<Zipf<f64>>,
 }
 
 pub struct Generator {
@@ -75,8 +94,7 @@ pub struct Generator {
     window: (i32, i32),
     /// No date lies after this one.
     today: i32,
-    /// Multiplies the number of events per patient.
-    pub event_scale: f64,
+    profile: Profile,
 }
 
 fn stream(seed: u64, patient: i64, salt: &str) -> SmallRng {
@@ -87,10 +105,10 @@ fn stream(seed: u64, patient: i64, salt: &str) -> SmallRng {
 
 /// Codes that look like codes of the system, to stand beside the ones the query
 /// looks for (so its filters have something to reject).
-fn code_pool(system: CodeSystem, seed: u64) -> Vec<String> {
+fn code_pool(system: CodeSystem, seed: u64, size: usize) -> Vec<String> {
     let mut rng = SmallRng::seed_from_u64(seed ^ system as u64);
     let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    (0..60)
+    (0..size)
         .map(|_| match system {
             CodeSystem::SnomedCt => rng.random_range(100_000_000u64..999_999_999).to_string(),
             CodeSystem::Dmd => rng.random_range(10_000_000_000u64..99_999_999_999).to_string(),
@@ -107,11 +125,29 @@ fn code_pool(system: CodeSystem, seed: u64) -> Vec<String> {
         .collect()
 }
 
+/// A population-profile code universe of `size` codes with the query's codes placed
+/// at ranks spread log-uniformly from 100 to the end (so a codelist mixes common and
+/// rare codes); the commonest ranks stand for administrative codes.
+fn code_universe(system: CodeSystem, hinted: &[Literal], seed: u64, size: usize) -> Vec<String> {
+    let mut codes = code_pool(system, seed, size);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let mut taken = HashSet::new();
+    for code in hinted.iter().filter_map(|l| if let Literal::Str(s) = l { Some(s) } else { None }).take(size) {
+        let mut rank = ((100.0 * (size as f64 / 100.0).powf(rng.random::<f64>())) as usize).min(size - 1);
+        while !taken.insert(rank) {
+            rank = (rank + 1) % size;
+        }
+        codes[rank] = code.clone();
+    }
+    codes
+}
+
 impl Generator {
-    pub fn new(tables: Vec<TableSchema>, hints: &Hints, seed: u64) -> Generator {
+    pub fn new(tables: Vec<TableSchema>, hints: &Hints, seed: u64, profile: Profile) -> Generator {
         let default = (parse_iso_date("2015-01-01").unwrap(), parse_iso_date("2025-12-31").unwrap());
-        let window = match (hints.dates.first(), hints.dates.last()) {
-            (Some(lo), Some(hi)) => (lo - 5 * YEAR, hi + YEAR),
+        let window = match (profile, hints.dates.first(), hints.dates.last()) {
+            (Profile::Population, _, _) => (parse_iso_date("2000-01-01").unwrap(), parse_iso_date("2025-12-31").unwrap()),
+            (Profile::Query, Some(lo), Some(hi)) => (lo - 5 * YEAR, hi + YEAR),
             _ => default,
         };
         let today = window.1.max(parse_iso_date("2025-12-31").unwrap());
@@ -126,17 +162,28 @@ impl Generator {
                             ValueType::Code(s) | ValueType::MultiCodeString(s) => Some(*s),
                             _ => None,
                         };
+                        let hinted = hints.values.get(&key).cloned().unwrap_or_default();
+                        let (codes, zipf) = match (profile, system, &c.ty) {
+                            (Profile::Population, Some(s), ValueType::Code(_)) => {
+                                let size = if s == CodeSystem::SnomedCt { 30_000 } else { 10_000 };
+                                let codes = code_universe(s, &hinted, seed, size);
+                                (codes, Some(Zipf::new(size as f64, 1.0).expect("valid Zipf")))
+                            }
+                            (_, Some(s), _) => (code_pool(s, seed, 60), None),
+                            _ => (vec![], None),
+                        };
                         ColumnPlan {
-                            hinted: hints.values.get(&key).cloned().unwrap_or_default(),
+                            hinted,
                             prefixes: hints.prefixes.get(&key).cloned().unwrap_or_default(),
                             pattern: c.constraints.regex.as_deref().and_then(Pattern::parse),
-                            codes: system.map(|s| code_pool(s, seed)).unwrap_or_default(),
+                            codes,
+                            zipf,
                         }
                     })
                     .collect()
             })
             .collect();
-        Generator { tables, plans, seed, window, today, event_scale: 1.0 }
+        Generator { tables, plans, seed, window, today, profile }
     }
 
     fn person(&self, patient: i64) -> Person {
@@ -144,7 +191,8 @@ impl Generator {
         let age_days = rng.random_range(0..100 * YEAR);
         let dob = self.window.1 - YEAR - age_days;
         let dob = first_of_month(dob);
-        let death = (rng.random_bool(0.08)).then(|| {
+        let death_rate = if self.profile == Profile::Population { 0.01 } else { 0.08 };
+        let death = (rng.random_bool(death_rate)).then(|| {
             let lo = dob.max(self.window.0 - 2 * YEAR);
             rng.random_range(lo..=self.today.max(lo))
         });
@@ -270,12 +318,7 @@ impl Generator {
                 }
             }
             name => {
-                let mean = match name {
-                    "clinical_events" => 12.0,
-                    "medications" => 8.0,
-                    _ => 2.0,
-                } * self.event_scale;
-                let n = rng.random_range(0..=(2.0 * mean).round() as u32);
+                let n = self.events_per_patient(name, rng);
                 for _ in 0..n {
                     let date = self.event_date(p, rng);
                     let mut first_date = true;
@@ -297,10 +340,36 @@ impl Generator {
         }
     }
 
+    /// How many rows a patient has in an event table.
+    fn events_per_patient(&self, table: &str, rng: &mut SmallRng) -> u32 {
+        match self.profile {
+            Profile::Query => {
+                let mean = match table {
+                    "clinical_events" => 12.0,
+                    "medications" => 8.0,
+                    _ => 2.0,
+                };
+                rng.random_range(0..=(2.0 * mean) as u32)
+            }
+            Profile::Population => {
+                let mean: f64 = match table {
+                    "clinical_events" => 100.0,
+                    "medications" => 40.0,
+                    _ => 2.0,
+                };
+                // Log-normal with this mean: most patients have a few dozen events,
+                // a few have thousands.
+                let sigma = 1.0;
+                let n = LogNormal::new(mean.ln() - sigma * sigma / 2.0, sigma).expect("valid log-normal").sample(rng);
+                n.min(20_000.0) as u32
+            }
+        }
+    }
+
     /// A date in the patient's record, usually within the query's window.
     fn event_date(&self, p: &Person, rng: &mut SmallRng) -> i32 {
         let end = self.end_of_record(p);
-        let (lo, hi) = if rng.random_bool(0.85) {
+        let (lo, hi) = if self.profile == Profile::Population || rng.random_bool(0.85) {
             (self.window.0.max(p.dob), self.window.1.min(end))
         } else {
             (p.dob, end)
@@ -329,6 +398,9 @@ impl Generator {
         if let Some(r) = &k.range {
             let steps = (r.max - r.min) / r.step.max(1);
             return Value::Int(r.min + r.step.max(1) * rng.random_range(0..=steps));
+        }
+        if let Some(zipf) = &plan.zipf {
+            return Value::Str(&plan.codes[zipf.sample(rng) as usize - 1]);
         }
         if !plan.hinted.is_empty() && rng.random_bool(0.5) {
             return literal(&plan.hinted[rng.random_range(0..plan.hinted.len())]);

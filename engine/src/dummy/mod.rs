@@ -24,7 +24,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub use generate::Generator;
+pub use generate::{Generator, Profile};
 pub use hints::Hints;
 
 use crate::compile::{Planner, Providers};
@@ -44,6 +44,7 @@ pub struct DummyOptions {
     pub timeout: Duration,
     /// Show a progress bar (when standard error is a terminal).
     pub progress: bool,
+    pub profile: Profile,
 }
 
 /// What a run found: how many patients, and whether time ran out first.
@@ -86,7 +87,7 @@ pub async fn generate(
     threads: usize,
     mut sink: impl FnMut(&str, RecordBatch) -> Result<()>,
 ) -> Result<Outcome> {
-    let generator = generator(prepared, options.seed)?;
+    let generator = generator(prepared, options.seed, options.profile)?;
     let inline = prepared.open_tables(Tables::Empty, 1)?;
     let started = Instant::now();
     let progress = progress_bar(options);
@@ -122,7 +123,7 @@ pub async fn generate(
 }
 
 /// A generator for the tables the definition reads (not the inline ones it defines).
-pub fn generator(prepared: &Prepared, seed: u64) -> Result<Generator> {
+pub fn generator(prepared: &Prepared, seed: u64, profile: Profile) -> Result<Generator> {
     let hints = Hints::collect(&prepared.model, &prepared.infos);
     let tables = prepared
         .analysis
@@ -130,7 +131,7 @@ pub fn generator(prepared: &Prepared, seed: u64) -> Result<Generator> {
         .iter()
         .map(|t| prepared.model.schema.table(t).cloned())
         .collect::<Result<Vec<_>>>()?;
-    Ok(Generator::new(tables, &hints, seed))
+    Ok(Generator::new(tables, &hints, seed, profile))
 }
 
 fn progress_bar(options: &DummyOptions) -> ProgressBar {
