@@ -1,0 +1,46 @@
+"""Runs one system on one workload, writing the dataset to a parquet file. The
+comparison runs each system in its own process (this script) so that its peak memory
+is its own.
+
+    python benches/run_one.py SYSTEM WORKLOAD DATA_DIR OUTPUT
+"""
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main(system, workload, data, output):
+    if system == "ehrfusion-python":
+        import ehrfusion
+        import pyarrow.parquet as pq
+
+        table = ehrfusion.run(HERE / "workloads" / f"{workload}.py", data=data, output="pyarrow")
+        pq.write_table(table, output)
+        return
+    import peers
+
+    w = peers.WORKLOADS[workload]
+    if system.startswith("duckdb"):
+        import duckdb
+
+        sql = peers.duckdb_fused(w, data) if system == "duckdb-fused" else peers.duckdb_per_variable(w, data)
+        duckdb.connect().execute(f"COPY ({sql}) TO '{output}' (FORMAT parquet)")
+    elif system == "polars":
+        peers.polars_query(w, data).collect().write_parquet(output)
+    elif system == "scan-floor":
+        import pyarrow.dataset as ds
+
+        rows = 0
+        for table, columns in w.columns().items():
+            for batch in ds.dataset(Path(data) / f"{table}.parquet").to_batches(columns=columns, use_threads=True):
+                rows += batch.num_rows
+        Path(output).write_text(f"{rows}\n")
+    else:
+        raise SystemExit(f"run_one.py: unknown system {system!r}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    main(*sys.argv[1:])
