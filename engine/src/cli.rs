@@ -16,7 +16,7 @@ use crate::model::QueryModel;
 use crate::dummy::{self, DummyOptions};
 use crate::output::{self, ColumnInfo, Destination, TableWriter};
 use crate::run::{self, Prepared};
-use crate::source::{Format, Tables};
+use crate::source::{self, Format, Tables};
 use crate::{bail, err};
 
 const EXAMPLES: &str = "\
@@ -95,6 +95,11 @@ struct GenerateArgs {
     /// the query, after checking its columns, types and categories.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "dummy_tables"])]
     dummy_data_file: Option<PathBuf>,
+    /// With --data in parquet files ordered by patient_id, compute the dataset in
+    /// blocks of patients holding about N input rows each: memory follows N, not the
+    /// number of patients.
+    #[arg(long, value_name = "N", default_value_t = 200_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    block_rows: u64,
     #[command(flatten)]
     dummy: DummyArgs,
     /// Parameters for get_parameter(), after `--`: `-- --name value`.
@@ -169,7 +174,7 @@ pub fn load_definition(path: &Path, parameters: &[String], front_end: PythonFron
     if !parameters.is_empty() {
         bail!("parameters after -- are only used by Python definitions");
     }
-    Ok((run::load_definition(path)?, DummySettings::default()))
+    Ok((run::load_json(path)?, DummySettings::default()))
 }
 
 #[cfg(feature = "python")]
@@ -249,9 +254,16 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
             dummy::into_providers(&prepared, tables, threads)?
         }
     };
-    let results = rt.block_on(run::execute(&ctx, &prepared, &providers))?;
-    print!("{}", run::write(&results, &destination)?);
-    Ok(())
+    if destination == Destination::Console {
+        let results = rt.block_on(run::execute(&ctx, &prepared, &providers))?;
+        print!("{}", run::write(&results, &destination)?);
+        return Ok(());
+    }
+    let blocks = match &args.data {
+        Some(d) => source::blocks::patient_blocks(d, &prepared.model.schema, &prepared.analysis.tables, args.block_rows)?,
+        None => vec![Default::default()],
+    };
+    rt.block_on(run::execute_to_files(&ctx, &prepared, &providers, &blocks, &destination))
 }
 
 fn create_dummy_tables(args: CreateDummyTablesArgs, front_end: PythonFrontEnd) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Driving one extraction: load and check the definition, open the tables, run the
 //! plans stage by stage, and write the results.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -8,6 +9,8 @@ use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::compile::plan::placeholder;
 use crate::compile::{Analysis, Planner, Providers, analyze};
@@ -15,6 +18,7 @@ use crate::error::Result;
 use crate::model::validate::validate;
 use crate::model::{NodeInfo, QueryModel, json};
 use crate::output::{ColumnInfo, Destination, TableWriter, commit, console_table};
+use crate::source::blocks::PatientRange;
 use crate::source::{self, Tables};
 use crate::{bail, err};
 
@@ -41,7 +45,7 @@ impl Prepared {
         cols
     }
 
-    fn event_table_columns(&self, name: &str) -> Vec<ColumnInfo> {
+    pub fn event_table_columns(&self, name: &str) -> Vec<ColumnInfo> {
         let mut cols = vec![ColumnInfo::patient_id()];
         for (cname, id) in &self.model.dataset.event_tables[name] {
             cols.push(ColumnInfo::of(&self.model, &self.infos, cname, *id));
@@ -54,13 +58,9 @@ impl Prepared {
     }
 }
 
-/// Read a definition file. This build reads the JSON query model.
-pub fn load_definition(path: &Path) -> Result<QueryModel> {
+/// Read a JSON query model (Python definitions go through the front end first).
+pub fn load_json(path: &Path) -> Result<QueryModel> {
     let shown = path.display();
-    let name = path.to_string_lossy();
-    if name.ends_with(".py") {
-        bail!("{shown}: Python definitions are not supported by this build yet; give a JSON query model (.json)");
-    }
     let text = std::fs::read_to_string(path).map_err(|e| err!("{shown}: {e}"))?;
     json::parse(&text).map_err(|e| err!("{shown}: {e}"))
 }
@@ -129,6 +129,77 @@ fn population_table(dataset: &[RecordBatch]) -> Result<Arc<dyn datafusion::catal
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+}
+
+/// Run a prepared definition block of patients by block (see [`source::blocks`]),
+/// streaming each block's rows into the output files, which appear only when every
+/// block is written. Blocks are in patient order, so the outputs are too.
+pub async fn execute_to_files(
+    ctx: &SessionContext,
+    prepared: &Prepared,
+    providers: &Providers,
+    blocks: &[PatientRange],
+    destination: &Destination,
+) -> Result<()> {
+    let event_tables = &prepared.analysis.event_tables;
+    let mut writers = match destination {
+        Destination::File(path, format) => {
+            if !event_tables.is_empty() {
+                bail!(
+                    "--output {}: this dataset has event tables ({}); write them all to a directory, e.g. --output output/:{}",
+                    path.display(),
+                    event_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+                    format.extension()
+                );
+            }
+            vec![TableWriter::create(path, *format, prepared.dataset_columns())?]
+        }
+        Destination::Directory(dir, format, extension) => {
+            let mut w = vec![TableWriter::create(&dir.join(format!("dataset.{extension}")), *format, prepared.dataset_columns())?];
+            for t in event_tables {
+                w.push(TableWriter::create(&dir.join(format!("{}.{extension}", t.name)), *format, prepared.event_table_columns(&t.name))?);
+            }
+            w
+        }
+        Destination::Console => bail!("the console is not a file destination"),
+    };
+    let progress = progress_bar(blocks.len());
+    for range in blocks {
+        let mut planner = Planner::new(&prepared.analysis, providers).for_patients(*range);
+        planner.materialise_stages(ctx).await?;
+        let mut rows = ctx.execute_logical_plan(planner.dataset_plan()?).await?.execute_stream().await?;
+        let mut ids = Vec::new();
+        while let Some(batch) = rows.next().await {
+            let batch = batch?;
+            writers[0].write(&batch)?;
+            if !event_tables.is_empty() {
+                ids.push(batch.project(&[0])?);
+            }
+        }
+        if !event_tables.is_empty() {
+            let population = population_table(&ids)?;
+            for (t, writer) in event_tables.iter().zip(&mut writers[1..]) {
+                let mut rows = ctx.execute_logical_plan(planner.event_table_plan(t, &population)?).await?.execute_stream().await?;
+                while let Some(batch) = rows.next().await {
+                    writer.write(&batch?)?;
+                }
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    commit(writers.into_iter().map(TableWriter::finish).collect::<Result<Vec<_>>>()?)
+}
+
+/// Progress over blocks of patients, on a terminal and when there is more than one.
+fn progress_bar(blocks: usize) -> ProgressBar {
+    if blocks < 2 || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(blocks as u64), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("patient blocks {bar:40} {pos}/{len} ({elapsed}, about {eta} left)");
+    bar.set_style(style.unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar
 }
 
 /// The plans of a definition, stage by stage, as DataFusion optimises them.

@@ -60,8 +60,8 @@ pub struct EventTable {
 #[derive(Clone, Debug)]
 pub struct Analysis {
     pub sources: Vec<Source>,
-    /// Presence columns of the tables the population uses: a patient is considered
-    /// only if they appear in one of those tables.
+    /// Presence columns of the tables the population uses (one source per table): a
+    /// patient is considered only if they appear in one of those tables.
     pub universe: Vec<String>,
     pub population: Expr,
     pub variables: Vec<(String, Expr)>,
@@ -128,10 +128,13 @@ pub fn analyze(model: &QueryModel, infos: &[NodeInfo]) -> Result<Analysis> {
     if population_tables.is_empty() {
         bail!("the population must use at least one table (it decides which patients are considered)");
     }
+    // One pass per table says which patients it has (any pass over all its rows will
+    // do); the other passes may then skip rows that none of their values use.
+    let mut universe_tables = BTreeSet::new();
     let universe = a
         .sources
         .iter()
-        .filter(|s| population_tables.contains(&s.table))
+        .filter(|s| population_tables.contains(&s.table) && universe_tables.insert(s.table.clone()))
         .map(|s| s.presence.clone())
         .collect();
     let mut tables = Vec::new();

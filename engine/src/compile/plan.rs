@@ -17,7 +17,9 @@ use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, 
 use datafusion::prelude::SessionContext;
 
 use super::analyze::{Analysis, EventTable, Source, SourceKind};
+use super::codesets;
 use crate::error::Result;
+use crate::source::blocks::PatientRange;
 use crate::err;
 
 pub const PID: &str = "__pid";
@@ -29,11 +31,19 @@ pub struct Planner<'a> {
     providers: &'a Providers,
     /// `materialised[k - 1]` holds the patient-level values of stages before k.
     materialised: Vec<Arc<dyn TableProvider>>,
+    /// The patients this plan is for (a block of the population, or all).
+    patients: PatientRange,
 }
 
 impl<'a> Planner<'a> {
     pub fn new(analysis: &'a Analysis, providers: &'a Providers) -> Self {
-        Planner { analysis, providers, materialised: Vec::new() }
+        Planner { analysis, providers, materialised: Vec::new(), patients: PatientRange::default() }
+    }
+
+    /// Plan for the patients in `range` only.
+    pub fn for_patients(mut self, range: PatientRange) -> Self {
+        self.patients = range;
+        self
     }
 
     /// How many stages must be materialised before the dataset can be planned.
@@ -70,9 +80,20 @@ impl<'a> Planner<'a> {
         Ok(LogicalPlanBuilder::scan(TableReference::bare(name.to_string()), provider_as_source(provider.clone()), None)?)
     }
 
+    /// Scan a table's rows for the planned patients.
+    fn table_rows(&self, table: &str) -> Result<LogicalPlanBuilder> {
+        let b = self.scan(table, self.provider(table)?)?;
+        let PatientRange { first, end } = self.patients;
+        let bounds = first.map(|f| col("patient_id").gt_eq(lit(f))).into_iter().chain(end.map(|e| col("patient_id").lt(lit(e))));
+        Ok(match bounds.reduce(Expr::and) {
+            Some(f) => b.filter(f)?,
+            None => b,
+        })
+    }
+
     /// Scan an event table, joined to the values of earlier stages when it needs them.
     fn event_rows(&self, table: &str, stage: usize) -> Result<LogicalPlanBuilder> {
-        let b = self.scan(table, self.provider(table)?)?;
+        let b = self.table_rows(table)?;
         if stage == 0 {
             return Ok(b);
         }
@@ -86,13 +107,27 @@ impl<'a> Planner<'a> {
         Ok(match &s.kind {
             SourceKind::PatientTable | SourceKind::Inline(_) => {
                 out.extend(s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())));
-                self.scan(&s.table, self.provider(&s.table)?)?.project(out)?.build()?
+                self.table_rows(&s.table)?.project(out)?.build()?
             }
             SourceKind::Events => {
                 let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
+                let (aggs, masks) = codesets::rewrite(aggs)?;
                 out.extend(s.columns.iter().map(|(name, _)| col(name.as_str())));
-                self.event_rows(&s.table, s.stage)?
-                    .aggregate(vec![col("patient_id")], aggs)?
+                let mut rows = self.event_rows(&s.table, s.stage)?;
+                if !masks.is_empty() {
+                    let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
+                    columns.extend(masks);
+                    rows = rows.project(columns)?;
+                }
+                // A row that no value's filter keeps cannot change any value, so such
+                // rows are dropped before grouping, unless this pass also says which
+                // patients the table has.
+                if !self.analysis.universe.contains(&s.presence) {
+                    if let Some(any) = any_filter(&aggs) {
+                        rows = rows.filter(any)?;
+                    }
+                }
+                rows.aggregate(vec![col("patient_id")], aggs)?
                     .project(out)?
                     .build()?
             }
@@ -199,4 +234,21 @@ pub async fn materialise(ctx: &SessionContext, plan: LogicalPlan) -> Result<Arc<
 pub fn placeholder(plan: &LogicalPlan) -> Result<Arc<dyn TableProvider>> {
     let schema = Arc::new(plan.schema().as_arrow().clone());
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
+
+/// The disjunction of the aggregates' filters, if every aggregate has one.
+fn any_filter(aggs: &[Expr]) -> Option<Expr> {
+    let mut filters: Vec<Expr> = Vec::new();
+    for agg in aggs {
+        let agg = match agg {
+            Expr::Alias(a) => a.expr.as_ref(),
+            e => e,
+        };
+        let Expr::AggregateFunction(f) = agg else { return None };
+        let filter = f.params.filter.as_deref()?;
+        if !filters.contains(filter) {
+            filters.push(filter.clone());
+        }
+    }
+    filters.into_iter().reduce(Expr::or)
 }

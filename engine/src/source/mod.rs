@@ -2,6 +2,7 @@
 //! table, in csv, csv.gz, parquet or Arrow IPC (`.arrow`, `.feather`). Every table a
 //! definition uses is checked against its schema before any work starts.
 
+pub mod blocks;
 pub mod builder;
 pub mod csv;
 pub mod typed;

@@ -1,0 +1,82 @@
+//! Datasets computed in blocks of patients are the datasets computed in one go: the
+//! benchmark workloads over a patient-ordered parquet population with small row
+//! groups, with and without blocks.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use arrow::ipc::reader::FileReader;
+use ehrfusion::model::schema::Schema;
+use ehrfusion::source::blocks::patient_blocks;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn ehrfusion(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ehrfusion")).current_dir(repo()).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A population-profile population as parquet with row groups of 2,000 rows.
+fn population(dir: &Path) {
+    let arrow_dir = dir.join("arrow");
+    ehrfusion(&[
+        "create-dummy-tables", "benches/workloads/population.py", &format!("{}:arrow", arrow_dir.display()),
+        "--profile", "population", "--population-size", "1500",
+    ]);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for entry in std::fs::read_dir(&arrow_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let reader = FileReader::try_new(File::open(&path).unwrap(), None).unwrap();
+        let schema = reader.schema();
+        let target = data.join(path.file_stem().unwrap()).with_extension("parquet");
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(2_000)).build();
+        let mut writer = ArrowWriter::try_new(File::create(target).unwrap(), Arc::clone(&schema), Some(props)).unwrap();
+        for batch in reader {
+            writer.write(&batch.unwrap()).unwrap();
+        }
+        writer.close().unwrap();
+    }
+}
+
+#[test]
+fn blocks_of_patients_give_the_same_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    population(dir.path());
+    let data = dir.path().join("data");
+    let schema = Schema::backend("tpp").unwrap();
+    let used: Vec<String> = ["patients", "clinical_events", "medications"].map(String::from).into();
+    let blocks = patient_blocks(&data, &schema, &used, 30_000).unwrap();
+    assert!(blocks.len() > 3, "expected several blocks, got {blocks:?}");
+    assert!(blocks.windows(2).all(|w| w[0].end.is_some() && w[0].end == w[1].first), "blocks must tile the patients: {blocks:?}");
+    assert_eq!(patient_blocks(&data, &schema, &used, u64::MAX).unwrap().len(), 1);
+
+    for workload in ["diagnoses", "wide", "staged", "monthly"] {
+        let definition = format!("benches/workloads/{workload}.py");
+        let whole = dir.path().join(format!("{workload}-whole.csv"));
+        let blocked = dir.path().join(format!("{workload}-blocked.csv"));
+        let data = data.to_str().unwrap();
+        ehrfusion(&["generate-dataset", &definition, "--data", data, "--output", whole.to_str().unwrap()]);
+        ehrfusion(&["generate-dataset", &definition, "--data", data, "--output", blocked.to_str().unwrap(), "--block-rows", "30000"]);
+        let (whole, blocked) = (std::fs::read_to_string(whole).unwrap(), std::fs::read_to_string(blocked).unwrap());
+        assert!(whole.lines().count() > 100, "{workload}: too few patients to test: {}", whole.lines().count());
+        assert_eq!(whole, blocked, "{workload}: blocks changed the dataset");
+    }
+}
+
+#[test]
+fn unordered_or_small_inputs_are_one_block() {
+    let schema = Schema::backend("core").unwrap();
+    let used: Vec<String> = ["patients", "clinical_events"].map(String::from).into();
+    // The csv test data cannot be read by row group.
+    let blocks = patient_blocks(&repo().join("testdata/data/csv"), &schema, &used, 1).unwrap();
+    assert_eq!(blocks.len(), 1);
+    assert_eq!((blocks[0].first, blocks[0].end), (None, None));
+}
