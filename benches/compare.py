@@ -11,6 +11,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,24 +29,28 @@ SYSTEMS = ["ehrfusion", "ehrfusion-python", "duckdb-per-variable", "duckdb-fused
 
 
 def measure(command, env=None):
-    """Wall seconds and peak RSS (MiB) of a command run in its own process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"compare: {' '.join(map(str, command))} failed:\n{stderr.decode(errors='replace')}")
-    return seconds, usage.ru_maxrss / 1024
+    """Wall seconds and peak RSS (MiB) of a command, measured by GNU time: the
+    command is its grandchild, so its peak is not inflated by this process's memory
+    (Linux keeps a process's peak RSS across fork and exec)."""
+    with tempfile.NamedTemporaryFile("r") as report:
+        started = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *map(str, command)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"compare: {' '.join(map(str, command))} failed:\n{proc.stderr.decode(errors='replace')}")
+        peak_kib = int(report.read().split()[-1])
+    return seconds, peak_kib / 1024
 
 
 def population(binary, patients, cache, seed):
     """The population's parquet tables, generated once per size and seed."""
     out = cache / f"population-{patients}-seed{seed}"
-    stamp = out / "generated.json"
+    stamp = out.with_suffix(".json")  # beside the tables: the data dir holds only tables
     if stamp.exists():
         return out, json.loads(stamp.read_text())
     shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     print(f"generating {patients:,} patients into {out} ...", file=sys.stderr, flush=True)
     seconds, rss = measure([
         binary, "create-dummy-tables", HERE / "workloads" / "population.py", f"{out}:parquet",
@@ -109,13 +114,17 @@ def run(args):
     for patients in args.patients:
         data, generated = population(binary, patients, cache, args.seed)
         print(f"\n## {patients:,} patients ({sum(generated['rows'].values()):,} rows, {generated['bytes'] / 2**20:,.0f} MiB parquet)\n", flush=True)
+        previous = {}
+        saved = args.results / f"{patients}.json"
+        if saved.exists():
+            previous = {r["workload"]: r for r in json.loads(saved.read_text())["results"]}
         for workload in args.workloads:
             out = cache / "outputs" / f"{patients}-{workload}"
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
+            out.mkdir(parents=True, exist_ok=True)
             rows = []
             for system in args.systems:
                 output = out / f"{system}.parquet"
+                output.unlink(missing_ok=True)
                 times = []
                 for _ in range(args.repeat):
                     seconds, rss = measure(command(system, workload, data, output, binary), env=args.env)
@@ -123,6 +132,12 @@ def run(args):
                 seconds, rss = min(times)
                 rows.append({"system": system, "seconds": round(seconds, 3), "peak_rss_mib": round(rss), "output": output})
                 print(f"  {workload:10} {system:20} {seconds:8.2f} s {rss:8.0f} MiB", file=sys.stderr, flush=True)
+            # Systems not run this time keep their last figures (and are checked
+            # again against this run's dataset), so one system can be rerun alone.
+            for kept in previous.get(workload, {}).get("systems", []):
+                if kept["system"] not in args.systems and Path(kept["output"]).exists():
+                    rows.append(dict(kept, output=Path(kept["output"]), rerun=False))
+            rows.sort(key=lambda r: SYSTEMS.index(r["system"]))
             reference = normalised(rows[0]["output"])
             for row in rows:
                 if row["system"] == "scan-floor":
@@ -139,14 +154,23 @@ def run(args):
     return results
 
 
-def print_table(result):
-    print(f"### {result['workload']}: {result['dataset_rows']:,} rows x {result['dataset_columns']} variables\n")
-    print("| system | wall time (s) | peak RSS (MiB) | time / ehrfusion's | same dataset |")
-    print("| --- | ---: | ---: | ---: | --- |")
+def table(result):
+    """A workload's results as a markdown table."""
+    lines = [
+        f"### {result['workload']}: {result['dataset_rows']:,} rows x {result['dataset_columns']} variables",
+        "",
+        "| system | wall time (s) | peak RSS (MiB) | time / ehrfusion's | same dataset |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
     for r in result["systems"]:
         same = "n/a (reads only)" if r["identical"] is None else ("yes" if r["identical"] is True else f"NO: {r['identical']}")
-        print(f"| {r['system']} | {r['seconds']:.2f} | {r['peak_rss_mib']:,} | {r['ratio']:.2f} | {same} |")
-    print(flush=True)
+        name = r["system"] + (" (earlier run)" if r.get("rerun") is False else "")
+        lines.append(f"| {name} | {r['seconds']:.2f} | {r['peak_rss_mib']:,} | {r['ratio']:.2f} | {same} |")
+    return "\n".join(lines) + "\n"
+
+
+def print_table(result):
+    print(table(result), flush=True)
 
 
 def machine():
@@ -208,9 +232,13 @@ def main():
         previous = json.loads(path.read_text())["results"] if path.exists() else []
         kept = [r for r in previous if r["workload"] not in {m["workload"] for m in mine}]
         path.write_text(json.dumps(dict(record, results=kept + mine), indent=1))
+        facts = json.loads((Path(args.cache) / f"population-{patients}-seed{args.seed}.json").read_text())
+        header = (f"## {patients:,} patients\n\n{sum(facts['rows'].values()):,} input rows "
+                  f"({', '.join(f'{t} {n:,}' for t, n in facts['rows'].items())}); {facts['bytes'] / 2**20:,.0f} MiB of parquet.\n\n")
+        path.with_suffix(".md").write_text(header + "\n".join(table(r) for r in kept + mine))
     everything = [r for p in sorted(args.results.glob("*.json")) for r in json.loads(p.read_text())["results"]]
     plot(everything, args.results / "time-vs-population.svg")
-    print(f"results in {args.results}/ (json per population size, time-vs-population.svg)")
+    print(f"results in {args.results}/ (N.json and N.md per population size, time-vs-population.svg)")
     if any(s["identical"] not in (True, None) for r in results for s in r["systems"]):
         raise SystemExit("compare: some systems produced a different dataset (see the tables above)")
 

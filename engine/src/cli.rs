@@ -98,7 +98,7 @@ struct GenerateArgs {
     /// With --data in parquet files ordered by patient_id, compute the dataset in
     /// blocks of patients holding about N input rows each: memory follows N, not the
     /// number of patients.
-    #[arg(long, value_name = "N", default_value_t = 200_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = source::blocks::DEFAULT_BLOCK_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
     block_rows: u64,
     #[command(flatten)]
     dummy: DummyArgs,
@@ -254,15 +254,15 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
             dummy::into_providers(&prepared, tables, threads)?
         }
     };
-    if destination == Destination::Console {
-        let results = rt.block_on(run::execute(&ctx, &prepared, &providers))?;
-        print!("{}", run::write(&results, &destination)?);
-        return Ok(());
-    }
     let blocks = match &args.data {
         Some(d) => source::blocks::patient_blocks(d, &prepared.model.schema, &prepared.analysis.tables, args.block_rows)?,
         None => vec![Default::default()],
     };
+    if destination == Destination::Console {
+        let results = rt.block_on(run::execute_blocks(&ctx, &prepared, &providers, &blocks))?;
+        print!("{}", run::write(&results, &destination)?);
+        return Ok(());
+    }
     rt.block_on(run::execute_to_files(&ctx, &prepared, &providers, &blocks, &destination))
 }
 

@@ -103,18 +103,31 @@ pub struct Results {
 
 /// Run a prepared definition over opened tables.
 pub async fn execute(ctx: &SessionContext, prepared: &Prepared, providers: &Providers) -> Result<Results> {
-    let mut planner = Planner::new(&prepared.analysis, providers);
-    planner.materialise_stages(ctx).await?;
-    let batches = ctx.execute_logical_plan(planner.dataset_plan()?).await?.collect().await?;
-    let dataset = TableResult { name: "dataset".into(), columns: prepared.dataset_columns(), batches };
-    let mut event_tables = Vec::new();
-    if !prepared.analysis.event_tables.is_empty() {
-        let population = population_table(&dataset.batches)?;
-        for t in &prepared.analysis.event_tables {
-            let plan = planner.event_table_plan(t, &population)?;
-            let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-            event_tables.push(TableResult { name: t.name.clone(), columns: prepared.event_table_columns(&t.name), batches });
+    execute_blocks(ctx, prepared, providers, &[PatientRange::default()]).await
+}
+
+/// Run a prepared definition block of patients by block (see [`source::blocks`]),
+/// keeping the results in memory, in patient order.
+pub async fn execute_blocks(ctx: &SessionContext, prepared: &Prepared, providers: &Providers, blocks: &[PatientRange]) -> Result<Results> {
+    let mut dataset = TableResult { name: "dataset".into(), columns: prepared.dataset_columns(), batches: vec![] };
+    let mut event_tables: Vec<TableResult> = prepared
+        .analysis
+        .event_tables
+        .iter()
+        .map(|t| TableResult { name: t.name.clone(), columns: prepared.event_table_columns(&t.name), batches: vec![] })
+        .collect();
+    for range in blocks {
+        let mut planner = Planner::new(&prepared.analysis, providers).for_patients(*range);
+        planner.materialise_stages(ctx).await?;
+        let batches = ctx.execute_logical_plan(planner.dataset_plan()?).await?.collect().await?;
+        if !event_tables.is_empty() {
+            let population = population_table(&batches)?;
+            for (t, out) in prepared.analysis.event_tables.iter().zip(&mut event_tables) {
+                let plan = planner.event_table_plan(t, &population)?;
+                out.batches.extend(ctx.execute_logical_plan(plan).await?.collect().await?);
+            }
         }
+        dataset.batches.extend(batches);
     }
     Ok(Results { dataset, event_tables })
 }

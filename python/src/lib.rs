@@ -63,8 +63,14 @@ fn run_model(
         let provider: Arc<dyn TableProvider> = source::from_batches(&format!("table '{name}'"), schema, batches, threads)?;
         providers.insert(name, provider);
     }
+    // Large patient-ordered parquet data runs in blocks of patients: the results are
+    // held in memory, but the work of computing them is bounded by the block.
+    let blocks = match &data {
+        Some(d) => source::blocks::patient_blocks(d, &prepared.model.schema, &prepared.analysis.tables, source::blocks::DEFAULT_BLOCK_ROWS)?,
+        None => vec![Default::default()],
+    };
     let ctx = run::session(threads);
-    run::runtime(threads)?.block_on(run::execute(&ctx, &prepared, &providers))
+    run::runtime(threads)?.block_on(run::execute_blocks(&ctx, &prepared, &providers, &blocks))
 }
 
 fn to_pyarrow(py: Python<'_>, t: &run::TableResult) -> PyResult<Py<PyAny>> {

@@ -47,10 +47,10 @@ pub fn rewrite(exprs: Vec<Expr>) -> DFResult<(Vec<Expr>, Vec<Expr>)> {
     for (column, (codelists, _)) in &lists {
         for (chunk_no, chunk) in codelists.chunks(BITS).enumerate() {
             let name = format!("__codes_{column}_{chunk_no}");
-            let mut map: HashMap<String, u64> = HashMap::new();
+            let mut map = CodeMap::default();
             for (bit, codes) in chunk.iter().enumerate() {
                 for code in codes {
-                    *map.entry(code.clone()).or_default() |= 1 << bit;
+                    *map.entry(code.as_str().into()).or_default() |= 1 << bit;
                 }
                 bits.insert((column.clone(), codes.clone()), (name.clone(), 1 << bit));
             }
@@ -75,6 +75,29 @@ pub fn rewrite(exprs: Vec<Expr>) -> DFResult<(Vec<Expr>, Vec<Expr>)> {
     Ok((rewritten, masks))
 }
 
+/// Alternatives that are all bit tests of one mask, `(mask & b) != 0`, as one test
+/// of the union of their bits; other alternatives are returned unchanged.
+pub fn merge_bit_tests(alternatives: Vec<Expr>) -> Vec<Expr> {
+    let bit_test = |e: &Expr| -> Option<(String, u64)> {
+        let Expr::BinaryExpr(ne) = e else { return None };
+        let (Expr::BinaryExpr(and), Expr::Literal(ScalarValue::UInt64(Some(0)), _)) = (ne.left.as_ref(), ne.right.as_ref()) else { return None };
+        match (ne.op, and.op, and.left.as_ref(), and.right.as_ref()) {
+            (Operator::NotEq, Operator::BitwiseAnd, Expr::Column(c), Expr::Literal(ScalarValue::UInt64(Some(b)), _)) if c.name.starts_with("__codes_") => {
+                Some((c.name.clone(), *b))
+            }
+            _ => None,
+        }
+    };
+    let tests: Option<Vec<(String, u64)>> = alternatives.iter().map(bit_test).collect();
+    match tests {
+        Some(tests) if tests.len() > 1 && tests.iter().all(|(m, _)| *m == tests[0].0) => {
+            let bits = tests.iter().fold(0u64, |acc, (_, b)| acc | b);
+            vec![binary_expr(binary_expr(col(tests[0].0.as_str()), Operator::BitwiseAnd, lit(bits)), Operator::NotEq, lit(0u64))]
+        }
+        _ => alternatives,
+    }
+}
+
 /// `column IN (string literals)`, as (column, sorted codes).
 fn codelist_test(e: &Expr) -> Option<(String, Vec<String>)> {
     let Expr::InList(InList { expr, list, .. }) = e else { return None };
@@ -91,12 +114,16 @@ fn codelist_test(e: &Expr) -> Option<(String, Vec<String>)> {
     Some((c.name.clone(), codes))
 }
 
+/// Code -> mask of the codelists holding it. Looked up once per row, so hashed with
+/// a fast hash rather than the default SipHash.
+type CodeMap = HashMap<Box<str>, u64, ahash::RandomState>;
+
 /// Maps each code to the mask of the codelists that hold it (null for a null code).
 #[derive(Debug)]
 struct CodeMask {
     name: String,
     signature: Signature,
-    map: Arc<HashMap<String, u64>>,
+    map: Arc<CodeMap>,
 }
 
 // Mask columns are named uniquely within a plan.
@@ -124,17 +151,24 @@ impl ScalarUDFImpl for CodeMask {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
         let codes = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
-        let lookup = |code: Option<&str>| code.map(|c| self.map.get(c).copied().unwrap_or(0));
-        let masks: UInt64Array = match codes.data_type() {
-            DataType::Utf8 => codes.as_string::<i32>().iter().map(lookup).collect(),
-            DataType::LargeUtf8 => codes.as_string::<i64>().iter().map(lookup).collect(),
-            DataType::Utf8View => codes.as_string_view().iter().map(lookup).collect(),
-            DataType::Dictionary(_, _) => {
-                let plain = arrow::compute::cast(&codes, &DataType::Utf8)?;
-                plain.as_string::<i32>().iter().map(lookup).collect()
-            }
+        let masks = match codes.data_type() {
+            DataType::Utf8 => self.masks(codes.as_string::<i32>()),
+            DataType::LargeUtf8 => self.masks(codes.as_string::<i64>()),
+            DataType::Utf8View => self.masks(codes.as_string_view()),
+            DataType::Dictionary(_, _) => self.masks(arrow::compute::cast(&codes, &DataType::Utf8)?.as_string::<i32>()),
             other => return exec_err!("{}: expected codes as strings, got {other}", self.name),
         };
         Ok(ColumnarValue::Array(Arc::new(masks)))
+    }
+}
+
+impl CodeMask {
+    /// One lookup per row; null codes keep their nulls (the value under them is unused).
+    fn masks<'a>(&self, codes: impl StringArrayType<'a>) -> UInt64Array {
+        let mut out = Vec::with_capacity(codes.len());
+        for i in 0..codes.len() {
+            out.push(self.map.get(codes.value(i)).copied().unwrap_or(0));
+        }
+        UInt64Array::new(out.into(), codes.nulls().cloned())
     }
 }

@@ -13,6 +13,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, TableReference};
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::functions::core::expr_fn::coalesce;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit};
 use datafusion::prelude::SessionContext;
 
@@ -120,16 +121,22 @@ impl<'a> Planner<'a> {
                     rows = rows.project(columns)?;
                 }
                 // A row that no value's filter keeps cannot change any value, so such
-                // rows are dropped before grouping, unless this pass also says which
-                // patients the table has.
+                // rows are dropped before grouping. If this pass also says which
+                // patients the table has, that comes from a grouping of patient ids
+                // alone, which is far cheaper than the values over every row.
+                let Some(any) = any_filter(&aggs) else {
+                    return Ok(rows.aggregate(vec![col("patient_id")], aggs)?.project(out)?.build()?);
+                };
+                let values = rows.filter(any)?.aggregate(vec![col("patient_id")], aggs)?;
                 if !self.analysis.universe.contains(&s.presence) {
-                    if let Some(any) = any_filter(&aggs) {
-                        rows = rows.filter(any)?;
-                    }
+                    return Ok(values.project(out)?.build()?);
                 }
-                rows.aggregate(vec![col("patient_id")], aggs)?
-                    .project(out)?
-                    .build()?
+                let values = values.project(std::iter::once(col("patient_id").alias(PID)).chain(s.columns.iter().map(|(n, _)| col(n.as_str()))))?;
+                let present = self
+                    .table_rows(&s.table)?
+                    .aggregate(vec![col("patient_id")], Vec::<Expr>::new())?
+                    .project(vec![col("patient_id").alias(PID), lit(true).alias(s.presence.as_str())])?;
+                outer_join_all(vec![present.build()?, values.build()?])?
             }
         })
     }
@@ -236,19 +243,25 @@ pub fn placeholder(plan: &LogicalPlan) -> Result<Arc<dyn TableProvider>> {
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
 }
 
-/// The disjunction of the aggregates' filters, if every aggregate has one.
+/// The disjunction of the aggregates' filters, if every aggregate has one: the
+/// conditions all filters share, and then any of the rest. Where the rest are all
+/// tests of codelist bits in one mask (see `codesets`), they become one test.
 fn any_filter(aggs: &[Expr]) -> Option<Expr> {
-    let mut filters: Vec<Expr> = Vec::new();
+    let mut filters: Vec<Vec<Expr>> = Vec::new();
     for agg in aggs {
         let agg = match agg {
             Expr::Alias(a) => a.expr.as_ref(),
             e => e,
         };
         let Expr::AggregateFunction(f) = agg else { return None };
-        let filter = f.params.filter.as_deref()?;
-        if !filters.contains(filter) {
-            filters.push(filter.clone());
+        let parts: Vec<Expr> = split_conjunction(f.params.filter.as_deref()?).into_iter().cloned().collect();
+        if !filters.contains(&parts) {
+            filters.push(parts);
         }
     }
-    filters.into_iter().reduce(Expr::or)
+    let common: Vec<Expr> = filters[0].iter().filter(|c| filters.iter().all(|f| f.contains(c))).cloned().collect();
+    let rest: Vec<Option<Expr>> = filters.iter().map(|f| f.iter().filter(|c| !common.contains(c)).cloned().reduce(Expr::and)).collect();
+    // A filter with nothing beyond the shared conditions keeps every row they keep.
+    let rest = rest.into_iter().collect::<Option<Vec<Expr>>>().map(|r| codesets::merge_bit_tests(r).into_iter().reduce(Expr::or));
+    common.into_iter().chain(rest.flatten()).reduce(Expr::and).or(Some(lit(true)))
 }

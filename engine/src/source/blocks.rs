@@ -14,6 +14,10 @@ use crate::error::Result;
 use crate::err;
 use crate::model::schema::Schema;
 
+/// Input rows per block unless told otherwise: about 2 GiB of peak memory for the
+/// benchmark workloads (a million patients of a realistic population).
+pub const DEFAULT_BLOCK_ROWS: u64 = 200_000_000;
+
 /// Patients with `first <= patient_id < end` (unbounded where `None`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PatientRange {
