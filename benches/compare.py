@@ -205,6 +205,7 @@ def plot(all_results, path):
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
+    fig.savefig(path.with_suffix(".png"), dpi=80)
 
 
 def main():
@@ -218,10 +219,14 @@ def main():
     parser.add_argument("--python-path", required=True, help="where the ehrfusion Python package is")
     parser.add_argument("--cache", default=Path.home() / ".cache" / "ehrfusion-bench")
     parser.add_argument("--results", default=HERE / "results", type=Path)
+    parser.add_argument("--plot-only", action="store_true", help="only redraw the plot from the saved results")
     args = parser.parse_args()
     if args.systems[0] != "ehrfusion":
         args.systems = ["ehrfusion"] + [s for s in args.systems if s != "ehrfusion"]
     args.env = dict(os.environ, PYTHONPATH=args.python_path)
+    if args.plot_only:
+        everything = [r for p in sorted(args.results.glob("*.json")) for r in json.loads(p.read_text())["results"]]
+        return plot(everything, args.results / "time-vs-population.svg")
     results = run(args)
     args.results.mkdir(exist_ok=True)
     record = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
@@ -238,7 +243,7 @@ def main():
         path.with_suffix(".md").write_text(header + "\n".join(table(r) for r in kept + mine))
     everything = [r for p in sorted(args.results.glob("*.json")) for r in json.loads(p.read_text())["results"]]
     plot(everything, args.results / "time-vs-population.svg")
-    print(f"results in {args.results}/ (N.json and N.md per population size, time-vs-population.svg)")
+    print(f"results in {args.results}/ (N.json and N.md per population size, time-vs-population.svg and .png)")
     if any(s["identical"] not in (True, None) for r in results for s in r["systems"]):
         raise SystemExit("compare: some systems produced a different dataset (see the tables above)")
 
