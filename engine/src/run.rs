@@ -116,20 +116,53 @@ pub async fn execute_blocks(ctx: &SessionContext, prepared: &Prepared, providers
         .iter()
         .map(|t| TableResult { name: t.name.clone(), columns: prepared.event_table_columns(&t.name), batches: vec![] })
         .collect();
+    each_block(ctx, prepared, providers, blocks, |table, batch| {
+        match table {
+            0 => dataset.batches.push(batch),
+            i => event_tables[i - 1].batches.push(batch),
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Results { dataset, event_tables })
+}
+
+/// The one loop over blocks: each block's dataset rows (table 0), then its rows of
+/// each event table (table i + 1), handed to `sink` batch by batch as they stream.
+async fn each_block(
+    ctx: &SessionContext,
+    prepared: &Prepared,
+    providers: &Providers,
+    blocks: &[PatientRange],
+    mut sink: impl FnMut(usize, RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let event_tables = &prepared.analysis.event_tables;
+    let progress = progress_bar(blocks.len());
     for range in blocks {
         let mut planner = Planner::new(&prepared.analysis, providers).for_patients(*range);
         planner.materialise_stages(ctx).await?;
-        let batches = ctx.execute_logical_plan(planner.dataset_plan()?).await?.collect().await?;
+        let mut rows = ctx.execute_logical_plan(planner.dataset_plan()?).await?.execute_stream().await?;
+        let mut ids = Vec::new();
+        while let Some(batch) = rows.next().await {
+            let batch = batch?;
+            if !event_tables.is_empty() {
+                ids.push(batch.project(&[0])?);
+            }
+            sink(0, batch)?;
+        }
         if !event_tables.is_empty() {
-            let population = population_table(&batches)?;
-            for (t, out) in prepared.analysis.event_tables.iter().zip(&mut event_tables) {
-                let plan = planner.event_table_plan(t, &population)?;
-                out.batches.extend(ctx.execute_logical_plan(plan).await?.collect().await?);
+            let population = population_table(&ids)?;
+            for (i, t) in event_tables.iter().enumerate() {
+                let mut rows = ctx.execute_logical_plan(planner.event_table_plan(t, &population)?).await?.execute_stream().await?;
+                while let Some(batch) = rows.next().await {
+                    sink(i + 1, batch?)?;
+                }
             }
         }
-        dataset.batches.extend(batches);
+        progress.inc(1);
     }
-    Ok(Results { dataset, event_tables })
+    progress.finish_and_clear();
+    Ok(())
 }
 
 fn population_table(dataset: &[RecordBatch]) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
@@ -176,31 +209,7 @@ pub async fn execute_to_files(
         }
         Destination::Console => bail!("the console is not a file destination"),
     };
-    let progress = progress_bar(blocks.len());
-    for range in blocks {
-        let mut planner = Planner::new(&prepared.analysis, providers).for_patients(*range);
-        planner.materialise_stages(ctx).await?;
-        let mut rows = ctx.execute_logical_plan(planner.dataset_plan()?).await?.execute_stream().await?;
-        let mut ids = Vec::new();
-        while let Some(batch) = rows.next().await {
-            let batch = batch?;
-            writers[0].write(&batch)?;
-            if !event_tables.is_empty() {
-                ids.push(batch.project(&[0])?);
-            }
-        }
-        if !event_tables.is_empty() {
-            let population = population_table(&ids)?;
-            for (t, writer) in event_tables.iter().zip(&mut writers[1..]) {
-                let mut rows = ctx.execute_logical_plan(planner.event_table_plan(t, &population)?).await?.execute_stream().await?;
-                while let Some(batch) = rows.next().await {
-                    writer.write(&batch?)?;
-                }
-            }
-        }
-        progress.inc(1);
-    }
-    progress.finish_and_clear();
+    each_block(ctx, prepared, providers, blocks, |table, batch| writers[table].write(&batch)).await?;
     commit(writers.into_iter().map(TableWriter::finish).collect::<Result<Vec<_>>>()?)
 }
 
