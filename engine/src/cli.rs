@@ -11,7 +11,7 @@ use arrow::array::RecordBatch;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::error::Result;
+use crate::error::{ErrorKind, Result, ResultExt};
 use crate::model::QueryModel;
 use crate::dummy::{self, DummyOptions};
 use crate::output::{self, ColumnInfo, Destination, TableWriter};
@@ -57,6 +57,22 @@ Examples:
     /// Show the plans a definition compiles to, stage by stage.
     #[command(after_help = "Examples:\n  ehrfusion explain analysis/dataset_definition.py\n  ehrfusion explain definition.json")]
     Explain(ExplainArgs),
+    /// Run a definition's assurance tests: its `test_data` (patients' rows and the
+    /// results expected for them) checked against what its `dataset` gives.
+    #[command(after_help = "\
+Examples:
+  ehrfusion assure analysis/test_dataset_definition.py
+  ehrfusion generate-dataset analysis/dataset_definition.py --test-data-file analysis/test_dataset_definition.py
+
+Exit status 13 when a test fails, as in ehrQL.")]
+    Assure(AssureArgs),
+    /// ehrQL's dump-dataset-sql: ehrfusion runs DataFusion plans, not SQL, so this
+    /// prints the plans (as `explain` does).
+    #[command(hide = true)]
+    DumpDatasetSql(DumpSqlArgs),
+    /// ehrQL commands that ehrfusion does not provide: refused with one line.
+    #[command(external_subcommand)]
+    Other(Vec<String>),
 }
 
 /// The definition and how to run it, common to every command.
@@ -86,7 +102,8 @@ struct GenerateArgs {
     output: Option<String>,
     /// A directory of real data: one file (or folder of files) per table, named after
     /// the table (clinical_events.parquet, patients.csv, ...).
-    #[arg(long, value_name = "DIR", conflicts_with = "dummy_tables")]
+    /// (`--dsn`, ehrQL's name for it, is accepted too.)
+    #[arg(long, value_name = "DIR", visible_alias = "dsn", conflicts_with = "dummy_tables")]
     data: Option<PathBuf>,
     /// A directory of dummy tables in the same layout; tables missing from it are empty.
     #[arg(long, value_name = "DIR")]
@@ -95,6 +112,9 @@ struct GenerateArgs {
     /// the query, after checking its columns, types and categories.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "dummy_tables"])]
     dummy_data_file: Option<PathBuf>,
+    /// Run this file's assurance tests first (see `assure`); stop if any fails.
+    #[arg(long, value_name = "FILE")]
+    test_data_file: Option<PathBuf>,
     /// With --data in parquet files ordered by patient_id, compute the dataset in
     /// blocks of patients holding about N input rows each: memory follows N, not the
     /// number of patients.
@@ -137,6 +157,29 @@ struct CreateDummyTablesArgs {
     #[command(flatten)]
     dummy: DummyArgs,
     /// Parameters for get_parameter(), after `--`: `-- --name value`.
+    #[arg(last = true, value_name = "PARAMETERS")]
+    parameters: Vec<String>,
+}
+
+#[derive(Args)]
+struct AssureArgs {
+    /// The test file: a dataset definition that also defines `test_data`.
+    test_data_file: PathBuf,
+    /// Parameters for the definition, after `--`.
+    #[arg(last = true, value_name = "PARAMETERS")]
+    parameters: Vec<String>,
+}
+
+#[derive(Args)]
+struct DumpSqlArgs {
+    #[command(flatten)]
+    def: DefinitionArgs,
+    /// Accepted for ehrQL compatibility; the plans do not depend on it.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Accepted for ehrQL compatibility; the plans do not depend on it.
+    #[arg(long)]
+    query_engine: Option<String>,
     #[arg(last = true, value_name = "PARAMETERS")]
     parameters: Vec<String>,
 }
@@ -198,8 +241,8 @@ fn load_python(path: &Path, _: &[String], _: PythonFrontEnd) -> Result<(QueryMod
 }
 
 fn prepare(definition: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<(Prepared, DummySettings)> {
-    let (model, settings) = load_definition(definition, parameters, front_end)?;
-    let prepared = Prepared::new(model).map_err(|e| err!("{}: {e}", definition.display()))?;
+    let (model, settings) = load_definition(definition, parameters, front_end).or_kind(ErrorKind::Definition)?;
+    let prepared = Prepared::new(model).map_err(|e| err!("{}: {e}", definition.display()).or_kind(ErrorKind::Definition))?;
     Ok((prepared, settings))
 }
 
@@ -228,21 +271,24 @@ fn report(outcome: &dummy::Outcome, options: &DummyOptions) {
 }
 
 fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
-    let destination = Destination::parse(args.output.as_deref())?;
+    let destination = Destination::parse(args.output.as_deref()).or_kind(ErrorKind::Usage)?;
+    if let Some(tests) = &args.test_data_file {
+        assure(tests, &args.parameters, front_end)?;
+    }
     let (prepared, settings, threads) = args.def.prepare(&args.parameters, front_end)?;
     if let Some(file) = &args.dummy_data_file {
         if !prepared.analysis.event_tables.is_empty() {
             bail!("--dummy-data-file cannot stand in for a dataset with event tables");
         }
-        let dataset = dummy::file::read(file, &prepared.dataset_columns())?;
+        let dataset = dummy::file::read(file, &prepared.dataset_columns()).or_kind(ErrorKind::File)?;
         print!("{}", run::write(&run::Results { dataset, event_tables: vec![] }, &destination)?);
         return Ok(());
     }
     let ctx = run::session(threads);
     let rt = run::runtime(threads)?;
     let providers = match (&args.data, &args.dummy_tables) {
-        (Some(d), _) => prepared.open_tables(Tables::Data(d), threads)?,
-        (None, Some(d)) => prepared.open_tables(Tables::DummyTables(d), threads)?,
+        (Some(d), _) => prepared.open_tables(Tables::Data(d), threads).or_kind(ErrorKind::File)?,
+        (None, Some(d)) => prepared.open_tables(Tables::DummyTables(d), threads).or_kind(ErrorKind::File)?,
         (None, None) => {
             let options = args.dummy.options(&args.def.definition, &settings)?;
             let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
@@ -255,7 +301,7 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
         }
     };
     let blocks = match &args.data {
-        Some(d) => source::blocks::patient_blocks(d, &prepared.model.schema, &prepared.analysis.tables, args.block_rows)?,
+        Some(d) => source::blocks::patient_blocks(d, &prepared.model.schema, &prepared.analysis.tables, args.block_rows).or_kind(ErrorKind::File)?,
         None => vec![Default::default()],
     };
     if destination == Destination::Console {
@@ -270,7 +316,7 @@ fn create_dummy_tables(args: CreateDummyTablesArgs, front_end: PythonFrontEnd) -
     let (dir, format, extension) = match args.output.rsplit_once(':') {
         Some((dir, fmt)) => match Format::from_name(fmt) {
             Some(f) => (PathBuf::from(dir), f, fmt.to_string()),
-            None => bail!("{}: unknown format '{fmt}' (use csv, csv.gz, arrow, feather or parquet)", args.output),
+            None => return Err(err!("{}: unknown format '{fmt}' (use csv, csv.gz, arrow, feather or parquet)", args.output).or_kind(ErrorKind::Usage)),
         },
         None => (PathBuf::from(&args.output), Format::Csv, "csv".to_string()),
     };
@@ -292,6 +338,58 @@ fn create_dummy_tables(args: CreateDummyTablesArgs, front_end: PythonFrontEnd) -
     output::commit(pending)
 }
 
+/// Run an assurance test file: the report goes to standard output when every test
+/// passes, else to standard error with exit status 13.
+#[cfg(feature = "python")]
+fn assure(test_file: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<()> {
+    use crate::frontend::{self, FrontEnd};
+    let fe = match front_end {
+        PythonFrontEnd::Embedded => FrontEnd::Embedded,
+        PythonFrontEnd::Installed => FrontEnd::Installed,
+    };
+    if !test_file.to_string_lossy().ends_with(".py") {
+        return Err(err!("{}: an assurance test file is a Python definition (.py)", test_file.display()).or_kind(ErrorKind::Usage));
+    }
+    let scratch = tempfile::tempdir().map_err(|e| err!("cannot make a temporary directory: {e}"))?;
+    let tables = scratch.path().join("tables");
+    std::fs::create_dir(&tables).map_err(|e| err!("{}: {e}", tables.display()))?;
+    let model = frontend::assurance_prepare(test_file, parameters, &tables, fe).or_kind(ErrorKind::Definition)?;
+    let prepared = Prepared::new(model).map_err(|e| err!("{}: {e}", test_file.display()).or_kind(ErrorKind::Definition))?;
+    let threads = 1;
+    let ctx = run::session(threads);
+    let providers = prepared
+        .open_tables(Tables::DummyTables(&tables), threads)
+        .map_err(|e| err!("{}: test data: {e}", test_file.display()).or_kind(ErrorKind::Definition))?;
+    let results = scratch.path().join("results.csv");
+    let destination = Destination::File(results.clone(), Format::Csv);
+    run::runtime(threads)?.block_on(run::execute_to_files(&ctx, &prepared, &providers, &[Default::default()], &destination))?;
+    let (passed, report) = frontend::assurance_report(test_file, &results, fe).or_kind(ErrorKind::Definition)?;
+    if passed {
+        println!("{report}");
+        return Ok(());
+    }
+    eprintln!("{report}");
+    Err(err!("{}: the assurance tests failed", test_file.display()).or_kind(ErrorKind::Assurance))
+}
+
+#[cfg(not(feature = "python"))]
+fn assure(test_file: &Path, _: &[String], _: PythonFrontEnd) -> Result<()> {
+    bail!("{}: this build of ehrfusion has no Python support, which assurance tests need", test_file.display())
+}
+
+/// ehrQL commands this program does not provide, with what to use instead.
+fn refuse(args: &[String]) -> Result<()> {
+    let command = args.first().map(String::as_str).unwrap_or("");
+    let why = match command {
+        "generate-measures" => "measures are not implemented in this version of ehrfusion".to_string(),
+        "debug" | "graph-query" | "serialize-definition" => "use `ehrfusion explain DEFINITION` to see what a definition computes".to_string(),
+        "test-connection" | "isolation-report" | "backend-admin" => "ehrfusion reads data files, not a database server".to_string(),
+        "dump-example-data" | "sandbox" => "ehrfusion ships no tutorial data".to_string(),
+        _ => return Err(err!("unknown command '{command}' (see ehrfusion --help)").or_kind(ErrorKind::Usage)),
+    };
+    Err(err!("`{command}` is an ehrQL command that ehrfusion does not provide: {why}").or_kind(ErrorKind::Usage))
+}
+
 fn explain(args: ExplainArgs, front_end: PythonFrontEnd) -> Result<()> {
     let (prepared, _, threads) = args.def.prepare(&args.parameters, front_end)?;
     let ctx = run::session(threads);
@@ -305,23 +403,40 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    ExitCode::from(exit_status(args, front_end))
+}
+
+/// Run the command line and return its exit status: 0, or ehrQL's code for the
+/// kind of failure (2 usage, 10 definition, 11 input file, 12 permission, 13 assurance).
+pub fn exit_status<I, T>(args: I, front_end: PythonFrontEnd) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(e.exit_code() as u8);
+            return e.exit_code() as u8;
         }
     };
     let result = match cli.command {
         Command::GenerateDataset(a) => generate(a, front_end),
         Command::CreateDummyTables(a) => create_dummy_tables(a, front_end),
         Command::Explain(a) => explain(a, front_end),
+        Command::Assure(a) => assure(&a.test_data_file, &a.parameters, front_end),
+        Command::DumpDatasetSql(a) => {
+            eprintln!("note: ehrfusion runs DataFusion plans, not SQL; these are the plans for {}", a.def.definition.display());
+            let _ = (&a.backend, &a.query_engine);
+            explain(ExplainArgs { def: a.def, parameters: a.parameters }, front_end)
+        }
+        Command::Other(args) => refuse(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            e.kind().exit_code()
         }
     }
 }

@@ -30,22 +30,72 @@ pub type DummyConfig = serde_json::Value;
 
 /// Run a Python definition and return its query model.
 pub fn load(path: &Path, user_args: &[String], front_end: FrontEnd) -> Result<(QueryModel, DummyConfig)> {
+    let (model_json, dummy_json): (String, String) = call(front_end, path, "ehrfusion.loader", "document_json", |py| {
+        Ok((path.to_string_lossy().to_string(), user_args.to_vec(), schemas(py)?).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
+    })?;
+    let model = parse_model(path, &model_json)?;
+    let dummy: DummyConfig = serde_json::from_str(&dummy_json).unwrap_or_default();
+    Ok((model, dummy))
+}
+
+/// Load an assurance test file: its test data is written as one CSV file per table
+/// into `tables_dir`, and its dataset's query model returned.
+pub fn assurance_prepare(path: &Path, user_args: &[String], tables_dir: &Path, front_end: FrontEnd) -> Result<QueryModel> {
+    let model_json: String = call(front_end, path, "ehrfusion.assurance", "prepare", |py| {
+        let dir = tables_dir.to_string_lossy().to_string();
+        Ok((path.to_string_lossy().to_string(), user_args.to_vec(), dir, schemas(py)?).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
+    })?;
+    parse_model(path, &model_json)
+}
+
+/// Compare the dataset the engine wrote for an assurance test with its
+/// expectations: whether all passed, and ehrQL's report.
+pub fn assurance_report(path: &Path, results_csv: &Path, front_end: FrontEnd) -> Result<(bool, String)> {
+    call(front_end, path, "ehrfusion.assurance", "report", |py| {
+        Ok((results_csv.to_string_lossy().to_string(),).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
+    })
+}
+
+fn parse_model(path: &Path, model_json: &str) -> Result<QueryModel> {
+    json::parse(model_json).map_err(|e| err!("{}: the definition lowered to an invalid query model: {e}", path.display()))
+}
+
+fn schemas(py: Python<'_>) -> Result<Bound<'_, PyDict>> {
+    let schemas = PyDict::new(py);
+    for name in schema::BACKENDS {
+        schemas.set_item(name, schema::backend_json(name)).map_err(|e| err!("{e}"))?;
+    }
+    Ok(schemas)
+}
+
+/// Call `module.function(*args)` of the front end for the definition at `path`; a
+/// `DefinitionError` it raises is already a one-line message naming the file.
+fn call<T>(
+    front_end: FrontEnd,
+    path: &Path,
+    module: &str,
+    function: &str,
+    args: impl for<'py> FnOnce(Python<'py>) -> Result<Bound<'py, PyAny>>,
+) -> Result<T>
+where
+    T: for<'a, 'py> FromPyObject<'a, 'py>,
+{
     Python::initialize();
-    let (model_json, dummy_json) = Python::attach(|py| -> Result<(String, String)> {
+    Python::attach(|py| -> Result<T> {
         if front_end == FrontEnd::Embedded {
-            let dir = extract_sources()?;
+            let dir = extract_sources()?.to_string_lossy().to_string();
             let sys_path = py.import("sys").and_then(|s| s.getattr("path")).map_err(|e| err!("{e}"))?;
             let sys_path = sys_path.cast::<PyList>().map_err(|e| err!("{e}"))?;
-            sys_path.insert(0, dir.to_string_lossy().to_string()).map_err(|e| err!("{e}"))?;
+            if !sys_path.contains(&dir).map_err(|e| err!("{e}"))? {
+                sys_path.insert(0, dir).map_err(|e| err!("{e}"))?;
+            }
         }
         let loader = py.import("ehrfusion.loader").map_err(|e| err!("cannot load the Python front end: {e}"))?;
-        let schemas = PyDict::new(py);
-        for name in schema::BACKENDS {
-            schemas.set_item(name, schema::backend_json(name)).map_err(|e| err!("{e}"))?;
-        }
-        let result = loader.call_method1("document_json", (path.to_string_lossy().to_string(), user_args.to_vec(), schemas));
-        match result {
-            Ok(pair) => pair.extract::<(String, String)>().map_err(|e| err!("{e}")),
+        let target = py.import(module).map_err(|e| err!("cannot load the Python front end: {e}"))?;
+        let args = args(py)?;
+        let args = args.cast::<pyo3::types::PyTuple>().map_err(|e| err!("{e}"))?;
+        match target.call_method1(function, args) {
+            Ok(value) => value.extract::<T>().map_err(|e| err!("{}: {}", path.display(), Into::<PyErr>::into(e))),
             Err(e) => {
                 let is_definition_error = loader
                     .getattr("DefinitionError")
@@ -57,10 +107,7 @@ pub fn load(path: &Path, user_args: &[String], front_end: FrontEnd) -> Result<(Q
                 bail!("{}: {e}", path.display())
             }
         }
-    })?;
-    let model = json::parse(&model_json).map_err(|e| err!("{}: the definition lowered to an invalid query model: {e}", path.display()))?;
-    let dummy: DummyConfig = serde_json::from_str(&dummy_json).unwrap_or_default();
-    Ok((model, dummy))
+    })
 }
 
 /// Write the embedded sources to a cache directory named after their contents

@@ -35,6 +35,6 @@ fn usage_mistakes() {
     let out = run(&["generate-dataset", "x.json", "--data", "a", "--dummy-tables", "b"]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(&["generate-dataset", "x.json", "--output", "out.xlsx", "--data", "."]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a bad --output is a usage mistake, as in ehrQL");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--output out.xlsx: the file extension must be"));
 }

@@ -23,9 +23,14 @@ fn data_copy() -> tempfile::TempDir {
     dir
 }
 
-/// Run generate-dataset and expect failure; returns stderr, and checks that the
-/// output directory holds nothing at all afterwards.
+/// Run generate-dataset over bad data and expect ehrQL's exit code for a file error.
 fn fails(definition: &Path, data: &Path) -> String {
+    fails_with(definition, data, 11)
+}
+
+/// Run generate-dataset and expect failure with exit `code`; returns stderr, and
+/// checks that the output directory holds nothing at all afterwards.
+fn fails_with(definition: &Path, data: &Path, code: i32) -> String {
     let out_dir = tempfile::tempdir().unwrap();
     let output = out_dir.path().join("sub/dataset.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
@@ -37,8 +42,8 @@ fn fails(definition: &Path, data: &Path) -> String {
         .arg(&output)
         .output()
         .unwrap();
-    assert!(!out.status.success(), "expected failure");
     let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "error should be one line: {stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
     let leftovers: Vec<_> = walk(out_dir.path());
@@ -172,7 +177,7 @@ fn malformed_json_definition() {
     let dir = tempfile::tempdir().unwrap();
     let def = dir.path().join("broken.json");
     std::fs::write(&def, "{\"format\": ").unwrap();
-    let err = fails(&def, &repo().join("testdata/data/csv"));
+    let err = fails_with(&def, &repo().join("testdata/data/csv"), 10);
     assert!(err.contains("broken.json: invalid JSON"), "{err}");
 }
 

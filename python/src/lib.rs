@@ -39,9 +39,7 @@ fn validate_query_model(model_json: &str) -> PyResult<()> {
 /// Run the command line (`ehrfusion ...` / `ehrql ...`); returns the exit code.
 #[pyfunction]
 fn main(py: Python<'_>, args: Vec<String>) -> i32 {
-    let code = py.detach(|| cli::main(args, PythonFrontEnd::Installed));
-    // ExitCode has no accessor; success is the only code the CLI reports as 0.
-    if code == std::process::ExitCode::SUCCESS { 0 } else { 1 }
+    i32::from(py.detach(|| cli::exit_status(args, PythonFrontEnd::Installed)))
 }
 
 fn run_model(

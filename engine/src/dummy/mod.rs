@@ -28,7 +28,7 @@ pub use generate::{Generator, Profile};
 pub use hints::Hints;
 
 use crate::compile::{Planner, Providers};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result, ResultExt};
 use crate::run::Prepared;
 use crate::source::{self, Tables, table_arrow_schema};
 use crate::{bail, err};
@@ -88,7 +88,7 @@ pub async fn generate(
     mut sink: impl FnMut(&str, RecordBatch) -> Result<()>,
 ) -> Result<Outcome> {
     let generator = generator(prepared, options.seed, options.profile)?;
-    let inline = prepared.open_tables(Tables::Empty, 1)?;
+    let inline = prepared.open_tables(Tables::Empty, 1).or_kind(ErrorKind::File)?;
     let started = Instant::now();
     let progress = progress_bar(options);
     let wanted = options.population_size;
