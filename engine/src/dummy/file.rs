@@ -8,7 +8,7 @@ use crate::model::schema::{ColumnSchema, Constraints, Level, TableSchema};
 use crate::output::ColumnInfo;
 use crate::output::format::column_text;
 use crate::run::TableResult;
-use crate::source::{Format, csv, typed};
+use crate::source::{Columns, Format, csv, typed};
 use crate::bail;
 
 pub fn read(path: &Path, columns: &[ColumnInfo]) -> Result<TableResult> {
@@ -31,9 +31,9 @@ pub fn read(path: &Path, columns: &[ColumnInfo]) -> Result<TableResult> {
             .collect(),
     };
     let batches = match format {
-        Format::Csv | Format::CsvGz => vec![csv::read_csv(path, &schema)?.0],
-        Format::Parquet => typed::read_parquet(path, &schema)?,
-        Format::Arrow => typed::read_arrow(path, &schema)?,
+        Format::Csv | Format::CsvGz => vec![csv::read_csv(path, &schema, Columns::AllRequired)?.0],
+        Format::Parquet => typed::read_parquet(path, &schema, Columns::AllRequired)?,
+        Format::Arrow => typed::read_arrow(path, &schema, Columns::AllRequired)?,
     };
     for (i, info) in columns.iter().enumerate().skip(1) {
         let Some(categories) = &info.categories else { continue };

@@ -136,11 +136,18 @@ fn parse_node(index: usize, raw: &Json) -> Result<Node> {
             Node::SelectPatientTable { table: f.str("table")?.to_string() }
         }
         "InlinePatientTable" => {
-            f.only(&["name", "columns", "rows"])?;
+            f.only(&["name", "columns", "rows", "file"])?;
             let name = obj.get("name").and_then(Json::as_str).unwrap_or("inline_table");
             let columns = serde_json::from_value(f.get("columns")?.clone()).map_err(|e| err!("'columns': {e}"))?;
             let schema = RawTable { level: super::schema::Level::Patient, description: String::new(), columns }
                 .into_schema(name)?;
+            if let Some(file) = obj.get("file") {
+                if obj.contains_key("rows") {
+                    bail!("give 'rows' or 'file', not both");
+                }
+                let file = file.as_str().ok_or_else(|| err!("'file' must be a string (a path)"))?;
+                return Ok(Node::InlinePatientTable { schema, rows: InlineRows::File(file.into()) });
+            }
             let raw_rows = f.get("rows")?.as_array().ok_or_else(|| err!("'rows' must be an array"))?;
             let mut rows = Vec::with_capacity(raw_rows.len());
             for (r, row) in raw_rows.iter().enumerate() {
@@ -157,7 +164,7 @@ fn parse_node(index: usize, raw: &Json) -> Result<Node> {
                     .collect::<Result<Vec<_>>>()?;
                 rows.push((pid, values));
             }
-            Node::InlinePatientTable { schema, rows }
+            Node::InlinePatientTable { schema, rows: InlineRows::Given(rows) }
         }
         "SelectColumn" => {
             f.only(&["source", "name"])?;

@@ -7,7 +7,7 @@ pub mod schema;
 pub mod types;
 pub mod validate;
 
-pub use nodes::{Aggregation, Dataset, Function, Node, NodeId, Position, QueryModel};
+pub use nodes::{Aggregation, Dataset, Function, InlineRows, Node, NodeId, Position, QueryModel};
 pub use schema::{Level, Schema, TableSchema};
 pub use types::{CodeSystem, Literal, ValueType};
 pub use validate::{Dim, NodeInfo};

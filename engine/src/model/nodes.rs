@@ -195,14 +195,24 @@ impl Aggregation {
     }
 }
 
+/// Where the rows of an inline patient table come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InlineRows {
+    Given(Vec<(i64, Vec<Literal>)>),
+    /// A csv, csv.gz, arrow/feather or parquet file with `patient_id` and at least the
+    /// declared columns (others are ignored).
+    File(std::path::PathBuf),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
     /// An event-level (many rows per patient) table of the schema.
     SelectTable { table: String },
     /// A patient-level (one row per patient) table of the schema.
     SelectPatientTable { table: String },
-    /// A patient-level table whose rows are given in the definition.
-    InlinePatientTable { schema: TableSchema, rows: Vec<(i64, Vec<Literal>)> },
+    /// A patient-level table whose rows are given in the definition, or read from a
+    /// file (`table_from_file`: an earlier action's output) when the query runs.
+    InlinePatientTable { schema: TableSchema, rows: InlineRows },
     SelectColumn { source: NodeId, name: String },
     Filter { source: NodeId, condition: NodeId },
     /// Sort by several keys, the first the most significant.

@@ -115,7 +115,12 @@ fn node_info(model: &QueryModel, infos: &[NodeInfo], id: NodeId, node: &Node) ->
         }
         Node::InlinePatientTable { schema, rows } => {
             let mut seen = std::collections::HashSet::new();
-            for (pid, _) in rows {
+            // A file's patients are checked when it is read.
+            let given = match rows {
+                super::InlineRows::Given(rows) => rows.as_slice(),
+                super::InlineRows::File(_) => &[],
+            };
+            for (pid, _) in given {
                 if !seen.insert(*pid) {
                     bail!("patient_id {pid} appears in more than one row of a patient-level table");
                 }

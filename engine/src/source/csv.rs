@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use flate2::read::MultiGzDecoder;
 
 use super::builder::ColumnBuilder;
-use super::table_arrow_schema;
+use super::{Columns, table_arrow_schema};
 use crate::error::Result;
 use crate::model::schema::TableSchema;
 use crate::model::types::{ValueType, parse_iso_date};
@@ -49,7 +49,7 @@ pub fn parse_bool(text: &str) -> Option<bool> {
 
 /// Read a whole CSV file of one table into a batch with the table's Arrow schema.
 /// Also returns the line of each row, for later error messages (duplicate patients).
-pub fn read_csv(path: &Path, table: &TableSchema) -> Result<(RecordBatch, Vec<u64>)> {
+pub fn read_csv(path: &Path, table: &TableSchema, columns: Columns) -> Result<(RecordBatch, Vec<u64>)> {
     let shown = path.display();
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open_maybe_gzip(path)?);
     let headers = reader.headers().map_err(|e| err!("{shown}: cannot read the header row: {e}"))?.clone();
@@ -57,10 +57,14 @@ pub fn read_csv(path: &Path, table: &TableSchema) -> Result<(RecordBatch, Vec<u6
     let pid_at = position("patient_id").ok_or_else(|| err!("{shown}: missing column 'patient_id'"))?;
     let mut at = Vec::with_capacity(table.columns.len());
     for c in &table.columns {
-        at.push(position(&c.name).ok_or_else(|| err!("{shown}: missing column '{}' of table '{}'", c.name, table.name))?);
+        match (position(&c.name), columns) {
+            (Some(i), _) => at.push(Some(i)),
+            (None, Columns::MissingAreNull) => at.push(None),
+            (None, Columns::AllRequired | Columns::Declared) => bail!("{shown}: missing column '{}' of table '{}'", c.name, table.name),
+        }
     }
     for (i, h) in headers.iter().enumerate() {
-        if i != pid_at && !table.columns.iter().any(|c| c.name == h) {
+        if i != pid_at && columns != Columns::Declared && !table.columns.iter().any(|c| c.name == h) {
             bail!(
                 "{shown}: unknown column '{h}' (table '{}' has columns: patient_id, {})",
                 table.name,
@@ -91,6 +95,10 @@ pub fn read_csv(path: &Path, table: &TableSchema) -> Result<(RecordBatch, Vec<u6
         pids.append_value(pid);
         lines.push(line);
         for ((b, i), c) in builders.iter_mut().zip(&at).zip(&table.columns) {
+            let Some(i) = i else {
+                b.append_null();
+                continue;
+            };
             let text = &record[*i];
             if push(b, text).is_none() {
                 bail!("{shown}: line {line}, column '{}': '{text}' is not a valid {}", c.name, describe(&c.ty));

@@ -19,7 +19,7 @@ use datafusion::datasource::MemTable;
 use crate::compile::Providers;
 use crate::error::Result;
 use crate::model::schema::{Schema, TableSchema};
-use crate::model::{Literal, Node, QueryModel};
+use crate::model::{InlineRows, Literal, Node, QueryModel};
 use crate::{bail, err};
 
 /// The file formats ehrfusion reads and writes.
@@ -147,11 +147,14 @@ pub enum Tables<'a> {
 /// Open and check every table the dataset uses, returning DataFusion providers.
 pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usize) -> Result<Providers> {
     let mut providers = Providers::new();
+    // Dummy tables may lack tables and columns: ehrQL's own create-dummy-tables
+    // writes only the columns a definition uses, and reads missing ones as null.
     let (dir, missing_ok) = match tables {
         Tables::Data(d) => (Some(d), false),
         Tables::DummyTables(d) => (Some(d), true),
         Tables::Empty => (None, true),
     };
+    let columns = if missing_ok { Columns::MissingAreNull } else { Columns::AllRequired };
     let found = match dir {
         Some(d) => discover(d, &model.schema)?,
         None => BTreeMap::new(),
@@ -159,7 +162,7 @@ pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usi
     for name in used {
         let table = model.schema.table(name)?;
         let provider: Arc<dyn TableProvider> = match found.get(name) {
-            Some(files) => load(table, files, partitions)?,
+            Some(files) => load(table, files, columns, partitions)?,
             None if missing_ok => Arc::new(MemTable::try_new(table_arrow_schema(table), vec![vec![]])?),
             None => bail!(
                 "{}: no file for table '{name}', which the dataset uses (expected {name}.csv, .csv.gz, .parquet, .arrow or .feather)",
@@ -169,11 +172,41 @@ pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usi
         providers.insert(name.clone(), provider);
     }
     for (id, node) in model.nodes.iter().enumerate() {
-        if let Node::InlinePatientTable { schema, rows } = node {
-            providers.insert(format!("inline#{id}"), Arc::new(inline_table(schema, rows)?));
+        match node {
+            Node::InlinePatientTable { schema, rows: InlineRows::Given(rows) } => {
+                providers.insert(format!("inline#{id}"), Arc::new(inline_table(schema, rows)?));
+            }
+            Node::InlinePatientTable { schema, rows: InlineRows::File(path) } => {
+                providers.insert(format!("inline#{id}"), table_from_file(path, schema, partitions)?);
+            }
+            _ => {}
         }
     }
     Ok(providers)
+}
+
+/// Which columns a table file must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Columns {
+    /// Exactly the table's columns.
+    AllRequired,
+    /// A missing column reads as null (dummy tables); unknown columns are still refused.
+    MissingAreNull,
+    /// At least the declared columns; others are ignored (`table_from_file`, which
+    /// names only the columns of an earlier output that a definition uses).
+    Declared,
+}
+
+/// The table of a `table_from_file` declaration, read and checked when the query runs.
+fn table_from_file(path: &Path, table: &TableSchema, partitions: usize) -> Result<Arc<dyn TableProvider>> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let Some((_, format)) = Format::of(&name) else {
+        bail!("{}: table_from_file reads .csv, .csv.gz, .arrow, .feather or .parquet files", path.display());
+    };
+    if !path.is_file() {
+        bail!("{}: no such file (table_from_file)", path.display());
+    }
+    load(table, &TableFiles { format, files: vec![path.to_path_buf()] }, Columns::Declared, partitions)
 }
 
 /// A table given as Arrow batches (e.g. from Python), checked and converted like a file.
@@ -182,16 +215,16 @@ pub fn from_batches(what: &str, table: &TableSchema, batches: Vec<RecordBatch>, 
         Some(b) => b.schema(),
         None => return Ok(Arc::new(MemTable::try_new(table_arrow_schema(table), vec![vec![]])?)),
     };
-    let batches = typed::conform(Path::new(what), &file_schema, batches, table)?;
+    let batches = typed::conform(Path::new(what), &file_schema, batches, table, Columns::AllRequired)?;
     if table.is_patient_level() {
         check_unique_patients(Path::new(what), table, &batches, None, &mut HashSet::new())?;
     }
     Ok(Arc::new(MemTable::try_new(table_arrow_schema(table), split(batches, partitions))?))
 }
 
-fn load(table: &TableSchema, files: &TableFiles, partitions: usize) -> Result<Arc<dyn TableProvider>> {
+fn load(table: &TableSchema, files: &TableFiles, columns: Columns, partitions: usize) -> Result<Arc<dyn TableProvider>> {
     if files.format == Format::Parquet {
-        return typed::parquet_table(&files.files, table);
+        return typed::parquet_table(&files.files, table, columns);
     }
     let schema = table_arrow_schema(table);
     let mut batches = Vec::new();
@@ -199,11 +232,11 @@ fn load(table: &TableSchema, files: &TableFiles, partitions: usize) -> Result<Ar
     for path in &files.files {
         let (file_batches, lines) = match files.format {
             Format::Csv | Format::CsvGz => {
-                let (b, lines) = csv::read_csv(path, table)?;
+                let (b, lines) = csv::read_csv(path, table, columns)?;
                 (vec![b], Some(lines))
             }
             Format::Parquet => unreachable!("parquet tables are streamed"),
-            Format::Arrow => (typed::read_arrow(path, table)?, None),
+            Format::Arrow => (typed::read_arrow(path, table, columns)?, None),
         };
         if table.is_patient_level() {
             check_unique_patients(path, table, &file_batches, lines.as_deref(), &mut seen)?;

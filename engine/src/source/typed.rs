@@ -16,7 +16,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::reader::{FileReader, StreamReader};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::table_arrow_schema;
+use super::{Columns, table_arrow_schema};
 use crate::error::Result;
 use crate::model::schema::TableSchema;
 use crate::model::types::ValueType;
@@ -25,24 +25,25 @@ use crate::{bail, err};
 /// Check parquet files against a table without reading their rows (their footers
 /// only, and the patient_id column of a patient-level table), and return a table
 /// provider that streams them, reading only the columns and row groups a query needs.
-pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema) -> Result<Arc<dyn TableProvider>> {
+pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema, columns: Columns) -> Result<Arc<dyn TableProvider>> {
     let mut seen = std::collections::HashSet::new();
     let mut urls = Vec::with_capacity(paths.len());
     for path in paths {
         let shown = path.display();
         let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err!("{shown}: not a readable parquet file: {e}"))?;
-        let indexes = check_schema(path, builder.schema(), table)?;
+        let indexes = check_schema(path, builder.schema(), table, columns)?;
+        let pid_at = indexes[0].expect("patient_id is always required");
         let metadata = builder.metadata().clone();
         // Null patient ids show in the footer's statistics (and, for patient-level
         // tables, in the read below).
         for rg in metadata.row_groups() {
-            if rg.column(indexes[0]).statistics().and_then(|s| s.null_count_opt()).is_some_and(|n| n > 0) {
+            if rg.column(pid_at).statistics().and_then(|s| s.null_count_opt()).is_some_and(|n| n > 0) {
                 bail!("{shown}: column 'patient_id': patient_id must not be null");
             }
         }
         if table.is_patient_level() {
-            let mask = ProjectionMask::roots(builder.parquet_schema(), [indexes[0]]);
+            let mask = ProjectionMask::roots(builder.parquet_schema(), [pid_at]);
             let reader = builder.with_projection(mask).build().map_err(|e| err!("{shown}: {e}"))?;
             let mut row = 0usize;
             for batch in reader {
@@ -63,22 +64,24 @@ pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema) -> Resul
         let absolute = std::fs::canonicalize(path).map_err(|e| err!("{shown}: {e}"))?;
         urls.push(ListingTableUrl::parse(absolute.to_string_lossy()).map_err(|e| err!("{shown}: {e}"))?);
     }
+    // Columns a file lacks (allowed for dummy tables) are read as nulls by
+    // DataFusion's schema adapter, as the table schema declares every column nullable.
     let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(table_arrow_schema(table));
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
-pub fn read_parquet(path: &Path, table: &TableSchema) -> Result<Vec<RecordBatch>> {
+pub fn read_parquet(path: &Path, table: &TableSchema, columns: Columns) -> Result<Vec<RecordBatch>> {
     let shown = path.display();
     let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err!("{shown}: not a readable parquet file: {e}"))?;
     let file_schema = builder.schema().clone();
     let reader = builder.with_batch_size(65536).build().map_err(|e| err!("{shown}: {e}"))?;
     let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| err!("{shown}: {e}"))?;
-    conform(path, &file_schema, batches, table)
+    conform(path, &file_schema, batches, table, columns)
 }
 
-pub fn read_arrow(path: &Path, table: &TableSchema) -> Result<Vec<RecordBatch>> {
+pub fn read_arrow(path: &Path, table: &TableSchema, columns: Columns) -> Result<Vec<RecordBatch>> {
     let shown = path.display();
     let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
     // Feather v2 and .arrow files use the IPC file format; accept the stream format too.
@@ -86,14 +89,14 @@ pub fn read_arrow(path: &Path, table: &TableSchema) -> Result<Vec<RecordBatch>> 
         Ok(reader) => {
             let schema = reader.schema();
             let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| err!("{shown}: {e}"))?;
-            conform(path, &schema, batches, table)
+            conform(path, &schema, batches, table, columns)
         }
         Err(_) => {
             let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
             let reader = StreamReader::try_new(file, None).map_err(|e| err!("{shown}: not an Arrow IPC file: {e}"))?;
             let schema = reader.schema();
             let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| err!("{shown}: {e}"))?;
-            conform(path, &schema, batches, table)
+            conform(path, &schema, batches, table, columns)
         }
     }
 }
@@ -115,39 +118,51 @@ fn compatible(found: &DataType, ty: &ValueType) -> bool {
     }
 }
 
-/// Check a file's schema against a table; returns where each table column is in it.
-fn check_schema(path: &Path, file_schema: &SchemaRef, table: &TableSchema) -> Result<Vec<usize>> {
+/// Check a file's schema against a table; returns where each table column is in it
+/// (`None`: missing, which only `Columns::MissingAreNull` allows, never for patient_id).
+fn check_schema(path: &Path, file_schema: &SchemaRef, table: &TableSchema, columns: Columns) -> Result<Vec<Option<usize>>> {
     let shown = path.display();
     let target = table_arrow_schema(table);
     let mut indexes = Vec::with_capacity(target.fields().len());
     for (i, field) in target.fields().iter().enumerate() {
         let name = field.name();
-        let at = file_schema.index_of(name).map_err(|_| err!("{shown}: missing column '{name}' of table '{}'", table.name))?;
+        let at = match file_schema.index_of(name) {
+            Ok(at) => at,
+            Err(_) if i > 0 && columns == Columns::MissingAreNull => {
+                indexes.push(None);
+                continue;
+            }
+            Err(_) => bail!("{shown}: missing column '{name}' of table '{}'", table.name),
+        };
         let found = file_schema.field(at).data_type();
         let ok = if i == 0 { compatible(found, &ValueType::Int) } else { compatible(found, &table.columns[i - 1].ty) };
         if !ok {
             let want = if i == 0 { "int".to_string() } else { table.columns[i - 1].ty.to_string() };
             bail!("{shown}: column '{name}' has type {found}, which cannot hold {want} values");
         }
-        indexes.push(at);
+        indexes.push(Some(at));
     }
     for f in file_schema.fields() {
-        if target.field_with_name(f.name()).is_err() {
+        if columns != Columns::Declared && target.field_with_name(f.name()).is_err() {
             bail!("{shown}: unknown column '{}' (table '{}' has no such column)", f.name(), table.name);
         }
     }
     Ok(indexes)
 }
 
-pub(super) fn conform(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordBatch>, table: &TableSchema) -> Result<Vec<RecordBatch>> {
+pub(super) fn conform(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordBatch>, table: &TableSchema, columns: Columns) -> Result<Vec<RecordBatch>> {
     let shown = path.display();
     let target = table_arrow_schema(table);
-    let indexes = check_schema(path, file_schema, table)?;
+    let indexes = check_schema(path, file_schema, table, columns)?;
     let mut out = Vec::with_capacity(batches.len());
     let mut row = 0usize;
     for b in batches {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(indexes.len());
         for (field, at) in target.fields().iter().zip(&indexes) {
+            let Some(at) = at else {
+                columns.push(arrow::array::new_null_array(field.data_type(), b.num_rows()));
+                continue;
+            };
             let col = b.column(*at);
             let col = if col.data_type() == field.data_type() { col.clone() } else { cast(col, field.data_type())? };
             columns.push(col);
