@@ -1,6 +1,7 @@
 """Clinical code types, their formats, and codelists."""
 
 import csv
+import os
 import re
 
 
@@ -45,56 +46,30 @@ CODE_TYPES = {c.type_name: c for c in [SNOMEDCTCode, CTV3Code, ICD10Code, OPCS4C
 MULTI_CODE_TYPES = {"ICD10MultiCodeString": ICD10Code, "OPCS4MultiCodeString": OPCS4Code}
 
 
-class Codelist:
-    """Codes read from a CSV file, optionally with a category for each code."""
-
-    def __init__(self, codes, category_map=None, source=None):
-        self.codes = list(dict.fromkeys(codes))
-        self.category_map = category_map
-        self.source = source
-
-    def __iter__(self):
-        return iter(self.codes)
-
-    def __len__(self):
-        return len(self.codes)
-
-    def __contains__(self, code):
-        return code in self.codes
-
-    def __repr__(self):
-        return f"Codelist({self.source or ''!s}, {len(self.codes)} codes)"
-
-
 def codelist_from_csv(filename, *, column, category_column=None, system=None):
-    """Read a codelist from a CSV file; `column` holds the codes. (`system` is the
-    ehrQL v0 spelling; the coding system is now taken from the column compared.)"""
-    try:
-        with open(filename, newline="") as f:
-            rows = list(csv.DictReader(f))
-            header = rows[0].keys() if rows else []
-    except FileNotFoundError:
-        raise CodelistError(f"No file found at {filename}") from None
-    for wanted in [column, category_column]:
-        if wanted is not None and rows and wanted not in header:
-            raise CodelistError(f"No column '{wanted}' in {filename}")
-    codes = []
-    categories = {} if category_column else None
-    for row in rows:
-        code = (row.get(column) or "").strip()
-        if not code:
-            continue
-        codes.append(code)
-        if category_column:
-            categories[code] = row[category_column]
-    return Codelist(codes, categories, source=str(filename))
+    """Read a codelist from a CSV file, as ehrQL does: a list of the distinct codes in
+    `column` (in file order, blanks dropped), or with `category_column` a dict from
+    each code to its category. `system` is accepted for ehrQL v0 definitions and
+    ignored: the coding system is the column's the codes are compared with."""
+    path = os.fspath(filename)
+    if not os.path.exists(path):
+        hint = "\n\nHINT: Use forward slash (/) instead of backslash (\\) in file paths" if "\\" in repr(path) else ""
+        raise CodelistError(f"No CSV file at {path}{hint}")
+    with open(path, newline="") as f:
+        return codelist_from_csv_lines(f, column=column, category_column=category_column)
 
 
 def codelist_from_csv_lines(lines, *, column, category_column=None):
-    return codelist_from_csv_rows(list(csv.DictReader(lines)), column=column, category_column=category_column)
-
-
-def codelist_from_csv_rows(rows, *, column, category_column=None):
-    codes = [r[column].strip() for r in rows if r[column].strip()]
-    cats = {r[column].strip(): r[category_column] for r in rows if r[column].strip()} if category_column else None
-    return Codelist(codes, cats)
+    """A codelist from lines of CSV text (see codelist_from_csv)."""
+    reader = csv.DictReader(iter(lines), restval="")
+    header = reader.fieldnames or []
+    for wanted in [column, category_column if category_column is not None else column]:
+        if wanted not in header:
+            raise CodelistError(f"No column '{wanted}' in CSV")
+    # Later rows win for a repeated code, but it keeps its first position.
+    categories = {}
+    for row in reader:
+        code = (row[column] or "").strip()
+        categories[code] = (row[category_column] or "").strip() if category_column is not None else None
+    categories.pop("", None)
+    return categories if category_column is not None else list(categories)

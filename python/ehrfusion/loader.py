@@ -11,7 +11,6 @@ import runpy
 import sys
 import traceback
 
-from . import parameters
 from .language import Dataset, _USER_TABLES
 from .query_model import dumps
 
@@ -52,18 +51,24 @@ def _located(path, error):
     return " ".join(text.split("\n"))
 
 
-def load_dataset(path, user_args=()):
-    """Run a definition file and return its `dataset` (and the module's globals)."""
+def run_definition(path, user_args=()):
+    """Run a definition file as ehrQL does and return its namespace: as module
+    `<stem>` (not `__main__`), with its own folder first on `sys.path` and the
+    working directory (the repository root) importable, `sys.argv` set to the file
+    and its user arguments, and `print()` going to stderr."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DefinitionError(f"{path}: no such file")
-    parameters.set_parameters(parameters.parse_parameters(list(user_args)))
     _USER_TABLES.clear()
-    # Definitions import helpers (codelists.py, variables.py) from their own folder.
+    saved = sys.path.copy(), sys.argv, sys.stdout
     folder = os.path.dirname(os.path.abspath(path))
-    sys.path.insert(0, folder)
+    sys.path[:0] = [folder] + ([os.getcwd()] if os.getcwd() not in sys.path and "" not in sys.path else [])
+    sys.argv = [path, *user_args]
+    sys.stdout = sys.stderr
+    name = os.path.splitext(os.path.basename(path))[0]
+    modules_before = set(sys.modules)
     try:
-        namespace = runpy.run_path(path, run_name="dataset_definition")
+        return runpy.run_path(path, run_name=name)
     except DefinitionError:
         raise
     except BaseException as e:  # noqa: BLE001 (any failure of user code is reported)
@@ -73,13 +78,28 @@ def load_dataset(path, user_args=()):
             traceback.print_exc()
         raise DefinitionError(_located(path, e)) from None
     finally:
-        if sys.path and sys.path[0] == folder:
-            sys.path.pop(0)
+        sys.path[:], sys.argv, sys.stdout = saved
+        _forget_study_modules(modules_before, [folder, os.getcwd()])
+
+
+def _forget_study_modules(before, roots):
+    """Drop the study's own helper modules (analysis/codelists.py, ...) imported by
+    this run, so the next definition run in this process imports its own."""
+    roots = tuple(os.path.join(os.path.abspath(r), "") for r in roots)
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules.get(name), "__file__", None) or ""
+        if os.path.abspath(file).startswith(roots) and not _is_internal(file) and "site-packages" not in file:
+            del sys.modules[name]
+
+
+def load_dataset(path, user_args=()):
+    """Run a definition file and return its `dataset`."""
+    namespace = run_definition(path, user_args)
     dataset = namespace.get("dataset")
     if dataset is None:
-        raise DefinitionError(f"{path}: did not find a variable called 'dataset' (create one with create_dataset())")
+        raise DefinitionError(f"{path}: Did not find a variable called 'dataset' in dataset definition file")
     if not isinstance(dataset, Dataset):
-        raise DefinitionError(f"{path}: 'dataset' must be a Dataset (made with create_dataset()), not {type(dataset).__name__}")
+        raise DefinitionError(f"{path}: 'dataset' must be an instance of ehrql.Dataset, not {type(dataset).__name__}")
     return dataset
 
 

@@ -26,8 +26,8 @@ CASES = [
     ("bad_name", "dataset.add_column('2nd', patients.sex)", 5, "Invalid variable name '2nd'"),
     ("reserved", "dataset.patient_id = patients.sex", 5, "'patient_id' is a reserved name"),
     ("wrong_system", "dataset.x = clinical_events.where(clinical_events.snomedct_code == 'XaBVJ').exists_for_patient()", 5, "Invalid SNOMEDCTCode"),
-    ("no_codelist", "codes = codelist_from_csv('codelists/missing.csv', column='code')", 5, "No file found at codelists/missing.csv"),
-    ("bad_column", "codes = codelist_from_csv('codes.csv', column='snomed')", 5, "No column 'snomed' in codes.csv"),
+    ("no_codelist", "codes = codelist_from_csv('codelists/missing.csv', column='code')", 5, "No CSV file at codelists/missing.csv"),
+    ("bad_column", "codes = codelist_from_csv('codes.csv', column='snomed')", 5, "No column 'snomed' in CSV"),
     ("unknown_column", "dataset.x = patients.height", 5, "'patients' has no column or method 'height'"),
     ("python_bool", "dataset.x = patients.sex == 'male' and patients.sex == 'female'", 5, "cannot be used where Python expects True or False"),
     ("mixed_numbers", "dataset.x = clinical_events.numeric_value.sum_for_patient() + clinical_events.count_for_patient()", 5, "convert one with as_int() or as_float()"),
@@ -48,7 +48,7 @@ def project(tmp_path, monkeypatch):
 def test_command_line_reports_file_and_line(project, name, line, lineno, message):
     (project / "definition.py").write_text(HEADER + line + "\n")
     result = subprocess.run([BIN, "generate-dataset", "definition.py", "--data", str(REPO / "testdata/data/csv"), "--output", "out.csv"], capture_output=True, text=True)
-    assert result.returncode != 0
+    assert result.returncode == 10, "ehrQL's exit status for a definition error"
     err = result.stderr.strip()
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"error: definition.py, line {lineno}: "), err
@@ -80,7 +80,7 @@ def test_missing_dataset_variable(project):
     (project / "definition.py").write_text("x = 1\n")
     result = subprocess.run([BIN, "generate-dataset", "definition.py", "--data", str(REPO / "testdata/data/csv")], capture_output=True, text=True)
     assert result.returncode != 0
-    assert "did not find a variable called 'dataset'" in result.stderr
+    assert "Did not find a variable called 'dataset'" in result.stderr
 
 
 def test_traceback_on_request(project):
@@ -93,4 +93,4 @@ def test_traceback_on_request(project):
 def test_missing_parameter(project):
     (project / "definition.py").write_text(HEADER + "from ehrql import get_parameter\nx = get_parameter('region')\n")
     result = subprocess.run([BIN, "generate-dataset", "definition.py", "--data", str(REPO / "testdata/data/csv")], capture_output=True, text=True)
-    assert "definition.py, line 6:" in result.stderr and "Missing parameter 'region'" in result.stderr
+    assert "definition.py, line 6:" in result.stderr and "parameter `region` defined but no values found" in result.stderr

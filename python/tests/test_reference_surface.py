@@ -1,0 +1,223 @@
+"""The surface real studies touch behaves as ehrQL's does: codelists are plain lists
+and dicts, definitions import helpers from the repository root and their own
+folder, see their arguments in sys.argv, print to stderr, read earlier actions'
+outputs with table_from_file, run assurance tests, read dummy tables that lack
+columns, and exit with ehrQL's status codes.
+
+The golden files in testdata/studies/helpers/expected were written by ehrQL itself
+on the same tables (testdata/data/csv as --dummy-tables)."""
+
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv
+import pyarrow.feather
+import pyarrow.parquet
+import pytest
+
+from ehrql import codelist_from_csv
+from ehrql.codes import codelist_from_csv_lines
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("EHRFUSION_BIN", str(Path.home() / ".cache/ehrfusion-target/debug/ehrfusion"))
+HELPERS = REPO / "testdata" / "studies" / "helpers"
+TABLES = REPO / "testdata" / "data" / "csv"
+PARAMS = ["--", "--start-date", "2014-01-01", "--groups", "cardio", "resp", "--lookback", "3650"]
+
+
+def ehrfusion(*args, cwd):
+    return subprocess.run([BIN, *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+def write(table, path):
+    """Write a pyarrow table in the format its file name says."""
+    name = str(path)
+    if name.endswith(".parquet"):
+        pa.parquet.write_table(table, path)
+    elif name.endswith((".arrow", ".feather")):
+        pa.feather.write_feather(table, path)
+    else:
+        with pa.CompressedOutputStream(path, "gzip") if name.endswith(".gz") else pa.OSFile(name, "wb") as out:
+            pa.csv.write_csv(table, out)
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A scratch copy of the helpers study with its first action already run."""
+    root = tmp_path / "helpers"
+    shutil.copytree(HELPERS, root)
+    result = ehrfusion("generate-dataset", "analysis/cohort_definition.py", "--dummy-tables", TABLES, "--output", "output/cohort.arrow", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+# ---------------------------------------------------------------- codelists
+
+
+def test_codelist_from_csv_is_a_list_of_distinct_codes(tmp_path):
+    path = tmp_path / "codes.csv"
+    path.write_text("code,term,group\n123456, padded ,a\n234567,b,b\n123456,again,c\n ,blank,d\n")
+    codes = codelist_from_csv(path, column="code")
+    assert codes == ["123456", "234567"] and type(codes) is list
+    categories = codelist_from_csv(path, column="code", category_column="group")
+    assert categories == {"123456": "c", "234567": "b"} and type(categories) is dict
+    assert codelist_from_csv_lines(["code", "999999"], column="code") == ["999999"]
+
+
+def test_codelist_errors_are_ehrqls(tmp_path):
+    with pytest.raises(ValueError, match="No CSV file at nowhere.csv"):
+        codelist_from_csv("nowhere.csv", column="code")
+    (tmp_path / "c.csv").write_text("code\n123456\n")
+    with pytest.raises(ValueError, match="No column 'group' in CSV"):
+        codelist_from_csv(tmp_path / "c.csv", column="code", category_column="group")
+
+
+# ---------------------------------------------------------------- a study run as written
+
+
+def test_study_with_helper_modules_parameters_and_an_earlier_output(study):
+    result = ehrfusion(
+        "generate-dataset", "analysis/dataset_definition.py", "--test-data-file", "analysis/test_dataset_definition.py",
+        "--dummy-tables", TABLES, "--output", "output/dataset.csv", *PARAMS, cwd=study,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (study / "output/dataset.csv").read_text() == (HELPERS / "expected/dataset.csv").read_text()
+    # The assurance report is the only thing on stdout; the definition's print()
+    # went to stderr, with sys.argv[0] the definition's path.
+    assert result.stdout == "Validate test data: All OK!\nValidate results: All OK!\n"
+    assert "running analysis/dataset_definition.py from 2014-01-01 for ['cardio', 'resp']" in result.stderr
+
+
+def test_failing_assurance_tests_exit_13_with_ehrqls_report(study):
+    result = ehrfusion("assure", "analysis/test_failing_dataset_definition.py", *PARAMS, cwd=study)
+    assert result.returncode == 13, result.stderr
+    assert (HELPERS / "expected/assure-failing.txt").read_text() in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: analysis/test_failing_dataset_definition.py: ")
+    # and generate-dataset stops before writing anything
+    result = ehrfusion(
+        "generate-dataset", "analysis/dataset_definition.py", "--test-data-file", "analysis/test_failing_dataset_definition.py",
+        "--dummy-tables", TABLES, "--output", "output/dataset.csv", *PARAMS, cwd=study,
+    )
+    assert result.returncode == 13
+    assert not (study / "output/dataset.csv").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".arrow", ".feather", ".parquet"])
+def test_table_from_file_reads_every_format_in_the_engine(study, suffix):
+    table = pa.table({"patient_id": [1, 2, 3], "sex": ["male", "female", None], "birth_year": [1950, 1960, 1970], "extra": ["x", "y", "z"]})
+    write(table, study / f"output/cohort{suffix}")
+    (study / "analysis/from_file.py").write_text(textwrap.dedent(f"""\
+        from ehrql import create_dataset, table_from_file
+        from ehrql.tables import PatientFrame, Series
+
+        @table_from_file("output/cohort{suffix}")
+        class cohort(PatientFrame):
+            birth_year = Series(int)
+
+        other = table_from_file("output/cohort{suffix}", columns={{"sex": str}})
+        dataset = create_dataset()
+        dataset.define_population(cohort.exists_for_patient())
+        dataset.birth_year = cohort.birth_year
+        dataset.sex = other.sex
+    """))
+    result = ehrfusion("generate-dataset", "analysis/from_file.py", "--output", "out.csv", cwd=study)
+    assert result.returncode == 0, result.stderr
+    assert (study / "out.csv").read_text() == "patient_id,birth_year,sex\n1,1950,male\n2,1960,female\n3,1970,\n"
+
+
+def test_table_from_file_needs_its_declared_columns(study):
+    (study / "output/cohort.csv").write_text("patient_id,sex\n1,male\n")
+    (study / "analysis/from_file.py").write_text(textwrap.dedent("""\
+        from ehrql import create_dataset, table_from_file
+        cohort = table_from_file("output/cohort.csv", columns={"age": int})
+        dataset = create_dataset()
+        dataset.define_population(cohort.exists_for_patient())
+    """))
+    result = ehrfusion("generate-dataset", "analysis/from_file.py", "--output", "out.csv", cwd=study)
+    assert result.returncode == 11
+    assert "cohort.csv: missing column 'age'" in result.stderr
+    assert not (study / "out.csv").exists()
+
+
+# ---------------------------------------------------------------- definitions run as ehrQL runs them
+
+
+def test_definition_environment(tmp_path):
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis/definition.py").write_text(textwrap.dedent("""\
+        import sys
+        from ehrql import create_dataset, get_parameter, show
+        from ehrql.tables.core import patients
+        assert __name__ == "definition", __name__
+        assert sys.argv == ["analysis/definition.py", "--ages", "18", "65", "--flag", "true", "--name=x"], sys.argv
+        assert get_parameter("ages", type=int) == [18, 65]
+        assert get_parameter("flag", type=bool) is True
+        assert get_parameter("name") == "x"
+        assert get_parameter("missing", default=7) == 7
+        print("to stderr")
+        show(patients.sex)
+        dataset = create_dataset()
+        dataset.define_population(patients.exists_for_patient())
+    """))
+    result = ehrfusion("generate-dataset", "analysis/definition.py", "--dummy-tables", TABLES, "--output", "out.csv",
+                       "--", "--ages", "18", "65", "--flag", "true", "--name=x", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert "to stderr" in result.stderr and "Show line 11:" in result.stderr
+
+
+# ---------------------------------------------------------------- dummy tables with some columns
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".arrow", ".parquet"])
+def test_dummy_tables_may_lack_columns_but_not_have_unknown_ones(tmp_path, suffix):
+    tables = tmp_path / "dummy"
+    tables.mkdir()
+    events = pa.table({"patient_id": [1, 1, 2], "snomedct_code": ["123456", "234567", "123456"]})
+    patients = pa.table({"patient_id": [1, 2], "sex": ["male", "female"]})
+    for name, table in [("clinical_events", events), ("patients", patients)]:
+        write(table, tables / f"{name}{suffix}")
+    (tmp_path / "definition.py").write_text(textwrap.dedent("""\
+        from ehrql import create_dataset
+        from ehrql.tables.core import clinical_events, patients
+        dataset = create_dataset()
+        dataset.define_population(patients.exists_for_patient())
+        dataset.sex = patients.sex
+        dataset.n = clinical_events.where(clinical_events.snomedct_code == "123456").count_for_patient()
+        dataset.latest = clinical_events.sort_by(clinical_events.date).last_for_patient().date
+        dataset.born = patients.date_of_birth
+    """))
+    result = ehrfusion("generate-dataset", "definition.py", "--dummy-tables", tables, "--output", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.csv").read_text() == "patient_id,sex,n,latest,born\n1,male,1,,\n2,female,1,,\n"
+    # --data is real data: every column must be there
+    result = ehrfusion("generate-dataset", "definition.py", "--data", tables, "--output", "out2.csv", cwd=tmp_path)
+    assert result.returncode == 11 and "missing column" in result.stderr
+    # an unknown column is refused in dummy tables too
+    bad = patients.append_column("height", pa.array([1.8, 1.6]))
+    write(bad, tables / f"patients{suffix}")
+    result = ehrfusion("generate-dataset", "definition.py", "--dummy-tables", tables, "--output", "out3.csv", cwd=tmp_path)
+    assert result.returncode == 11 and "unknown column 'height'" in result.stderr
+
+
+# ---------------------------------------------------------------- commands and exit codes
+
+
+def test_other_ehrql_commands_are_answered_in_one_line(tmp_path):
+    (tmp_path / "definition.py").write_text(textwrap.dedent("""\
+        from ehrql import create_dataset
+        from ehrql.tables.core import patients
+        dataset = create_dataset()
+        dataset.define_population(patients.exists_for_patient())
+    """))
+    result = ehrfusion("dump-dataset-sql", "definition.py", "--backend", "tpp", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "TableScan: patients" in result.stdout and "not SQL" in result.stderr
+    for command in ["graph-query", "test-connection", "generate-measures", "dump-example-data"]:
+        result = ehrfusion(command, "definition.py", cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "ehrfusion does not provide" in result.stderr
