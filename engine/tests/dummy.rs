@@ -253,3 +253,60 @@ fn dummy_data_file_is_checked_and_used() {
         assert!(!p.path().join("never.csv").exists());
     }
 }
+
+#[test]
+fn raw_v0_and_emisv2_tables_get_dummy_data_within_their_dummy_constraints() {
+    let p = project(
+        r#"
+from ehrql import create_dataset
+from ehrql.tables.raw.tpp import ons_deaths as raw_deaths, isaric, wl_clockstops
+from ehrql.tables.beta.tpp import hospital_admissions
+from ehrql.tables.tpp import apcs, practice_registrations, decision_support_values
+from ehrql.tables.smoketest import patients
+
+dataset = create_dataset()
+dataset.define_population(patients.exists_for_patient())
+dataset.deaths = raw_deaths.count_for_patient()
+dataset.isaric = isaric.where(isaric.asthma_mhyn == "YES").count_for_patient()
+dataset.waits = wl_clockstops.where(wl_clockstops.week_ending_date.contains("2021")).count_for_patient()
+dataset.admissions = hospital_admissions.where(hospital_admissions.primary_diagnoses.contains("I2")).count_for_patient()
+dataset.spells = apcs.count_for_patient()
+dataset.practice = practice_registrations.for_patient_on("2020-01-01").practice_pseudo_id
+dataset.efi = decision_support_values.electronic_frailty_index().count_for_patient()
+"#,
+        None,
+    );
+    ok(ehrfusion(p.path(), &["create-dummy-tables", "analysis/dataset_definition.py", "tables", "--population-size", "300"]));
+    for table in ["ons_deaths_raw", "isaric_raw", "wl_clockstops_raw", "hospital_admissions", "apcs"] {
+        let (_, rows) = csv_rows(&p.path().join(format!("tables/{table}.csv")));
+        assert!(!rows.is_empty(), "{table} is empty");
+    }
+    let (header, rows) = csv_rows(&p.path().join("tables/apcs.csv"));
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for row in &rows {
+        let (admitted, discharged) = (&row[at("admission_date")], &row[at("discharge_date")]);
+        assert!(admitted.is_empty() || admitted.as_str() >= "2016-04-01", "admitted {admitted}");
+        assert!(admitted.is_empty() || discharged.is_empty() || discharged >= admitted, "discharged {discharged} before {admitted}");
+    }
+    let (header, rows) = csv_rows(&p.path().join("tables/practice_registrations.csv"));
+    let id = header.iter().position(|h| h == "practice_pseudo_id").unwrap();
+    assert!(rows.iter().all(|r| r[id].parse::<i64>().unwrap() <= 999));
+    let (header, rows) = csv_rows(&p.path().join("tables/decision_support_values.csv"));
+    let date = header.iter().position(|h| h == "calculation_date").unwrap();
+    assert!(rows.iter().all(|r| r[date] == "2020-12-08"), "calculation dates follow the dummy category");
+    ok(ehrfusion(p.path(), &["generate-dataset", "analysis/dataset_definition.py", "--dummy-tables", "tables", "--output", "out.csv"]));
+
+    let v2 = project(
+        r#"
+from ehrql import create_dataset
+from ehrql.tables.emisv2 import patients, addresses, practice_registrations
+
+dataset = create_dataset()
+dataset.define_population(practice_registrations.exists_for_patient_on("2020-01-01"))
+dataset.imd = addresses.for_patient_on("2020-01-01").imd_rounded
+dataset.age = patients.age_on("2020-01-01")
+"#,
+        None,
+    );
+    ok(ehrfusion(v2.path(), &["generate-dataset", "analysis/dataset_definition.py", "--population-size", "50", "--output", "out.csv"]));
+}

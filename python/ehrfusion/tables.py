@@ -7,7 +7,6 @@ import datetime
 import functools
 import gzip
 import operator
-import types
 
 from . import codes as codes_module
 from . import schemas
@@ -24,41 +23,72 @@ from .language import (
 )
 from .query_model import Node
 
-# ---------------------------------------------------------------- helper methods
+# ---------------------------------------------------------------- table methods
+# The methods ehrQL's table modules give their tables. A module's tables get the
+# ones METHODS lists for it (ehrQL's methods differ between modules: v0's spanning()
+# excludes a registration ending on the end date, v1's includes it).
 
 
-class PatientsHelpers:
-    def age_on(self, date):
-        """Age in whole years on `date` (negative before birth)."""
-        return (date - self.date_of_birth).years
-
-    def is_alive_on(self, date):
-        return self.date_of_death.is_after(date) | self.date_of_death.is_null()
-
-    def is_dead_on(self, date):
-        return self.date_of_death.is_not_null() & self.date_of_death.is_before(date)
-
-    def has_practice_registration_spanning(self, start_date, end_date):
-        """(EMIS) Whether the current registration spans the whole period."""
-        return self.registration_start_date.is_on_or_before(start_date) & (
-            self.registration_end_date.is_after(end_date) | self.registration_end_date.is_null()
-        )
+def age_on(self, date):
+    """Age in whole years on `date` (negative before birth)."""
+    return (date - self.date_of_birth).years
 
 
-class PracticeRegistrationsHelpers:
-    def for_patient_on(self, date):
-        """The registration on `date`: the latest started, then the longest, then by practice."""
-        current = self.where(self.start_date <= date).except_where(self.end_date < date)
-        return current.sort_by(current.start_date, current.end_date, current.practice_pseudo_id).last_for_patient()
+def is_alive_on(self, date):
+    return self.date_of_death.is_after(date) | self.date_of_death.is_null()
 
-    def spanning(self, start_date, end_date):
-        return self.where(self.start_date.is_on_or_before(start_date) & (self.end_date.is_after(end_date) | self.end_date.is_null()))
 
-    def exists_for_patient_on(self, date):
-        return self.spanning(date, date).exists_for_patient()
+def is_dead_on(self, date):
+    return self.date_of_death.is_not_null() & self.date_of_death.is_before(date)
 
-    def spanning_with_systmone(self, start_date, end_date):
-        return self.spanning(start_date, end_date).where(self.practice_systmone_go_live_date <= start_date)
+
+def has_practice_registration_spanning(self, start_date, end_date):
+    """(EMIS) Whether the current registration spans the whole period."""
+    return self.registration_start_date.is_on_or_before(start_date) & (
+        self.registration_end_date.is_after(end_date) | self.registration_end_date.is_null()
+    )
+
+
+def registration_for_patient_on(self, date):
+    """The registration on `date`: the latest started, then the longest, then by practice."""
+    current = self.where(self.start_date <= date).except_where(self.end_date < date)
+    return current.sort_by(current.start_date, current.end_date, current.practice_pseudo_id).last_for_patient()
+
+
+def only_registration_on(self, date):
+    """(EMISv2, at most one registration at a time) The registration on `date`."""
+    return self.spanning(date, date).sort_by(self.start_date).last_for_patient()
+
+
+def spanning(self, start_date, end_date):
+    """Registrations covering the whole period, including one ending on `end_date`."""
+    return self.where(self.start_date.is_on_or_before(start_date) & (self.end_date.is_on_or_after(end_date) | self.end_date.is_null()))
+
+
+def spanning_v0(self, start_date, end_date):
+    """Registrations covering the whole period and beyond (ehrQL v0: one ending on `end_date` does not count)."""
+    return self.where(self.start_date.is_on_or_before(start_date) & (self.end_date.is_after(end_date) | self.end_date.is_null()))
+
+
+def exists_for_patient_on(self, date):
+    return self.spanning(date, date).exists_for_patient()
+
+
+def spanning_with_systmone(self, start_date, end_date):
+    return self.spanning(start_date, end_date).where(self.practice_systmone_go_live_date <= start_date)
+
+
+def address_for_patient_on(self, date):
+    """The address on `date`, preferring one with a postcode, then the latest, then the longest."""
+    current = self.where(self.start_date <= date).except_where(self.end_date < date)
+    has_postcode = case(when(current.has_postcode).then(1), otherwise=0)
+    return current.sort_by(has_postcode, current.start_date, current.end_date, current.address_id).last_for_patient()
+
+
+def only_address_on(self, date):
+    """(EMISv2, at most one address at a time) The address on `date`."""
+    current = self.where(self.start_date <= date).except_where(self.end_date < date)
+    return current.sort_by(self.start_date).last_for_patient()
 
 
 def _imd_band(imd, n, labels):
@@ -68,74 +98,84 @@ def _imd_band(imd, n, labels):
     return case(*cases, otherwise="unknown")
 
 
-class AddressesHelpers:
-    def for_patient_on(self, date):
-        """The address on `date`, preferring one with a postcode, then the latest, then the longest."""
-        current = self.where(self.start_date <= date).except_where(self.end_date < date)
-        has_postcode = case(when(current.has_postcode).then(1), otherwise=0)
-        return current.sort_by(has_postcode, current.start_date, current.end_date, current.address_id).last_for_patient()
-
-    @property
-    def imd_quintile(self):
-        return _imd_band(self.imd_rounded, 5, ["1 (most deprived)", "2", "3", "4", "5 (least deprived)"])
-
-    @property
-    def imd_decile(self):
-        labels = ["1 (most deprived)"] + [str(i) for i in range(2, 10)] + ["10 (least deprived)"]
-        return _imd_band(self.imd_rounded, 10, labels)
+@property
+def imd_quintile(self):
+    return _imd_band(self.imd_rounded, 5, ["1 (most deprived)", "2", "3", "4", "5 (least deprived)"])
 
 
-class OnsDeathsHelpers:
-    def cause_of_death_is_in(self, codelist):
-        columns = ["underlying_cause_of_death"] + [f"cause_of_death_{i:02d}" for i in range(1, 16)]
-        return functools.reduce(operator.or_, [getattr(self, c).is_in(codelist) for c in columns])
+@property
+def imd_decile(self):
+    labels = ["1 (most deprived)"] + [str(i) for i in range(2, 10)] + ["10 (least deprived)"]
+    return _imd_band(self.imd_rounded, 10, labels)
 
 
-class DecisionSupportValuesHelpers:
-    def electronic_frailty_index(self):
-        return self.where(self.algorithm_description == "UK Electronic Frailty Index (eFI)").where(self.algorithm_version == "1.0")
+def cause_of_death_is_in(self, codelist):
+    columns = ["underlying_cause_of_death"] + [f"cause_of_death_{i:02d}" for i in range(1, 16)]
+    return functools.reduce(operator.or_, [getattr(self, c).is_in(codelist) for c in columns])
 
 
-HELPERS = {
-    "patients": PatientsHelpers,
-    "practice_registrations": PracticeRegistrationsHelpers,
-    "addresses": AddressesHelpers,
-    "ons_deaths": OnsDeathsHelpers,
-    "decision_support_values": DecisionSupportValuesHelpers,
+def electronic_frailty_index(self):
+    return self.where(self.algorithm_description == "UK Electronic Frailty Index (eFI)").where(self.algorithm_version == "1.0")
+
+
+_PATIENTS = {"age_on": age_on, "is_alive_on": is_alive_on, "is_dead_on": is_dead_on}
+_REGISTRATIONS = {"for_patient_on": registration_for_patient_on, "spanning": spanning, "exists_for_patient_on": exists_for_patient_on}
+_CORE = {"patients": _PATIENTS, "practice_registrations": _REGISTRATIONS, "ons_deaths": {"cause_of_death_is_in": cause_of_death_is_in}}
+_V0_CORE = {"patients": {"age_on": age_on}}
+METHODS = {
+    "ehrql.tables.core": _CORE,
+    "ehrql.tables.tpp": {
+        **_CORE,
+        "practice_registrations": {**_REGISTRATIONS, "spanning_with_systmone": spanning_with_systmone},
+        "addresses": {"for_patient_on": address_for_patient_on, "imd_quintile": imd_quintile, "imd_decile": imd_decile},
+        "decision_support_values": {"electronic_frailty_index": electronic_frailty_index},
+    },
+    "ehrql.tables.emis": {
+        **_CORE,
+        "patients": {"age_on": age_on, "has_practice_registration_spanning": has_practice_registration_spanning},
+    },
+    "ehrql.tables.emisv2": {
+        "patients": _PATIENTS,
+        "practice_registrations": {**_REGISTRATIONS, "for_patient_on": only_registration_on},
+        "addresses": {"for_patient_on": only_address_on},
+    },
+    # ehrQL v0's core patients had age_on() only; the rest are not in any ehrQL v0 but
+    # earlier ehrfusion releases offered them here (testdata/studies/diagnoses-v0).
+    "ehrql.tables.beta.core": {
+        "patients": {"age_on": age_on, "is_alive_on": is_alive_on},
+        "ons_deaths": {"cause_of_death_is_in": cause_of_death_is_in},
+    },
+    "ehrql.tables.beta.emis": _V0_CORE,
+    "ehrql.tables.beta.tpp": {
+        **_V0_CORE,
+        "practice_registrations": {"for_patient_on": registration_for_patient_on, "spanning": spanning_v0},
+        "addresses": {"for_patient_on": address_for_patient_on},
+    },
 }
 
+# ---------------------------------------------------------------- backend tables
 
-def backend_table(backend, name, spec):
-    """The frame for one table of a backend schema."""
+
+def backend_table(backend, module, name, spec):
+    """The frame for one table of a table module (a view of one of the backend's tables)."""
     patient = spec["level"] == "patient"
     base = PatientFrame if patient else EventFrame
-    helpers = HELPERS.get(name)
-    cls = type(name, (helpers, base) if helpers else (base,), {"__doc__": spec.get("description", "")})
-    node = Node("SelectPatientTable" if patient else "SelectTable", table=name)
+    methods = METHODS.get(module, {}).get(name)
+    bases = (type(f"{name}_methods", (), dict(methods)), base) if methods else (base,)
+    cls = type(name, bases, {"__doc__": spec.get("description", ""), "__module__": module})
+    node = Node("SelectPatientTable" if patient else "SelectTable", table=spec["table"])
     node.backend = backend
     return cls(node, {"level": spec["level"], "columns": spec["columns"]}, name)
 
 
-def backend_module(backend, module_name):
-    """A module holding every table of a backend, e.g. `ehrql.tables.tpp`."""
-    module = types.ModuleType(module_name, f"Tables of the '{backend}' backend.")
-    schema = schemas.load(backend)
-    names = []
-    for name, spec in schema["tables"].items():
-        setattr(module, name, backend_table(backend, name, spec))
-        names.append(name)
-    module.__all__ = names
-    return module
-
-
 def populate(module_globals, backend):
-    """Fill a package module's namespace with a backend's tables."""
-    schema = schemas.load(backend)
-    names = []
-    for name, spec in schema["tables"].items():
-        module_globals[name] = backend_table(backend, name, spec)
-        names.append(name)
-    module_globals["__all__"] = names
+    """Fill a table module's namespace (`ehrql.tables.tpp`, ...) with its tables, as
+    the backend's schema file describes them for that module."""
+    module = module_globals["__name__"]
+    views = schemas.load(backend)["modules"][module]
+    for name, spec in views.items():
+        module_globals[name] = backend_table(backend, module, name, spec)
+    module_globals["__all__"] = list(views)
 
 
 # ---------------------------------------------------------------- user tables
@@ -162,6 +202,9 @@ class Series:
         if t is datetime.date:
             return "date"
         if isinstance(t, type) and issubclass(t, codes_module.BaseCode):
+            return t.type_name
+        # The multi-code string types (ehrql.codes.ICD10MultiCodeString, ...).
+        if isinstance(t, type) and issubclass(t, str) and getattr(t, "type_name", None) in codes_module.MULTI_CODE_TYPES:
             return t.type_name
         raise EhrQLTypeError(f"Unsupported column type {t!r}")
 

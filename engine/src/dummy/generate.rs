@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::hints::Hints;
 use super::pattern::Pattern;
 use crate::error::Result;
-use crate::model::schema::{ColumnSchema, TableSchema};
+use crate::model::schema::{ColumnSchema, Constraints, TableSchema};
 use crate::model::types::parse_iso_date;
 use crate::model::{CodeSystem, Literal, ValueType};
 use crate::source::builder::ColumnBuilder;
@@ -78,6 +78,8 @@ pub enum Profile {
 
 /// Per-column facts prepared once: hinted values, patterns, code pools.
 struct ColumnPlan {
+    /// The column's constraints with its dummy-data-only ones applied.
+    constraints: Constraints,
     hinted: Vec<Literal>,
     prefixes: Vec<String>,
     pattern: Option<Pattern>,
@@ -173,6 +175,7 @@ impl Generator {
                             _ => (vec![], None),
                         };
                         ColumnPlan {
+                            constraints: c.constraints.for_dummy_data(),
                             hinted,
                             prefixes: hints.prefixes.get(&key).cloned().unwrap_or_default(),
                             pattern: c.constraints.regex.as_deref().and_then(Pattern::parse),
@@ -266,7 +269,7 @@ impl Generator {
                     .collect();
                 push_row(out, pid, row);
             }
-            "ons_deaths" => {
+            "ons_deaths" | "ons_deaths_raw" => {
                 if let Some(death) = p.death {
                     let row = t
                         .columns
@@ -327,14 +330,15 @@ impl Generator {
                         .iter()
                         .zip(plans)
                         .map(|(c, plan)| {
-                            if c.ty == ValueType::Date && first_date && !c.constraints.first_of_month {
+                            let k = &plan.constraints;
+                            if c.ty == ValueType::Date && first_date && !k.first_of_month && k.categories.is_none() {
                                 first_date = false;
-                                return Value::Date(date);
+                                return Value::Date(self.in_range(k, date, rng));
                             }
                             self.value(c, plan, date, rng)
                         })
                         .collect();
-                    push_row(out, pid, row);
+                    push_row(out, pid, dates_in_order(t, plans, row));
                 }
             }
         }
@@ -377,8 +381,21 @@ impl Generator {
         if lo >= hi { lo.min(end).max(p.dob) } else { rng.random_range(lo..=hi) }
     }
 
+    /// `date`, or where it falls outside the column's `general_range` a date drawn
+    /// from the range (up to today where it is open).
+    fn in_range(&self, k: &Constraints, date: i32, rng: &mut SmallRng) -> i32 {
+        let Some(r) = &k.general_range else { return date };
+        let (lo, hi) = r.date_bounds();
+        let (lo, hi) = (lo.unwrap_or(i32::MIN), hi.unwrap_or(self.today.max(lo.unwrap_or(i32::MIN))));
+        if (lo..=hi).contains(&date) || lo > hi {
+            date
+        } else {
+            rng.random_range(lo..=hi)
+        }
+    }
+
     fn value<'a>(&self, c: &ColumnSchema, plan: &'a ColumnPlan, date: i32, rng: &mut SmallRng) -> Value<'a> {
-        let k = &c.constraints;
+        let k = &plan.constraints;
         if !k.not_null && rng.random_bool(0.05) {
             return Value::Null;
         }
@@ -389,6 +406,7 @@ impl Generator {
             }
             let v = &cats[rng.random_range(0..cats.len())];
             return match v {
+                serde_json::Value::String(s) if c.ty == ValueType::Date => parse_iso_date(s).map_or(Value::Null, Value::Date),
                 serde_json::Value::String(s) => Value::Owned(s.clone()),
                 serde_json::Value::Number(n) => n.as_i64().map_or(Value::Null, Value::Int),
                 serde_json::Value::Bool(b) => Value::Bool(*b),
@@ -413,7 +431,7 @@ impl Generator {
             ValueType::Int => Value::Int(rng.random_range(0..1000)),
             ValueType::Float => Value::Float((rng.random_range(100..500) as f64) / 10.0),
             ValueType::Date => {
-                let d = (date + rng.random_range(0..30)).min(self.today);
+                let d = self.in_range(k, (date + rng.random_range(0..30)).min(self.today), rng);
                 Value::Date(if k.first_of_month { first_of_month(d) } else { d })
             }
             ValueType::Code(_) => Value::Str(&plan.codes[rng.random_range(0..plan.codes.len())]),
@@ -428,6 +446,24 @@ impl Generator {
             ValueType::Set(_) => Value::Null,
         }
     }
+}
+
+/// A row whose `date_after` columns are moved to the latest of the dates they follow
+/// where they came out earlier.
+fn dates_in_order<'a>(t: &TableSchema, plans: &[ColumnPlan], mut row: Vec<Value<'a>>) -> Vec<Value<'a>> {
+    for (i, plan) in plans.iter().enumerate() {
+        let Some(others) = &plan.constraints.date_after else { continue };
+        let Value::Date(mine) = row[i] else { continue };
+        let latest = others
+            .iter()
+            .filter_map(|o| t.columns.iter().position(|c| &c.name == o))
+            .filter_map(|j| if let Value::Date(d) = row[j] { Some(d) } else { None })
+            .max();
+        if let Some(latest) = latest.filter(|l| *l > mine) {
+            row[i] = Value::Date(latest);
+        }
+    }
+    row
 }
 
 fn literal(l: &Literal) -> Value<'_> {

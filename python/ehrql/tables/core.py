@@ -1,4 +1,4 @@
-"""Tables of the core backend (from schemas/core.json)."""
+"""ehrQL's core tables, available in every primary-care backend (schemas/core.json)."""
 
 from ehrfusion.tables import populate
 

@@ -1,4 +1,4 @@
-"""Tables of the EMIS backend (from schemas/emis.json)."""
+"""The tables of the OpenSAFELY-EMIS backend (schemas/emis.json)."""
 
 from ehrfusion.tables import populate
 

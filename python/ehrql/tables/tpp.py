@@ -1,4 +1,4 @@
-"""Tables of the tpp backend (from schemas/tpp.json)."""
+"""The tables of the OpenSAFELY-TPP backend (schemas/tpp.json)."""
 
 from ehrfusion.tables import populate
 

@@ -1,4 +1,4 @@
-"""ehrQL v0 import path for the core tables."""
+"""ehrQL v0's core tables: today's tables with v0's columns."""
 
 from ehrfusion.tables import populate
 

@@ -1,4 +1,4 @@
-"""ehrQL v0 import path for the tpp tables."""
+"""ehrQL v0's TPP tables: today's tables with v0's columns, and v0's hospital_admissions."""
 
 from ehrfusion.tables import populate
 

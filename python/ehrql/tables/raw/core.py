@@ -1,4 +1,4 @@
-"""Raw core tables: served by the same tables as ehrql.tables.core in ehrfusion."""
+"""Core tables as their data are provided, before the curation of ehrql.tables.core (ons_deaths has every registration)."""
 
 from ehrfusion.tables import populate
 

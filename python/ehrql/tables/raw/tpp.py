@@ -1,4 +1,4 @@
-"""Raw tpp tables: served by the same tables as ehrql.tables.tpp in ehrfusion."""
+"""TPP tables as their data are provided (every death registration, every medication issue, historical APCS, ISARIC, ...)."""
 
 from ehrfusion.tables import populate
 

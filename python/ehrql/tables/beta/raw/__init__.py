@@ -1,0 +1,1 @@
+"""ehrQL v0's raw tables (ehrql.tables.beta.raw.*)."""
