@@ -326,6 +326,9 @@ class NumericMixin(ComparableMixin):
     def __abs__(self):
         return function("Absolute", self._type, self)
 
+    def absolute(self):
+        return abs(self)
+
     def as_int(self):
         return self if self._type == "int" else function("CastToInt", "int", self)
 
@@ -338,7 +341,9 @@ class StrMixin(ComparableMixin):
         return function("StringContains", "bool", self, self._other(other))
 
 
-class CodeMixin(ComparableMixin):
+class CodeMixin:
+    # Codes are compared for equality and membership only: ehrQL gives code series no
+    # ordering (<, >, minimum_for_patient).
     def to_category(self, categorisation, default=None):
         mapping = getattr(categorisation, "category_map", None)
         if mapping is None:
@@ -437,9 +442,6 @@ class DateMixin(ComparableMixin):
 
 
 class EventMixin:
-    def count_distinct_for_patient(self):
-        return make_series(Node("CountDistinct", source=self._node), "int", PATIENT, None)
-
     def _aggregate(self, op, ty):
         return make_series(Node(op, source=self._node), ty, PATIENT, None)
 
@@ -462,14 +464,26 @@ class NumericEventMixin(ComparableEventMixin):
 
 class DateEventMixin(ComparableEventMixin):
     def count_episodes_for_patient(self, maximum_gap):
-        if not isinstance(maximum_gap, Duration) or maximum_gap.unit not in ("days",) or not isinstance(maximum_gap.value, int):
+        if not isinstance(maximum_gap, (days, weeks)) or not isinstance(maximum_gap.value, int):
             raise EhrQLTypeError("count_episodes_for_patient() takes a fixed number of days or weeks, e.g. days(30)")
-        node = Node("CountEpisodes", source=self._node, maximum_gap_days=maximum_gap.value)
+        gap = maximum_gap.value * (7 if isinstance(maximum_gap, weeks) else 1)
+        node = Node("CountEpisodes", source=self._node, maximum_gap_days=gap)
         return make_series(node, "int", PATIENT, None)
 
 
 class PatientMixin:
     pass
+
+
+class PatientSeries(BaseSeries):
+    """The base of every series with one value per patient."""
+
+
+class EventSeries(BaseSeries):
+    """The base of every series with many values per patient."""
+
+    def count_distinct_for_patient(self):
+        return make_series(Node("CountDistinct", source=self._node), "int", PATIENT, None)
 
 
 _FAMILIES = {
@@ -487,7 +501,7 @@ _EVENT_MIXINS = {
     "float": NumericEventMixin,
     "str": ComparableEventMixin,
     "date": DateEventMixin,
-    "code": ComparableEventMixin,
+    "code": EventMixin,
     "multi_code_string": EventMixin,
 }
 _CLASS_NAMES = {
@@ -505,7 +519,8 @@ for _family, _mixins in _FAMILIES.items():
     for _dim in (PATIENT, EVENT):
         _extra = (PatientMixin,) if _dim == PATIENT else (_EVENT_MIXINS[_family],)
         _name = f"{_CLASS_NAMES[_family]}{'Patient' if _dim == PATIENT else 'Event'}Series"
-        SERIES_CLASSES[(_family, _dim)] = type(_name, _mixins + _extra + (BaseSeries,), {"__hash__": BaseSeries.__hash__})
+        _base = PatientSeries if _dim == PATIENT else EventSeries
+        SERIES_CLASSES[(_family, _dim)] = type(_name, _mixins + _extra + (_base,), {"__hash__": BaseSeries.__hash__})
         globals()[_name] = SERIES_CLASSES[(_family, _dim)]
 
 
@@ -589,13 +604,6 @@ class Duration:
     def __rsub__(self, other):
         return (-self).__add__(other)
 
-    def __mul__(self, other):
-        if isinstance(other, int) and not isinstance(other, bool):
-            return type(self)(self.value * other)
-        return NotImplemented
-
-    __rmul__ = __mul__
-
     def _add_to(self, date):
         if isinstance(date, datetime.date) and not isinstance(self.value, BaseSeries):
             return _static_add(date, self.unit, self.value)
@@ -628,8 +636,13 @@ class years(Duration):
     _op = "DateAddYears"
 
 
-def weeks(value):
-    return days(value * 7)
+class weeks(Duration):
+    """Seven days per week: weeks(2) adds as days(14) does."""
+
+    unit = "weeks"
+
+    def _add_to(self, date):
+        return days(self.value * 7)._add_to(date)
 
 
 def _static_add(date, unit, n):
@@ -686,7 +699,8 @@ def when(condition):
     return When(condition)
 
 
-def case(*cases, otherwise=None):
+def case(*when_thens, otherwise=None):
+    cases = when_thens
     if not cases:
         raise EhrQLTypeError("case() needs at least one when(...).then(...)")
     for c in cases:
@@ -741,12 +755,12 @@ def _horizontal(op, args):
     return make_series(Node(op, sources=[s._node for s in converted]), ty, dim, root)
 
 
-def maximum_of(*args):
-    return _horizontal("MaximumOf", args)
+def maximum_of(value, other_value, *other_values):
+    return _horizontal("MaximumOf", (value, other_value, *other_values))
 
 
-def minimum_of(*args):
-    return _horizontal("MinimumOf", args)
+def minimum_of(value, other_value, *other_values):
+    return _horizontal("MinimumOf", (value, other_value, *other_values))
 
 
 # ---------------------------------------------------------------- frames
@@ -822,7 +836,8 @@ class EventFrame(BaseFrame):
     take = where
     drop = except_where
 
-    def sort_by(self, *keys):
+    def sort_by(self, *sort_values):
+        keys = sort_values
         if not keys:
             raise EhrQLTypeError("sort_by() needs at least one series to sort by")
         nodes = []
@@ -896,7 +911,8 @@ class Dataset:
 
     set_population = define_population
 
-    def add_column(self, column_name, series):
+    def add_column(self, column_name, ehrql_query):
+        series = ehrql_query
         check_name(column_name)
         if column_name in self._variables:
             raise Error(f"'{column_name}' is already set and cannot be reassigned")
