@@ -5,7 +5,7 @@ unchanged, from the compatible `ehrql` package.
 """
 
 from .api import EngineError, arrow_schema, document, run, table_schema
-from .codes import Codelist, codelist_from_csv
+from .codes import codelist_from_csv, codelist_from_csv_lines
 from .language import (
     Dataset,
     Error,
@@ -29,7 +29,7 @@ __all__ = [
     "document",
     "run",
     "table_schema",
-    "Codelist",
+    "codelist_from_csv_lines",
     "Dataset",
     "Error",
     "INTERVAL",

@@ -215,8 +215,6 @@ class BaseSeries:
             set_series = make_series(Node("CombineAsSet", source=other._node), f"set:{self._type}", PATIENT, None)
             dim, root = combine_dims(self)
             return make_series(Node("In", lhs=self._node, rhs=set_series._node), "bool", dim, root)
-        if isinstance(other, codes_module.Codelist):
-            other = other.codes
         if isinstance(other, dict):
             other = list(other.keys())
         if isinstance(other, (str, bytes)) or not hasattr(other, "__iter__"):
@@ -345,12 +343,9 @@ class CodeMixin:
     # Codes are compared for equality and membership only: ehrQL gives code series no
     # ordering (<, >, minimum_for_patient).
     def to_category(self, categorisation, default=None):
-        mapping = getattr(categorisation, "category_map", None)
-        if mapping is None:
-            if isinstance(categorisation, dict):
-                mapping = categorisation
-            else:
-                raise EhrQLTypeError("to_category() needs a codelist read with category_column=..., or a dict of code to category")
+        if not isinstance(categorisation, dict):
+            raise EhrQLTypeError("to_category() needs a dict of code to category, such as codelist_from_csv(..., category_column=...) returns")
+        mapping = categorisation
         by_category = {}
         for code, category in mapping.items():
             by_category.setdefault(category, []).append(code)
@@ -378,7 +373,7 @@ class MultiCodeStringMixin:
         return function("StringContains", "bool", self, self._code(code))
 
     def contains_any_of(self, codelist):
-        codes = list(codelist.codes if isinstance(codelist, codes_module.Codelist) else codelist)
+        codes = list(codelist)
         if not codes:
             raise EhrQLTypeError("contains_any_of() needs at least one code")
         return functools.reduce(operator.or_, [self.contains(c) for c in codes])

@@ -2,11 +2,10 @@
 and the decorators for tables a user defines (`table`, `table_from_rows`,
 `table_from_file`)."""
 
-import csv
 import datetime
 import functools
-import gzip
 import operator
+import os
 
 from . import codes as codes_module
 from . import schemas
@@ -304,62 +303,28 @@ def table_from_rows(rows):
     return decorator
 
 
-def _parse_cell(text, ty):
-    if text == "":
-        return None
-    if ty == "int":
-        return int(text)
-    if ty == "float":
-        return float(text)
-    if ty == "bool":
-        if text in ("T", "True", "true", "1"):
-            return True
-        if text in ("F", "False", "false", "0"):
-            return False
-        raise ValueError(text)
-    if ty == "date":
-        return datetime.date.fromisoformat(text)
-    return text
+def table_from_file(path, *, columns=None):
+    """A patient table read from a file an earlier action wrote (csv, csv.gz,
+    arrow/feather or parquet), with `columns={name: type}`; or, without `columns`, a
+    decorator for a PatientFrame class that declares them. The file needs
+    `patient_id` and the declared columns; the engine reads and checks it when the
+    query runs."""
+    if columns is None:
+        return functools.partial(_table_from_file, path)
+    if not isinstance(columns, dict) or not columns:
+        raise EhrQLTypeError("table_from_file() needs columns as a dict of column name to type, e.g. {'age': int}")
+    cls = type("PatientFrameFromFile", (PatientFrame,), {name: Series(ty) for name, ty in columns.items()})
+    return _table_from_file(path, cls)
 
 
-def table_from_file(path):
-    """Declare a patient table read from a CSV (or .csv.gz / .arrow) file."""
-
-    def decorator(cls):
-        columns = _declared_columns(cls)
-        rows = _read_rows(str(path), columns)
-        return table_from_rows(rows)(cls)
-
-    return decorator
-
-
-def _read_rows(path, columns):
-    if path.endswith(".arrow") or path.endswith(".feather"):
-        try:
-            import pyarrow.ipc
-        except ImportError:
-            raise Error(f"Reading {path} needs pyarrow installed") from None
-        with pyarrow.memory_map(path) as source:
-            t = pyarrow.ipc.open_file(source).read_all()
-        return [tuple(r[c] for c in ["patient_id"] + [col["name"] for col in columns]) for r in t.to_pylist()]
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rt", newline="") as f:
-            reader = csv.DictReader(f)
-            names = reader.fieldnames or []
-            for wanted in ["patient_id"] + [c["name"] for c in columns]:
-                if wanted not in names:
-                    raise Error(f"{path}: missing column '{wanted}'")
-            rows = []
-            for line, record in enumerate(reader, start=2):
-                try:
-                    row = [int(record["patient_id"])]
-                    for c in columns:
-                        row.append(_parse_cell(record[c["name"]], c["type"]))
-                except ValueError as e:
-                    raise Error(f"{path}: line {line}: invalid value ({e})") from None
-                rows.append(tuple(row))
-            return rows
-    except FileNotFoundError:
-        raise Error(f"No file found at {path}") from None
+def _table_from_file(path, cls):
+    if not (isinstance(cls, type) and issubclass(cls, PatientFrame)):
+        raise Error("`@table_from_file` can only be used with `PatientFrame`")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise Error(f"Missing file: {path}")
+    columns = _declared_columns(cls)
+    node = Node("InlinePatientTable", name=cls.__name__, columns=columns, file=os.path.abspath(path))
+    schema = {"level": "patient", "columns": columns}
+    return _instance(cls, node, schema, cls.__name__)
 
