@@ -64,7 +64,7 @@ def claim_permissions(*permissions):
     _PERMISSIONS.update(permissions)
 
 
-def show(element=None, *other_elements, label=None, head=None, tail=None):
+def show(element, *other_elements, label=None, head=None, tail=None):
     """ehrQL's debugging aid. It shows values only under ehrQL's `debug` command; while
     generating, as here, it notes its line on stderr and is otherwise ignored."""
     line = inspect.getframeinfo(sys._getframe(1)).lineno

@@ -157,21 +157,13 @@ def test_language_names_are_ehrqls():
         clinical_events.snomedct_code < "123456"  # ehrQL's codes have no order
 
 
-# Differences from the golden file this checkout still has, each to be fixed where it
-# lives (not in the files this surface's owner edits).
-KNOWN = {
-    "[name] ehrql.show: reference function(element, *other_elements, kw:label=…, kw:head=…, kw:tail=…), "
-    "ours function(element=…, *other_elements, kw:label=…, kw:head=…, kw:tail=…)",
-}
-
-
 def test_surface_matches_the_reference_dump():
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "compare-surface"), "--golden"],
         capture_output=True, text=True, env=dict(os.environ, OUR_PYTHON=sys.executable),
     )
     differences = [line for line in result.stdout.splitlines() if line.startswith("[")]
-    assert set(differences) - KNOWN == set(), result.stdout + result.stderr
+    assert differences == [], result.stdout + result.stderr
 
 
 def test_every_reference_module_imports():
