@@ -14,11 +14,10 @@ class BaseCode(str):
 
     system = None
     type_name = None
-    _pattern = None
 
     def __new__(cls, value):
         value = str(value)
-        if not cls._pattern.fullmatch(value):
+        if not cls.regex.fullmatch(value):
             raise ValueError(f"Invalid {cls.__name__}: {value!r}")
         return super().__new__(cls, value)
 
@@ -27,20 +26,24 @@ class BaseCode(str):
 
     @classmethod
     def is_valid(cls, value):
-        return isinstance(value, str) and cls._pattern.fullmatch(value) is not None
+        return isinstance(value, str) and cls.regex.fullmatch(value) is not None
 
 
 def _code(name, system, pattern):
-    return type(name, (BaseCode,), {"system": system, "type_name": name, "_pattern": re.compile(pattern)})
+    return type(name, (BaseCode,), {"system": system, "type_name": name, "regex": re.compile(pattern)})
 
 
-# Formats follow each system's published structure.
+# Formats as ehrQL checks them.
 SNOMEDCTCode = _code("SNOMEDCTCode", "snomedct", r"[1-9][0-9]{5,17}")
-CTV3Code = _code("CTV3Code", "ctv3", r"[0-9a-zA-Z\.]{5}")
-ICD10Code = _code("ICD10Code", "icd10", r"[A-Z][0-9]{2,3}[0-9A-Z]?")
-OPCS4Code = _code("OPCS4Code", "opcs4", r"[A-Z][0-9]{2,3}")
+# Five characters, or fewer padded on the right with dots.
+CTV3Code = _code("CTV3Code", "ctv3", r"[0-9A-Za-z]{5}|[0-9A-Za-z]{4}\.|[0-9A-Za-z]{3}\.\.|[0-9A-Za-z]{2}\.\.\.")
+# A letter, two digits, and optionally a third digit or the X that pads 3-character codes.
+ICD10Code = _code("ICD10Code", "icd10", r"[A-Z][0-9]{2}[0-9X]?")
+# A letter other than I, then two or three digits (no dot).
+OPCS4Code = _code("OPCS4Code", "opcs4", r"[A-HJ-Z][0-9]{2,3}")
 DMDCode = _code("DMDCode", "dmd", r"[1-9][0-9]{5,17}")
-BNFCode = _code("BNFCode", "bnf", r"([0-9]{2}[0-9A-Z]{0,13})|(2[0-3][0-9]{0,8})")
+# A full 15-character BNF code (chapter to generic equivalent), or an appliance code.
+BNFCode = _code("BNFCode", "bnf", r"[01][0-9]{6}[0-9A-Z]{2}(?:[A-Z][0-9A-Z]){3}|2[0-3][0-9]{9}")
 
 CODE_TYPES = {c.type_name: c for c in [SNOMEDCTCode, CTV3Code, ICD10Code, OPCS4Code, DMDCode, BNFCode]}
 MULTI_CODE_TYPES = {"ICD10MultiCodeString": ICD10Code, "OPCS4MultiCodeString": OPCS4Code}

@@ -15,10 +15,6 @@ from ehrfusion.codes import (  # noqa: F401
     codelist_from_csv_lines,
 )
 
-# ehrQL calls each code type's format `regex`.
-for _code_type in (BNFCode, CTV3Code, DMDCode, ICD10Code, OPCS4Code, SNOMEDCTCode):
-    _code_type.regex = _code_type._pattern
-
 
 class BaseMultiCodeString(str):
     """Several codes of one system written into one string, as hospital episode data
