@@ -76,7 +76,7 @@ fn to_pyarrow(py: Python<'_>, t: &run::TableResult) -> PyResult<Py<PyAny>> {
     let batches = t
         .batches
         .iter()
-        .map(|b| ehrfusion::output::narrow::narrow(b, &schema))
+        .map(|b| ehrfusion::output::narrow::narrow(b, &schema, &t.columns))
         .collect::<ehrfusion::Result<Vec<_>>>()
         .map_err(engine_error)?;
     let table = Table::try_new(batches, schema).map_err(|e| EngineError::new_err(e.to_string()))?;

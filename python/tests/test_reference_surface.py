@@ -221,3 +221,20 @@ def test_other_ehrql_commands_are_answered_in_one_line(tmp_path):
         result = ehrfusion(command, "definition.py", cwd=tmp_path)
         assert result.returncode == 2, (command, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "ehrfusion does not provide" in result.stderr
+
+
+def test_categories_are_written_as_ehrql_writes_them(tmp_path):
+    """An ordered dictionary holding every category in the schema's order, used or not."""
+    (tmp_path / "definition.py").write_text(textwrap.dedent("""\
+        from ehrql import create_dataset
+        from ehrql.tables.core import patients
+        dataset = create_dataset()
+        dataset.define_population(patients.sex == "male")
+        dataset.sex = patients.sex
+    """))
+    result = ehrfusion("generate-dataset", "definition.py", "--dummy-tables", TABLES, "--output", "out.arrow", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    column = pa.feather.read_table(tmp_path / "out.arrow").column("sex").combine_chunks()
+    assert column.type == pa.dictionary(pa.int8(), pa.string(), ordered=True)
+    assert column.dictionary.to_pylist() == ["female", "male", "intersex", "unknown"]
+    assert set(column.to_pylist()) == {"male"}

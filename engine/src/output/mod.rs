@@ -66,6 +66,7 @@ pub struct TableWriter {
     temp: NamedTempFile,
     target: PathBuf,
     schema: SchemaRef,
+    columns: Vec<ColumnInfo>,
 }
 
 impl TableWriter {
@@ -104,7 +105,7 @@ impl TableWriter {
                 Sink::Parquet(ArrowWriter::try_new(buffered, schema.clone(), Some(props))?)
             }
         };
-        Ok(TableWriter { sink, temp, target: target.to_path_buf(), schema })
+        Ok(TableWriter { sink, temp, target: target.to_path_buf(), schema, columns })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -117,8 +118,8 @@ impl TableWriter {
                     w.write_record(record).map_err(|e| err!("{target}: {e}"))?;
                 }
             }
-            Sink::Arrow(w) => w.write(&narrow::narrow(batch, &self.schema)?)?,
-            Sink::Parquet(w) => w.write(&narrow::narrow(batch, &self.schema)?)?,
+            Sink::Arrow(w) => w.write(&narrow::narrow(batch, &self.schema, &self.columns)?)?,
+            Sink::Parquet(w) => w.write(&narrow::narrow(batch, &self.schema, &self.columns)?)?,
         }
         Ok(())
     }

@@ -68,19 +68,49 @@ pub fn output_schema(columns: &[ColumnInfo], format: Format) -> SchemaRef {
     Arc::new(ArrowSchema::new(
         columns
             .iter()
-            .map(|c| Field::new(&c.name, c.output_type(format), c.name != "patient_id"))
+            .map(|c| {
+                let ty = c.output_type(format);
+                // Categories are written as ehrQL writes them: an ordered dictionary
+                // (the order is that of the categories).
+                let ordered = matches!(ty, DataType::Dictionary(..));
+                Field::new(&c.name, ty, c.name != "patient_id").with_dict_is_ordered(ordered)
+            })
             .collect::<Vec<_>>(),
     ))
 }
 
-pub fn narrow(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+/// Convert a batch of canonical columns to the output schema. A categorical column
+/// becomes a dictionary holding every category in the declared order (as ehrQL
+/// writes it, so that readers see the categories, used or not, in their order).
+pub fn narrow(batch: &RecordBatch, schema: &SchemaRef, columns: &[ColumnInfo]) -> Result<RecordBatch> {
     let cols = batch
         .columns()
         .iter()
         .zip(schema.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { Ok(cast(c, f.data_type())?) })
+        .zip(columns)
+        .map(|((c, f), info)| match (f.data_type(), &info.categories) {
+            (DataType::Dictionary(key, _), Some(categories)) => categorical(c, key, categories, &info.name),
+            (ty, _) if ty == c.data_type() => Ok(c.clone()),
+            (ty, _) => Ok(cast(c, ty)?),
+        })
         .collect::<Result<Vec<ArrayRef>>>()?;
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+fn categorical(column: &ArrayRef, key: &DataType, categories: &[String], name: &str) -> Result<ArrayRef> {
+    use arrow::array::{Array, DictionaryArray, Int32Array, StringArray};
+    let position: std::collections::HashMap<&str, i32> = categories.iter().enumerate().map(|(i, c)| (c.as_str(), i as i32)).collect();
+    let strings = cast(column, &DataType::Utf8)?;
+    let strings = strings.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+    let keys = strings
+        .iter()
+        .map(|v| match v {
+            None => Ok(None),
+            Some(v) => position.get(v).map(|i| Some(*i)).ok_or_else(|| crate::err!("column '{name}': '{v}' is not one of its categories")),
+        })
+        .collect::<Result<Int32Array>>()?;
+    let dictionary: ArrayRef = Arc::new(DictionaryArray::new(keys, Arc::new(StringArray::from_iter_values(categories))));
+    Ok(cast(&dictionary, &DataType::Dictionary(Box::new(key.clone()), Box::new(DataType::Utf8)))?)
 }
 
 fn column_schema<'a>(infos: &'a [NodeInfo], source: NodeId, name: &str) -> Option<&'a schema::ColumnSchema> {
@@ -142,9 +172,7 @@ fn categories(model: &QueryModel, infos: &[NodeInfo], id: NodeId) -> Option<Vec<
         }
         Node::Value { value: Literal::Str(s), .. } => Some(vec![s.clone()]),
         Node::Aggregate { aggregation: Aggregation::Min | Aggregation::Max, source, .. } => categories(model, infos, *source),
-        Node::Function { function: Function::MinimumOf | Function::MaximumOf, args } => {
-            merge(args.iter().map(|a| categories(model, infos, *a)).collect())
-        }
+        // As in ehrQL, minimum_of/maximum_of give plain strings, not categories.
         Node::Case { cases, default } => {
             let values = cases.iter().filter_map(|(_, v)| *v).chain(default.iter().copied());
             merge(values.map(|v| categories(model, infos, v)).collect())
