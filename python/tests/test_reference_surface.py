@@ -85,7 +85,8 @@ def test_study_with_helper_modules_parameters_and_an_earlier_output(study):
         "--dummy-tables", TABLES, "--output", "output/dataset.csv", *PARAMS, cwd=study,
     )
     assert result.returncode == 0, result.stderr
-    assert (study / "output/dataset.csv").read_text() == (HELPERS / "expected/dataset.csv").read_text()
+    # byte for byte: ehrQL's CSV has CRLF line ends, as Python's csv module writes
+    assert (study / "output/dataset.csv").read_bytes() == (HELPERS / "expected/dataset.csv").read_bytes()
     # The assurance report is the only thing on stdout; the definition's print()
     # went to stderr, with sys.argv[0] the definition's path.
     assert result.stdout == "Validate test data: All OK!\nValidate results: All OK!\n"

@@ -95,7 +95,8 @@ impl TableWriter {
                 } else {
                     Box::new(buffered)
                 };
-                let mut w = csv::Writer::from_writer(w);
+                // Lines end in CRLF, as Python's csv module (and so ehrQL) writes them.
+                let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(w);
                 w.write_record(&header).map_err(|e| err!("{}: {e}", target.display()))?;
                 Sink::Csv(w)
             }
