@@ -181,8 +181,11 @@ fn typed_outputs_use_small_integers_and_dictionaries() {
     let schema = reader.schema();
     use arrow::datatypes::DataType::*;
     assert_eq!(schema.field_with_name("patient_id").unwrap().data_type(), &Int64);
-    assert_eq!(schema.field_with_name("birth_month").unwrap().data_type(), &Int8);
-    assert_eq!(schema.field_with_name("birth_year").unwrap().data_type(), &Int16);
+    // Integer types are sized as ehrQL sizes them: counts fit 16 unsigned bits, other
+    // computed integers (year, month, ...) are int64.
+    assert_eq!(schema.field_with_name("diabetes_events").unwrap().data_type(), &UInt16);
+    assert_eq!(schema.field_with_name("birth_month").unwrap().data_type(), &Int64);
+    assert_eq!(schema.field_with_name("birth_year").unwrap().data_type(), &Int64);
     assert!(matches!(schema.field_with_name("sex").unwrap().data_type(), Dictionary(_, _)));
     assert!(matches!(schema.field_with_name("age_band").unwrap().data_type(), Dictionary(_, _)));
     assert_eq!(schema.field_with_name("age").unwrap().data_type(), &Int64);

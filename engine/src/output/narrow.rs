@@ -44,23 +44,28 @@ impl ColumnInfo {
             return smallest_int(lo, hi);
         }
         if let Some(cats) = &self.categories {
-            let key = if cats.len() <= i8::MAX as usize { DataType::Int8 } else if cats.len() <= i16::MAX as usize { DataType::Int16 } else { DataType::Int32 };
+            // Signed keys (pandas cannot read unsigned ones), sized as ehrQL sizes them.
+            let key = smallest_int(-1, cats.len() as i64 - 1);
             return DataType::Dictionary(Box::new(key), Box::new(DataType::Utf8));
         }
         base
     }
 }
 
+/// The smallest integer type holding `lo..=hi`, chosen as ehrQL chooses it: unsigned
+/// unless the range goes below zero.
 fn smallest_int(lo: i64, hi: i64) -> DataType {
-    let fits = |min: i64, max: i64| lo >= min && hi <= max;
-    if fits(i8::MIN.into(), i8::MAX.into()) {
-        DataType::Int8
-    } else if fits(i16::MIN.into(), i16::MAX.into()) {
-        DataType::Int16
-    } else if fits(i32::MIN.into(), i32::MAX.into()) {
-        DataType::Int32
-    } else {
-        DataType::Int64
+    let largest = hi.max(lo.saturating_abs());
+    let bits = (64 - largest.leading_zeros()).max(1);
+    match (lo < 0, bits) {
+        (true, b) if b < 8 => DataType::Int8,
+        (true, b) if b < 16 => DataType::Int16,
+        (true, b) if b < 32 => DataType::Int32,
+        (true, _) => DataType::Int64,
+        (false, b) if b <= 8 => DataType::UInt8,
+        (false, b) if b <= 16 => DataType::UInt16,
+        (false, b) if b <= 32 => DataType::UInt32,
+        (false, _) => DataType::UInt64,
     }
 }
 
@@ -120,35 +125,15 @@ fn column_schema<'a>(infos: &'a [NodeInfo], source: NodeId, name: &str) -> Optio
     }
 }
 
-fn union(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
-    let (a, b) = (a?, b?);
-    Some((a.0.min(b.0), a.1.max(b.1)))
-}
-
+/// What an integer column can hold, where ehrQL knows it (and so sizes its Arrow
+/// type): a column with a range constraint, and per-patient counts (0 to 65,535).
 fn int_range(model: &QueryModel, infos: &[NodeInfo], id: NodeId) -> Option<(i64, i64)> {
     match &model.nodes[id] {
         Node::SelectColumn { source, name } => {
-            let c = column_schema(infos, *source, name)?;
-            if let Some(r) = &c.constraints.range {
-                return Some((r.min, r.max));
-            }
-            let cats = c.constraints.categories.as_ref()?;
-            let ints: Vec<i64> = cats.iter().filter_map(|v| v.as_i64()).collect();
-            (ints.len() == cats.len() && !ints.is_empty()).then(|| (*ints.iter().min().unwrap(), *ints.iter().max().unwrap()))
+            let r = column_schema(infos, *source, name)?.constraints.range.as_ref()?;
+            Some((r.min, r.max))
         }
-        Node::Value { value: Literal::Int(v), .. } => Some((*v, *v)),
-        Node::Aggregate { aggregation: Aggregation::Min | Aggregation::Max, source, .. } => int_range(model, infos, *source),
-        Node::Function { function: Function::MinimumOf | Function::MaximumOf, args } => {
-            args.iter().map(|a| int_range(model, infos, *a)).reduce(union)?
-        }
-        Node::Function { function: Function::YearFromDate, .. } => Some((1, 9999)),
-        Node::Function { function: Function::MonthFromDate, .. } => Some((1, 12)),
-        Node::Function { function: Function::DayFromDate, .. } => Some((1, 31)),
-        Node::Function { function: Function::CastToInt, args } if infos[args[0]].series_type() == Some(&ValueType::Bool) => Some((0, 1)),
-        Node::Case { cases, default } => {
-            let values = cases.iter().filter_map(|(_, v)| *v).chain(default.iter().copied());
-            values.map(|v| int_range(model, infos, v)).reduce(union)?
-        }
+        Node::Aggregate { aggregation: Aggregation::Count, .. } => Some((0, u16::MAX as i64)),
         _ => None,
     }
 }
