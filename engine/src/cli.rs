@@ -206,6 +206,37 @@ pub enum PythonFrontEnd {
 pub struct DummySettings {
     pub population_size: Option<usize>,
     pub timeout: Option<f64>,
+    /// Permissions the definition's restricted tables need: (permission, why).
+    pub required_permissions: Vec<(String, String)>,
+    /// Permissions the definition claimed with `claim_permissions` (for dummy data).
+    pub claimed_permissions: Vec<String>,
+}
+
+impl DummySettings {
+    /// Refuse a run that uses restricted tables without their permissions: those
+    /// claimed in the definition for dummy data, those granted in EHRQL_PERMISSIONS
+    /// (a JSON list) for real data, as ehrQL does.
+    fn check_permissions(&self, definition: &Path, real_data: bool) -> Result<()> {
+        let available: Vec<String> = if real_data {
+            let granted = std::env::var("EHRQL_PERMISSIONS").unwrap_or_default();
+            let granted = if granted.trim().is_empty() { "[]".to_string() } else { granted };
+            serde_json::from_str(&granted).map_err(|e| err!("EHRQL_PERMISSIONS must be a JSON list of permission names: {e}").or_kind(ErrorKind::Usage))?
+        } else {
+            self.claimed_permissions.clone()
+        };
+        let missing: Vec<&(String, String)> = self.required_permissions.iter().filter(|(p, _)| !available.contains(p)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let listed = missing.iter().map(|(p, why)| format!("{p} ({why})")).collect::<Vec<_>>().join("; ");
+        let advice = if real_data {
+            "if you think you should have them, contact OpenSAFELY support".to_string()
+        } else {
+            let all: Vec<String> = self.claimed_permissions.iter().chain(missing.iter().map(|(p, _)| p)).map(|p| format!("\"{p}\"")).collect();
+            format!("to work with dummy data, claim them: claim_permissions({})", all.join(", "))
+        };
+        Err(err!("{}: missing permissions: {listed}; {advice}", definition.display()).or_kind(ErrorKind::Permission))
+    }
 }
 
 /// Read a definition: a JSON query model, or a Python (ehrQL) file.
@@ -228,9 +259,21 @@ fn load_python(path: &Path, parameters: &[String], front_end: PythonFrontEnd) ->
         PythonFrontEnd::Installed => FrontEnd::Installed,
     };
     let (model, config) = load(path, parameters, fe)?;
+    let required_permissions = config
+        .get("required_permissions")
+        .and_then(|v| v.as_object())
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    let claimed_permissions = config
+        .get("claimed_permissions")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
     let settings = DummySettings {
         population_size: config.get("population_size").and_then(|v| v.as_u64()).map(|n| n as usize),
         timeout: config.get("timeout").and_then(|v| v.as_f64()),
+        required_permissions,
+        claimed_permissions,
     };
     Ok((model, settings))
 }
@@ -276,6 +319,7 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
         assure(tests, &args.parameters, front_end)?;
     }
     let (prepared, settings, threads) = args.def.prepare(&args.parameters, front_end)?;
+    settings.check_permissions(&args.def.definition, args.data.is_some())?;
     if let Some(file) = &args.dummy_data_file {
         if !prepared.analysis.event_tables.is_empty() {
             bail!("--dummy-data-file cannot stand in for a dataset with event tables");

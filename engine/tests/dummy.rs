@@ -258,12 +258,13 @@ fn dummy_data_file_is_checked_and_used() {
 fn raw_v0_and_emisv2_tables_get_dummy_data_within_their_dummy_constraints() {
     let p = project(
         r#"
-from ehrql import create_dataset
+from ehrql import claim_permissions, create_dataset
 from ehrql.tables.raw.tpp import ons_deaths as raw_deaths, isaric, wl_clockstops
 from ehrql.tables.beta.tpp import hospital_admissions
 from ehrql.tables.tpp import apcs, practice_registrations, decision_support_values
 from ehrql.tables.smoketest import patients
 
+claim_permissions("isaric", "waiting_list")
 dataset = create_dataset()
 dataset.define_population(patients.exists_for_patient())
 dataset.deaths = raw_deaths.count_for_patient()

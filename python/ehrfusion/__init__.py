@@ -20,7 +20,8 @@ from .language import (
     years,
 )
 from .measures import INTERVAL, Measures, create_measures
-from .parameters import claim_permissions, get_parameter, show
+from .parameters import get_parameter, show
+from .permissions import claim_permissions
 from .tables import table_from_file, table_from_rows
 
 __all__ = [

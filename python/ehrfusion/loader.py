@@ -12,6 +12,7 @@ import sys
 import traceback
 
 from .language import Dataset, _USER_TABLES
+from . import permissions
 from .query_model import dumps
 
 _PACKAGE_DIRS = tuple(
@@ -60,6 +61,7 @@ def run_definition(path, user_args=()):
     if not os.path.exists(path):
         raise DefinitionError(f"{path}: no such file")
     _USER_TABLES.clear()
+    permissions.clear_claimed()
     saved = sys.path.copy(), sys.argv, sys.stdout
     folder = os.path.dirname(os.path.abspath(path))
     sys.path[:0] = [folder] + ([os.getcwd()] if os.getcwd() not in sys.path and "" not in sys.path else [])
@@ -111,6 +113,9 @@ def document(path, user_args=()):
     except Exception as e:  # noqa: BLE001
         raise DefinitionError(f"{path}: {type(e).__name__}: {e}") from None
     doc_dummy = {k: v for k, v in dataset.dummy_data_config.items() if v is not None and k != "additional_population_constraint"}
+    # For the engine's permission check (dummy data: claimed; real data: granted).
+    doc_dummy["required_permissions"] = permissions.required(dataset)
+    doc_dummy["claimed_permissions"] = permissions.claimed()
     return doc, doc_dummy
 
 

@@ -1,4 +1,4 @@
-"""User parameters, permissions and show().
+"""User parameters and show().
 
 Parameters are whatever follows `--` on the command line. As in ehrQL, a definition
 sees them as `sys.argv[1:]` (so it may parse them with argparse itself), and
@@ -10,9 +10,6 @@ import inspect
 import sys
 
 from .language import Error
-
-_PERMISSIONS = set()
-
 
 class ParameterError(Error):
     """A parameter is missing, or its value does not convert to the requested type."""
@@ -58,10 +55,6 @@ def get_parameter(name, type=str, default=None):  # noqa: A002 (ehrQL's argument
             "Note that custom parameters MUST be provided last, and must follow a double-dash `--`."
         )
     return known.values[0] if len(known.values) == 1 else known.values
-
-
-def claim_permissions(*permissions):
-    _PERMISSIONS.update(permissions)
 
 
 def show(element, *other_elements, label=None, head=None, tail=None):

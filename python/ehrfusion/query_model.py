@@ -27,11 +27,13 @@ def _freeze(value):
 
 
 class Node:
-    __slots__ = ("op", "fields", "_key", "_hash", "backend")
+    __slots__ = ("op", "fields", "_key", "_hash", "backend", "permission")
 
     def __init__(self, op, **fields):
-        # Which backend's schema a table selection came from; not part of identity.
+        # Which backend's schema a table selection came from, and the (permission,
+        # public table name) a restricted table needs; not part of identity.
         self.backend = None
+        self.permission = None
         self.op = op
         self.fields = fields
         self._key = (op, tuple((k, _freeze(v)) for k, v in sorted(fields.items())))

@@ -20,6 +20,7 @@ from .language import (
     convert_value,
     when,
 )
+from .permissions import RESTRICTED
 from .query_model import Node
 
 # ---------------------------------------------------------------- table methods
@@ -164,6 +165,8 @@ def backend_table(backend, module, name, spec):
     cls = type(name, bases, {"__doc__": spec.get("description", ""), "__module__": module})
     node = Node("SelectPatientTable" if patient else "SelectTable", table=spec["table"])
     node.backend = backend
+    if (module, name) in RESTRICTED:
+        node.permission = (RESTRICTED[(module, name)], f"{module.removeprefix('ehrql.tables.')}.{name}")
     return cls(node, {"level": spec["level"], "columns": spec["columns"]}, name)
 
 

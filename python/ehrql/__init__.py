@@ -4,7 +4,8 @@ names are ehrQL's; ehrfusion's own API (run, document, ...) is in `ehrfusion`.""
 
 from ehrfusion.language import Dataset, Error
 from ehrfusion.measures import INTERVAL, Measures, create_measures
-from ehrfusion.parameters import claim_permissions, get_parameter, show
+from ehrfusion.parameters import get_parameter, show
+from ehrfusion.permissions import claim_permissions
 from ehrql import codes, query_language, tables  # noqa: F401
 from ehrql.codes import codelist_from_csv
 from ehrql.query_language import case, create_dataset, days, maximum_of, minimum_of, months, table_from_file, weeks, when, years

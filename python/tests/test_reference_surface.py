@@ -239,3 +239,35 @@ def test_categories_are_written_as_ehrql_writes_them(tmp_path):
     assert column.type == pa.dictionary(pa.int8(), pa.string(), ordered=True)
     assert column.dictionary.to_pylist() == ["female", "male", "intersex", "unknown"]
     assert set(column.to_pylist()) == {"male"}
+
+
+def test_restricted_tables_need_their_permissions(tmp_path):
+    """As in ehrQL: claimed permissions for dummy data, EHRQL_PERMISSIONS for real
+    data, and exit status 12 without them. v0 tables were never restricted."""
+    body = textwrap.dedent("""\
+        from ehrql import create_dataset{claim_import}
+        from ehrql.tables.tpp import appointments, patients
+        {claim}
+        dataset = create_dataset()
+        dataset.define_population(patients.exists_for_patient())
+        dataset.n = appointments.count_for_patient()
+    """)
+    (tmp_path / "unclaimed.py").write_text(body.format(claim_import="", claim=""))
+    (tmp_path / "claimed.py").write_text(body.format(claim_import=", claim_permissions", claim='claim_permissions("appointments")'))
+    result = ehrfusion("generate-dataset", "unclaimed.py", "--output", "out.csv", cwd=tmp_path)
+    assert result.returncode == 12, result.stderr
+    assert "appointments (required for access to the `tpp.appointments` table)" in result.stderr
+    assert 'claim_permissions("appointments")' in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.csv").exists()
+    result = ehrfusion("generate-dataset", "claimed.py", "--output", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # Real data: what was claimed does not count, what was granted does.
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "patients.csv").write_text("patient_id,date_of_birth,sex,date_of_death\n1,1980-01-01,male,\n")
+    result = subprocess.run([BIN, "generate-dataset", "claimed.py", "--data", str(data), "--output", "real.csv"], cwd=tmp_path,
+                            capture_output=True, text=True, env=dict(os.environ, EHRQL_PERMISSIONS="[]"))
+    assert result.returncode == 12 and "contact OpenSAFELY support" in result.stderr
+    (tmp_path / "v0.py").write_text(body.format(claim_import="", claim="").replace("ehrql.tables.tpp", "ehrql.tables.beta.tpp"))
+    result = ehrfusion("generate-dataset", "v0.py", "--output", "v0.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
