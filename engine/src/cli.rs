@@ -201,6 +201,16 @@ pub enum PythonFrontEnd {
     Installed,
 }
 
+#[cfg(feature = "python")]
+impl From<PythonFrontEnd> for crate::frontend::FrontEnd {
+    fn from(front_end: PythonFrontEnd) -> Self {
+        match front_end {
+            PythonFrontEnd::Embedded => crate::frontend::FrontEnd::Embedded,
+            PythonFrontEnd::Installed => crate::frontend::FrontEnd::Installed,
+        }
+    }
+}
+
 /// What a definition says about its dummy data (`configure_dummy_data`).
 #[derive(Debug, Default, Clone)]
 pub struct DummySettings {
@@ -253,11 +263,8 @@ pub fn load_definition(path: &Path, parameters: &[String], front_end: PythonFron
 
 #[cfg(feature = "python")]
 fn load_python(path: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<(QueryModel, DummySettings)> {
-    use crate::frontend::{FrontEnd, load};
-    let fe = match front_end {
-        PythonFrontEnd::Embedded => FrontEnd::Embedded,
-        PythonFrontEnd::Installed => FrontEnd::Installed,
-    };
+    use crate::frontend::load;
+    let fe = front_end.into();
     let (model, config) = load(path, parameters, fe)?;
     let required_permissions = config
         .get("required_permissions")
@@ -386,11 +393,8 @@ fn create_dummy_tables(args: CreateDummyTablesArgs, front_end: PythonFrontEnd) -
 /// passes, else to standard error with exit status 13.
 #[cfg(feature = "python")]
 fn assure(test_file: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<()> {
-    use crate::frontend::{self, FrontEnd};
-    let fe = match front_end {
-        PythonFrontEnd::Embedded => FrontEnd::Embedded,
-        PythonFrontEnd::Installed => FrontEnd::Installed,
-    };
+    use crate::frontend;
+    let fe = front_end.into();
     if !test_file.to_string_lossy().ends_with(".py") {
         return Err(err!("{}: an assurance test file is a Python definition (.py)", test_file.display()).or_kind(ErrorKind::Usage));
     }
@@ -471,7 +475,6 @@ where
         Command::Assure(a) => assure(&a.test_data_file, &a.parameters, front_end),
         Command::DumpDatasetSql(a) => {
             eprintln!("note: ehrfusion runs DataFusion plans, not SQL; these are the plans for {}", a.def.definition.display());
-            let _ = (&a.backend, &a.query_engine);
             explain(ExplainArgs { def: a.def, parameters: a.parameters }, front_end)
         }
         Command::Other(args) => refuse(&args),
