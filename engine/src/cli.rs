@@ -12,7 +12,9 @@ use arrow::array::RecordBatch;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{ErrorKind, Result, ResultExt};
+use crate::measures::{self, PreparedMeasures};
 use crate::model::QueryModel;
+use crate::model::json::{self, Document};
 use crate::dummy::{self, DummyOptions};
 use crate::output::{self, ColumnInfo, Destination, TableWriter};
 use crate::run::{self, Prepared};
@@ -23,6 +25,7 @@ const EXAMPLES: &str = "\
 Examples:
   ehrfusion generate-dataset analysis/dataset_definition.py --output output/dataset.csv.gz   (dummy data)
   ehrfusion generate-dataset analysis/dataset_definition.py --data data/ --output output/dataset.csv.gz
+  ehrfusion generate-measures analysis/measures.py --output output/measures.csv   (dummy data)
   ehrfusion create-dummy-tables analysis/dataset_definition.py dummy_tables:parquet
   ehrfusion generate-dataset testdata/definitions/diagnoses.json --data testdata/data/csv
   ehrfusion generate-dataset definition.py --data data/ --output output/:parquet -- --start-date 2020-01-01
@@ -47,6 +50,17 @@ Examples:
   ehrfusion generate-dataset definition.py --data data/ --output output/:csv   (dataset and event tables)
   ehrfusion generate-dataset definition.py --data data/ -- --region London   (values for get_parameter)")]
     GenerateDataset(GenerateArgs),
+    /// Run a measures definition: numerators over denominators for every interval and
+    /// group, all intervals in one pass, with ehrQL's disclosure control.
+    #[command(after_help = "\
+Examples:
+  ehrfusion generate-measures analysis/measures_definition.py --output output/measures.csv   (dummy data)
+  ehrfusion generate-measures analysis/measures_definition.py --data data/ --output output/measures.arrow
+  ehrfusion generate-measures analysis/measures_definition.py --dummy-tables dummy/ --output output/measures/:csv   (one file per measure)
+  ehrfusion generate-measures analysis/measures_definition.py --data data/ -- --start-date 2020-01-01   (values for get_parameter)
+
+Without --output the combined results are written to standard output as CSV.")]
+    GenerateMeasures(MeasuresArgs),
     /// Write the dummy tables a definition would run over, one file per table.
     #[command(after_help = "\
 Examples:
@@ -145,6 +159,37 @@ struct DummyArgs {
     /// codes) or `population` (realistic volumes and code frequencies, for benchmarks).
     #[arg(long, value_enum, default_value_t = dummy::Profile::Query)]
     profile: dummy::Profile,
+}
+
+#[derive(Args)]
+struct MeasuresArgs {
+    #[command(flatten)]
+    def: DefinitionArgs,
+    /// Where to write the results: FILE.csv, .csv.gz, .arrow, .feather or .parquet for
+    /// all measures in one table, or DIR:FORMAT for one file per measure (named after
+    /// it). Without it, CSV on standard output.
+    #[arg(long, short)]
+    output: Option<String>,
+    /// A directory of real data: one file (or folder of files) per table.
+    /// (`--dsn`, ehrQL's name for it, is accepted too.)
+    #[arg(long, value_name = "DIR", visible_alias = "dsn", conflicts_with = "dummy_tables")]
+    data: Option<PathBuf>,
+    /// A directory of dummy tables in the same layout; tables missing from it are empty.
+    #[arg(long, value_name = "DIR")]
+    dummy_tables: Option<PathBuf>,
+    /// Use these dummy results (one file of all measures, or DIR:FORMAT with one file
+    /// per measure) instead of computing them, after checking their columns and types.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "dummy_tables"])]
+    dummy_data_file: Option<PathBuf>,
+    /// With --data in parquet files ordered by patient_id, compute in blocks of
+    /// patients holding about N input rows each.
+    #[arg(long, value_name = "N", default_value_t = source::blocks::DEFAULT_BLOCK_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
+    block_rows: u64,
+    #[command(flatten)]
+    dummy: DummyArgs,
+    /// Parameters for get_parameter(), after `--`: `-- --name value`.
+    #[arg(last = true, value_name = "PARAMETERS")]
+    parameters: Vec<String>,
 }
 
 #[derive(Args)]
@@ -249,23 +294,52 @@ impl DummySettings {
     }
 }
 
+/// Which part of a definition file a command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wanted {
+    Dataset,
+    Measures,
+    /// Measures if the file has them, else its dataset.
+    Either,
+}
+
 /// Read a definition: a JSON query model, or a Python (ehrQL) file.
 pub fn load_definition(path: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<(QueryModel, DummySettings)> {
+    match load_document(path, parameters, Wanted::Dataset, front_end)? {
+        (Document::Dataset(model), settings) => Ok((model, settings)),
+        (Document::Measures(_), _) => bail!("{}: defines measures, not a dataset: run it with generate-measures", path.display()),
+    }
+}
+
+/// Read a definition's dataset or measures.
+pub fn load_document(path: &Path, parameters: &[String], wanted: Wanted, front_end: PythonFrontEnd) -> Result<(Document, DummySettings)> {
     let name = path.to_string_lossy();
     if name.ends_with(".py") {
-        return load_python(path, parameters, front_end);
+        return load_python(path, parameters, wanted, front_end);
     }
     if !parameters.is_empty() {
         bail!("parameters after -- are only used by Python definitions");
     }
-    Ok((run::load_json(path)?, DummySettings::default()))
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| err!("{shown}: {e}"))?;
+    let doc = json::parse_document(&text).map_err(|e| err!("{shown}: {e}"))?;
+    match (&doc, wanted) {
+        (Document::Dataset(_), Wanted::Measures) => bail!("{shown}: Did not find a variable called 'measures' in measures definition file (this document defines a dataset)"),
+        (Document::Measures(_), Wanted::Dataset) => bail!("{shown}: Did not find a variable called 'dataset' in dataset definition file (this document defines measures)"),
+        _ => Ok((doc, DummySettings::default())),
+    }
 }
 
 #[cfg(feature = "python")]
-fn load_python(path: &Path, parameters: &[String], front_end: PythonFrontEnd) -> Result<(QueryModel, DummySettings)> {
-    use crate::frontend::load;
+fn load_python(path: &Path, parameters: &[String], wanted: Wanted, front_end: PythonFrontEnd) -> Result<(Document, DummySettings)> {
+    use crate::frontend::{Kind, load_document};
     let fe = front_end.into();
-    let (model, config) = load(path, parameters, fe)?;
+    let kind = match wanted {
+        Wanted::Dataset => Kind::Dataset,
+        Wanted::Measures => Kind::Measures,
+        Wanted::Either => Kind::Either,
+    };
+    let (model, config) = load_document(path, parameters, kind, fe)?;
     let required_permissions = config
         .get("required_permissions")
         .and_then(|v| v.as_object())
@@ -286,7 +360,7 @@ fn load_python(path: &Path, parameters: &[String], front_end: PythonFrontEnd) ->
 }
 
 #[cfg(not(feature = "python"))]
-fn load_python(path: &Path, _: &[String], _: PythonFrontEnd) -> Result<(QueryModel, DummySettings)> {
+fn load_python(path: &Path, _: &[String], _: Wanted, _: PythonFrontEnd) -> Result<(Document, DummySettings)> {
     bail!("{}: this build of ehrfusion has no Python support; give a JSON query model", path.display())
 }
 
@@ -296,7 +370,31 @@ fn prepare(definition: &Path, parameters: &[String], front_end: PythonFrontEnd) 
     Ok((prepared, settings))
 }
 
+/// A definition ready to run: a dataset, or measures.
+enum Loaded {
+    Dataset(Prepared),
+    Measures(PreparedMeasures),
+}
+
+fn prepare_document(definition: &Path, parameters: &[String], wanted: Wanted, front_end: PythonFrontEnd) -> Result<(Loaded, DummySettings)> {
+    let (doc, settings) = load_document(definition, parameters, wanted, front_end).or_kind(ErrorKind::Definition)?;
+    let at = |e: crate::error::Error| err!("{}: {e}", definition.display()).or_kind(ErrorKind::Definition);
+    let loaded = match doc {
+        Document::Dataset(model) => Loaded::Dataset(Prepared::new(model).map_err(at)?),
+        Document::Measures(model) => Loaded::Measures(PreparedMeasures::new(model).map_err(at)?),
+    };
+    Ok((loaded, settings))
+}
+
 impl DummyArgs {
+    /// For measures: the command line, then the definition, then ehrQL's guess from
+    /// the numbers of denominators, intervals and groups.
+    fn measures_options(&self, measures: &PreparedMeasures, settings: &DummySettings) -> DummyOptions {
+        let population_size = self.population_size.or(settings.population_size).unwrap_or_else(|| measures.model.default_population_size());
+        let timeout = self.timeout.or(settings.timeout).map(Duration::from_secs_f64).unwrap_or(dummy::DEFAULT_TIMEOUT);
+        DummyOptions { population_size, seed: self.seed, timeout, progress: true, profile: self.profile }
+    }
+
     /// The options in force: this command line, then the definition, then the
     /// project's project.yaml, then ehrQL's defaults.
     fn options(&self, definition: &Path, settings: &DummySettings) -> Result<DummyOptions> {
@@ -325,8 +423,10 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
     if let Some(tests) = &args.test_data_file {
         assure(tests, &args.parameters, front_end)?;
     }
-    let (prepared, settings, threads) = args.def.prepare(&args.parameters, front_end)?;
+    let (mut prepared, settings, threads) = args.def.prepare(&args.parameters, front_end)?;
     settings.check_permissions(&args.def.definition, args.data.is_some())?;
+    // Dummy data: the patients ehrQL's in-memory engine would consider.
+    prepared.patients_from_all_tables = args.data.is_none();
     if let Some(file) = &args.dummy_data_file {
         if !prepared.analysis.event_tables.is_empty() {
             bail!("--dummy-data-file cannot stand in for a dataset with event tables");
@@ -363,6 +463,53 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
     rt.block_on(run::execute_to_files(&ctx, &prepared, &providers, &blocks, &destination))
 }
 
+fn generate_measures(args: MeasuresArgs, front_end: PythonFrontEnd) -> Result<()> {
+    let destination = Destination::parse(args.output.as_deref()).or_kind(ErrorKind::Usage)?;
+    let (loaded, settings) = prepare_document(&args.def.definition, &args.parameters, Wanted::Measures, front_end)?;
+    let Loaded::Measures(mut pm) = loaded else { bail!("{}: expected measures", args.def.definition.display()) };
+    if args.data.is_none() {
+        // Dummy data: the patients ehrQL's in-memory engine would consider.
+        pm.consider_patients_from_all_tables();
+    }
+    let threads = args.def.threads.unwrap_or_else(run::default_threads);
+    settings.check_permissions(&args.def.definition, args.data.is_some())?;
+    let results = if let Some(file) = &args.dummy_data_file {
+        let results = measures::file::read(file, &pm).or_kind(ErrorKind::File)?;
+        if pm.model.disclosure_control { measures::disclosure_control(&results)? } else { results }
+    } else {
+        let ctx = run::session(threads);
+        let rt = run::runtime(threads)?;
+        let providers = match (&args.data, &args.dummy_tables) {
+            (Some(d), _) => pm.open_tables(Tables::Data(d), threads).or_kind(ErrorKind::File)?,
+            (None, Some(d)) => pm.open_tables(Tables::DummyTables(d), threads).or_kind(ErrorKind::File)?,
+            (None, None) => {
+                let dummy_dataset = pm.dummy_dataset()?;
+                let options = args.dummy.measures_options(&pm, &settings);
+                let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+                let outcome = rt.block_on(dummy::generate(&ctx, &dummy_dataset, &options, threads, |name, rows| {
+                    tables.entry(name.to_string()).or_default().push(rows);
+                    Ok(())
+                }))?;
+                report(&outcome, &options);
+                let mut providers = pm.open_tables(Tables::Empty, threads)?;
+                providers.extend(dummy::into_providers(&dummy_dataset, tables, threads)?);
+                providers
+            }
+        };
+        let blocks = match &args.data {
+            Some(d) => {
+                // Rows repeat once per interval where they cannot be bucketed: smaller blocks.
+                let most = pm.groups.iter().map(|g| g.intervals.len() as u64).max().unwrap_or(1);
+                let rows = (args.block_rows / most.max(1)).max(10_000);
+                source::blocks::patient_blocks(d, &pm.groups[0].prepared.model.schema, &pm.tables, rows).or_kind(ErrorKind::File)?
+            }
+            None => vec![Default::default()],
+        };
+        rt.block_on(measures::execute(&ctx, &pm, &providers, &blocks))?
+    };
+    measures::write(&pm, &results, &destination)
+}
+
 fn create_dummy_tables(args: CreateDummyTablesArgs, front_end: PythonFrontEnd) -> Result<()> {
     let (dir, format, extension) = match args.output.rsplit_once(':') {
         Some((dir, fmt)) => match Format::from_name(fmt) {
@@ -371,13 +518,20 @@ fn create_dummy_tables(args: CreateDummyTablesArgs, front_end: PythonFrontEnd) -
         },
         None => (PathBuf::from(&args.output), Format::Csv, "csv".to_string()),
     };
-    let (prepared, settings, threads) = args.def.prepare(&args.parameters, front_end)?;
-    let options = args.dummy.options(&args.def.definition, &settings)?;
+    let (loaded, settings) = prepare_document(&args.def.definition, &args.parameters, Wanted::Either, front_end)?;
+    let threads = args.def.threads.unwrap_or_else(run::default_threads);
+    let (prepared, options) = match loaded {
+        Loaded::Dataset(p) => {
+            let options = args.dummy.options(&args.def.definition, &settings)?;
+            (p, options)
+        }
+        Loaded::Measures(pm) => (pm.dummy_dataset()?, args.dummy.measures_options(&pm, &settings)),
+    };
     let mut writers: BTreeMap<String, TableWriter> = BTreeMap::new();
     for name in &prepared.analysis.tables {
         let table = prepared.model.schema.table(name)?;
         let mut columns = vec![ColumnInfo::patient_id()];
-        columns.extend(table.columns.iter().map(|c| ColumnInfo { name: c.name.clone(), ty: c.ty.clone(), int_range: None, categories: None }));
+        columns.extend(table.columns.iter().map(|c| ColumnInfo::plain(&c.name, c.ty.clone(), true)));
         writers.insert(name.clone(), TableWriter::create(&dir.join(format!("{name}.{extension}")), format, columns)?);
     }
     let ctx = run::session(threads);
@@ -429,7 +583,6 @@ fn assure(test_file: &Path, _: &[String], _: PythonFrontEnd) -> Result<()> {
 fn refuse(args: &[String]) -> Result<()> {
     let command = args.first().map(String::as_str).unwrap_or("");
     let why = match command {
-        "generate-measures" => "measures are not implemented in this version of ehrfusion".to_string(),
         "debug" | "graph-query" | "serialize-definition" => "use `ehrfusion explain DEFINITION` to see what a definition computes".to_string(),
         "test-connection" | "isolation-report" | "backend-admin" => "ehrfusion reads data files, not a database server".to_string(),
         "dump-example-data" | "sandbox" => "ehrfusion ships no tutorial data".to_string(),
@@ -439,9 +592,15 @@ fn refuse(args: &[String]) -> Result<()> {
 }
 
 fn explain(args: ExplainArgs, front_end: PythonFrontEnd) -> Result<()> {
-    let (prepared, _, threads) = args.def.prepare(&args.parameters, front_end)?;
+    let (loaded, _) = prepare_document(&args.def.definition, &args.parameters, Wanted::Either, front_end)?;
+    let threads = args.def.threads.unwrap_or_else(run::default_threads);
     let ctx = run::session(threads);
-    print!("{}", run::runtime(threads)?.block_on(run::explain(&ctx, &prepared))?);
+    let rt = run::runtime(threads)?;
+    let text = match loaded {
+        Loaded::Dataset(prepared) => rt.block_on(run::explain(&ctx, &prepared))?,
+        Loaded::Measures(pm) => rt.block_on(pm.explain(&ctx))?,
+    };
+    print!("{text}");
     Ok(())
 }
 
@@ -470,6 +629,7 @@ where
     };
     let result = match cli.command {
         Command::GenerateDataset(a) => generate(a, front_end),
+        Command::GenerateMeasures(a) => generate_measures(a, front_end),
         Command::CreateDummyTables(a) => create_dummy_tables(a, front_end),
         Command::Explain(a) => explain(a, front_end),
         Command::Assure(a) => assure(&a.test_data_file, &a.parameters, front_end),

@@ -30,12 +30,35 @@ pub type DummyConfig = serde_json::Value;
 
 /// Run a Python definition and return its query model.
 pub fn load(path: &Path, user_args: &[String], front_end: FrontEnd) -> Result<(QueryModel, DummyConfig)> {
+    match load_document(path, user_args, Kind::Dataset, front_end)? {
+        (json::Document::Dataset(model), dummy) => Ok((model, dummy)),
+        (json::Document::Measures(_), _) => bail!("{}: expected a dataset", path.display()),
+    }
+}
+
+/// Which variable of a definition file to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dataset,
+    Measures,
+    /// `measures` if the file defines them, else `dataset` (as ehrQL's
+    /// create-dummy-tables does).
+    Either,
+}
+
+/// Run a Python definition and return its dataset or measures document.
+pub fn load_document(path: &Path, user_args: &[String], kind: Kind, front_end: FrontEnd) -> Result<(json::Document, DummyConfig)> {
+    let kind = match kind {
+        Kind::Dataset => "dataset",
+        Kind::Measures => "measures",
+        Kind::Either => "either",
+    };
     let (model_json, dummy_json): (String, String) = call(front_end, path, "ehrfusion.loader", "document_json", |py| {
-        Ok((path.to_string_lossy().to_string(), user_args.to_vec(), schemas(py)?).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
+        Ok((path.to_string_lossy().to_string(), user_args.to_vec(), schemas(py)?, kind).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
     })?;
-    let model = parse_model(path, &model_json)?;
+    let doc = json::parse_document(&model_json).map_err(|e| err!("{}: the definition lowered to an invalid query model: {e}", path.display()))?;
     let dummy: DummyConfig = serde_json::from_str(&dummy_json).unwrap_or_default();
-    Ok((model, dummy))
+    Ok((doc, dummy))
 }
 
 /// Load an assurance test file: its test data is written as one CSV file per table

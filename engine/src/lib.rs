@@ -11,6 +11,7 @@ pub mod dummy;
 pub mod error;
 #[cfg(feature = "python")]
 pub mod frontend;
+pub mod measures;
 pub mod model;
 pub mod output;
 pub mod run;

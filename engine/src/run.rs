@@ -27,13 +27,25 @@ pub struct Prepared {
     pub model: QueryModel,
     pub infos: Vec<NodeInfo>,
     pub analysis: Analysis,
+    /// Consider every patient in any table the definition uses (set when running over
+    /// dummy tables, as ehrQL's in-memory engine does), not only those in the tables
+    /// the population uses (as its database engines do).
+    pub patients_from_all_tables: bool,
 }
 
 impl Prepared {
     pub fn new(model: QueryModel) -> Result<Prepared> {
+        if let Some(id) = model.nodes.iter().position(|n| matches!(n, crate::model::Node::Parameter { .. })) {
+            bail!("node {id}: INTERVAL can only be used in measures (a dataset has no interval to give it a value)");
+        }
+        Self::for_measures(model)
+    }
+
+    /// Prepare a measure group's dataset, whose nodes may use the interval parameters.
+    pub fn for_measures(model: QueryModel) -> Result<Prepared> {
         let infos = validate(&model)?;
         let analysis = analyze(&model, &infos)?;
-        Ok(Prepared { model, infos, analysis })
+        Ok(Prepared { model, infos, analysis, patients_from_all_tables: false })
     }
 
     /// The columns of the dataset, `patient_id` first, then variables in definition order.
@@ -139,7 +151,7 @@ async fn each_block(
     let event_tables = &prepared.analysis.event_tables;
     let progress = progress_bar(blocks.len());
     for range in blocks {
-        let mut planner = Planner::new(&prepared.analysis, providers).for_patients(*range);
+        let mut planner = Planner::new(&prepared.analysis, providers).for_patients(*range).all_tables_patients(prepared.patients_from_all_tables);
         planner.materialise_stages(ctx).await?;
         let mut rows = ctx.execute_logical_plan(planner.dataset_plan()?).await?.execute_stream().await?;
         let mut ids = Vec::new();

@@ -4,7 +4,7 @@ The language (`create_dataset`, `case`, `days`, ...) is importable from here and
 unchanged, from the compatible `ehrql` package.
 """
 
-from .api import EngineError, arrow_schema, document, run, table_schema
+from .api import EngineError, arrow_schema, document, run, run_measures, table_schema
 from .codes import codelist_from_csv, codelist_from_csv_lines
 from .language import (
     Dataset,
@@ -29,6 +29,7 @@ __all__ = [
     "arrow_schema",
     "document",
     "run",
+    "run_measures",
     "table_schema",
     "codelist_from_csv_lines",
     "Dataset",

@@ -7,6 +7,7 @@ import os
 
 from . import loader, schemas
 from .language import Dataset, Error
+from .measures import Measures
 
 try:
     from ._ehrfusion import EngineError
@@ -140,3 +141,38 @@ def run(definition, *, data=None, dummy_tables=None, tables=None, parameters=(),
     if event_tables:
         return _convert(dataset, output), {k: _convert(v, output) for k, v in events.items()}
     return _convert(dataset, output)
+
+
+def measures_document(definition, parameters=()):
+    """The measures document (a dict) of a Measures, a .py definition or a .json document."""
+    if isinstance(definition, Measures):
+        return definition._to_document()
+    path = os.fspath(definition)
+    if path.endswith(".json"):
+        with open(path) as f:
+            return json.load(f)
+    try:
+        return loader.document(path, parameters, "measures")[0]
+    except loader.DefinitionError as e:
+        raise Error(str(e)) from None
+
+
+def run_measures(measures, *, data=None, dummy_tables=None, tables=None, parameters=(), threads=None, output="pyarrow"):
+    """Compute measures and return the combined results (measure, interval_start,
+    interval_end, ratio, numerator, denominator, then the group columns).
+
+    `measures` is a Measures (from create_measures()), a path to a .py definition or
+    a .json document. Data comes as for `run`: `data=`, `dummy_tables=`, or in-memory
+    `tables={...}`. Disclosure control applies unless the definition turned it off.
+    """
+    doc = measures_document(measures, parameters)
+    backend = doc.get("backend", "core")
+    arrow_tables = {name: _as_arrow(name, value, backend, doc) for name, value in (tables or {}).items()}
+    results = _engine().run_measures(
+        json.dumps(doc),
+        data=os.fspath(data) if data is not None else None,
+        dummy_tables=os.fspath(dummy_tables) if dummy_tables is not None else None,
+        tables=arrow_tables,
+        threads=threads,
+    )
+    return _convert(results, output)

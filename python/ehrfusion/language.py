@@ -568,7 +568,7 @@ class Duration:
         self.value = value
 
     def __repr__(self):
-        return f"{self.unit}({self.value!r})"
+        return f"{self.unit}(value={self.value!r})"
 
     def __eq__(self, other):
         return type(other) is type(self) and not isinstance(self.value, BaseSeries) and self.value == other.value
@@ -610,10 +610,30 @@ class Duration:
         return function(self._op, "date", date, amount)
 
     def starting_on(self, date):
-        return _intervals(parse_date(date), self, forwards=True)
+        """One interval per unit, the first starting on `date`."""
+        return self._intervals(date, "starting_on", forwards=True)
 
     def ending_on(self, date):
-        return _intervals(parse_date(date), self, forwards=False)
+        """One interval per unit, the last ending on `date`."""
+        return self._intervals(date, "ending_on", forwards=False)
+
+    def _intervals(self, date, method, forwards):
+        name = type(self).__name__
+        if isinstance(date, BaseSeries):
+            raise TypeError(f"{name}.{method}() can only be used with a literal date, not a date series")
+        if isinstance(self.value, BaseSeries):
+            raise TypeError(f"{name}.{method}() can only be used with a literal integer value, not an integer series")
+        if self.value < 0:
+            raise ValueError(f"{name}.{method}() can only be used with positive numbers")
+        date = parse_date(date)
+        unit = type(self)
+        out = []
+        for i in range(self.value):
+            if forwards:
+                out.append((date + unit(i), date + unit(i + 1) - days(1)))
+            else:
+                out.append((date - unit(i + 1) + days(1), date - unit(i)))
+        return out if forwards else out[::-1]
 
 
 class days(Duration):
@@ -651,22 +671,6 @@ def _static_add(date, unit, n):
     except ValueError:
         # The day does not exist in that month: roll to the first of the next.
         return datetime.date(year + (month + 1) // 12, (month + 1) % 12 + 1, 1)
-
-
-def _intervals(date, duration, forwards):
-    if isinstance(duration.value, BaseSeries):
-        raise EhrQLTypeError("starting_on() and ending_on() need a fixed number, not a series")
-    unit = type(duration)
-    out = []
-    for i in range(abs(duration.value)):
-        if forwards:
-            start = date + unit(i)
-            end = date + unit(i + 1) - days(1)
-        else:
-            end = date - unit(i)
-            start = date - unit(i + 1) + days(1)
-        out.append((start, end))
-    return out if forwards else out[::-1]
 
 
 # ---------------------------------------------------------------- case

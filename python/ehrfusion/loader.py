@@ -12,6 +12,7 @@ import sys
 import traceback
 
 from .language import Dataset, _USER_TABLES
+from .measures import Measures
 from . import permissions
 from .query_model import dumps
 
@@ -94,37 +95,65 @@ def _forget_study_modules(before, roots):
             del sys.modules[name]
 
 
+def _require(path, namespace, name, cls, kind):
+    value = namespace.get(name)
+    if value is None:
+        raise DefinitionError(f"{path}: Did not find a variable called '{name}' in {kind} definition file")
+    if not isinstance(value, cls):
+        raise DefinitionError(f"{path}: '{name}' must be an instance of ehrql.{cls.__name__}, not {type(value).__name__}")
+    return value
+
+
 def load_dataset(path, user_args=()):
     """Run a definition file and return its `dataset`."""
+    return _require(path, run_definition(path, user_args), "dataset", Dataset, "dataset")
+
+
+def load_measures(path, user_args=()):
+    """Run a definition file and return its `measures`."""
+    measures = _require(path, run_definition(path, user_args), "measures", Measures, "measures")
+    if len(measures) == 0:
+        raise DefinitionError(f"{path}: No measures defined")
+    return measures
+
+
+def load_either(path, user_args=()):
+    """A definition's `measures` if it has them (as ehrQL prefers them), else its `dataset`."""
     namespace = run_definition(path, user_args)
-    dataset = namespace.get("dataset")
-    if dataset is None:
-        raise DefinitionError(f"{path}: Did not find a variable called 'dataset' in dataset definition file")
-    if not isinstance(dataset, Dataset):
-        raise DefinitionError(f"{path}: 'dataset' must be an instance of ehrql.Dataset, not {type(dataset).__name__}")
-    return dataset
+    if namespace.get("measures") is not None:
+        measures = _require(path, namespace, "measures", Measures, "measures")
+        if len(measures) == 0:
+            raise DefinitionError(f"{path}: No measures defined")
+        return measures
+    if namespace.get("dataset") is not None:
+        return _require(path, namespace, "dataset", Dataset, "dataset")
+    raise DefinitionError(f"{path}: Did not find a variable called 'dataset' or 'measures' in the definition file")
 
 
-def document(path, user_args=()):
-    """The query model document of a definition file, as a dict."""
-    dataset = load_dataset(path, user_args)
+_LOADERS = {"dataset": load_dataset, "measures": load_measures, "either": load_either}
+
+
+def document(path, user_args=(), kind="dataset"):
+    """The query model document of a definition file (its dataset, its measures, or
+    with kind="either" whichever it has), as a dict, and its dummy data settings."""
+    definition = _LOADERS[kind](path, user_args)
     try:
-        doc = dataset._to_document()
+        doc = definition._to_document()
     except Exception as e:  # noqa: BLE001
         raise DefinitionError(f"{path}: {type(e).__name__}: {e}") from None
-    doc_dummy = {k: v for k, v in dataset.dummy_data_config.items() if v is not None and k != "additional_population_constraint"}
+    doc_dummy = {k: v for k, v in definition.dummy_data_config.items() if v is not None and k != "additional_population_constraint"}
     # For the engine's permission check (dummy data: claimed; real data: granted).
-    doc_dummy["required_permissions"] = permissions.required(dataset)
+    doc_dummy["required_permissions"] = permissions.required(definition)
     doc_dummy["claimed_permissions"] = permissions.claimed()
     return doc, doc_dummy
 
 
-def document_json(path, user_args=(), schemas=None):
+def document_json(path, user_args=(), schemas=None, kind="dataset"):
     """Entry point for the ehrfusion binary: the document as JSON text."""
     if schemas:
         from . import schemas as schema_module
 
         for name, text in schemas.items():
             schema_module.provide(name, text)
-    doc, dummy = document(path, user_args)
+    doc, dummy = document(path, user_args, kind)
     return dumps(doc), json.dumps(dummy)

@@ -40,8 +40,8 @@ def claimed():
     return list(_CLAIMED)
 
 
-def required(dataset):
-    """{permission: why} for the tables (and features) a dataset uses."""
+def required(definition):
+    """{permission: why} for the tables (and features) a dataset or measures use."""
     tables = {}
     seen = set()
 
@@ -62,14 +62,19 @@ def required(dataset):
             for v in value.values():
                 walk(v)
 
-    walk(dataset._population._node if dataset._population is not None else None)
-    walk([s._node for s in dataset._variables.values()])
-    walk([[s._node for s in columns.values()] for columns in dataset._event_tables.values()])
+    event_tables = getattr(definition, "_event_tables", {})
+    if hasattr(definition, "_variables"):
+        walk(definition._population._node if definition._population is not None else None)
+        walk([s._node for s in definition._variables.values()])
+        walk([[s._node for s in columns.values()] for columns in event_tables.values()])
+    else:
+        for m in definition:
+            walk([m.numerator._node, m.denominator._node, *(s._node for s in m.group_by.values())])
     out = {}
     for permission, names in tables.items():
         names = [f"`{n}`" for n in dict.fromkeys(names)]
         listed = names[0] + " table" if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]} tables"
         out[permission] = f"required for access to the {listed}"
-    if dataset._event_tables:
+    if event_tables:
         out["event_level_data"] = "required in order to use the `dataset.add_event_table()` method"
     return out

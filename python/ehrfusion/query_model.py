@@ -55,58 +55,61 @@ def _json_value(value):
     return value
 
 
-def to_document(population, variables, event_tables, backend, tables):
-    """The JSON document (as a dict) for a dataset."""
-    nodes = []
-    index = {}
+class _Encoder:
+    """Writes nodes into a document's node list, each once, inputs before the nodes
+    that use them (so the list is in topological order)."""
 
-    backends = set()
+    def __init__(self):
+        self.nodes = []
+        self.index = {}
+        self.backends = set()
 
-    def ref(node):
+    def ref(self, node):
         if node.backend:
-            backends.add(node.backend)
-        if node in index:
-            return index[node]
+            self.backends.add(node.backend)
+        if node in self.index:
+            return self.index[node]
         out = {"op": node.op}
         for key, value in node.fields.items():
-            out[key] = encode(value)
-        index[node] = len(nodes)
-        nodes.append(out)
-        return index[node]
+            out[key] = self.encode(value)
+        self.index[node] = len(self.nodes)
+        self.nodes.append(out)
+        return self.index[node]
 
-    def encode(value):
+    def encode(self, value):
         if isinstance(value, Node):
-            return ref(value)
+            return self.ref(value)
         if isinstance(value, (list, tuple)):
-            return [encode(v) for v in value]
+            return [self.encode(v) for v in value]
         if isinstance(value, dict):
-            return {k: encode(v) for k, v in value.items()}
+            return {k: self.encode(v) for k, v in value.items()}
         return _json_value(value)
 
-    # Nodes are referenced only after their inputs, because `ref` visits inputs
-    # first: the document is in topological order.
-    population_ref = ref(population)
-    variable_refs = {name: ref(node) for name, node in variables.items()}
-    event_refs = {
-        name: {column: ref(node) for column, node in columns.items()}
-        for name, columns in event_tables.items()
+    def document(self, backend, tables, **body):
+        if backend is None:
+            if len(self.backends - {"core"}) > 1:
+                raise ValueError(f"A definition can use the tables of one backend, not several ({', '.join(sorted(self.backends))})")
+            backend = next(iter(self.backends - {"core"}), "core")
+        return {"format": FORMAT, "version": VERSION, "backend": backend, "tables": tables, "nodes": self.nodes, **body}
+
+
+def to_document(population, variables, event_tables, backend, tables):
+    """The JSON document (as a dict) for a dataset."""
+    e = _Encoder()
+    dataset = {
+        "population": e.ref(population),
+        "variables": {name: e.ref(node) for name, node in variables.items()},
+        "event_tables": {name: {column: e.ref(node) for column, node in columns.items()} for name, columns in event_tables.items()},
     }
-    if backend is None:
-        if len(backends - {"core"}) > 1:
-            raise ValueError(f"A definition can use the tables of one backend, not several ({', '.join(sorted(backends))})")
-        backend = next(iter(backends - {"core"}), "core")
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "backend": backend,
-        "tables": tables,
-        "nodes": nodes,
-        "dataset": {
-            "population": population_ref,
-            "variables": variable_refs,
-            "event_tables": event_refs,
-        },
-    }
+    return e.document(backend, tables, dataset=dataset)
+
+
+def measures_document(measures, disclosure_control, backend, tables):
+    """The JSON document (as a dict) for measures: each a dict of name, numerator,
+    denominator, group_by ({name: node}) and intervals ([[start, end], ...])."""
+    e = _Encoder()
+    body = {"measures": [e.encode(m) for m in measures], "disclosure_control": disclosure_control}
+    return e.document(backend, tables, measures=body)
 
 
 def dumps(document):

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arrow::pyarrow::{IntoPyArrow, PyArrowType, Table};
 use datafusion::catalog::TableProvider;
 use ehrfusion::cli::{self, PythonFrontEnd};
+use ehrfusion::measures::{self, PreparedMeasures};
 use ehrfusion::run::{self, Prepared, Results};
 use ehrfusion::source::{self, Tables};
 use pyo3::create_exception;
@@ -49,18 +50,9 @@ fn run_model(
     tables: HashMap<String, Table>,
     threads: usize,
 ) -> ehrfusion::Result<Results> {
-    let prepared = Prepared::new(ehrfusion::model::json::parse(model_json)?)?;
-    let mut providers = match (&data, &dummy_tables) {
-        (Some(d), _) => prepared.open_tables(Tables::Data(d), threads)?,
-        (None, Some(d)) => prepared.open_tables(Tables::DummyTables(d), threads)?,
-        (None, None) => prepared.open_tables(Tables::Empty, threads)?,
-    };
-    for (name, table) in tables {
-        let schema = prepared.model.schema.table(&name)?;
-        let (batches, _) = table.into_inner();
-        let provider: Arc<dyn TableProvider> = source::from_batches(&format!("table '{name}'"), schema, batches, threads)?;
-        providers.insert(name, provider);
-    }
+    let mut prepared = Prepared::new(ehrfusion::model::json::parse(model_json)?)?;
+    prepared.patients_from_all_tables = data.is_none() && dummy_tables.is_some();
+    let providers = providers(|t| prepared.open_tables(t, threads), &prepared.model.schema, &data, &dummy_tables, tables, threads)?;
     // Large patient-ordered parquet data runs in blocks of patients: the results are
     // held in memory, but the work of computing them is bounded by the block.
     let blocks = match &data {
@@ -69,6 +61,74 @@ fn run_model(
     };
     let ctx = run::session(threads);
     run::runtime(threads)?.block_on(run::execute_blocks(&ctx, &prepared, &providers, &blocks))
+}
+
+/// The tables a run reads: from a data directory, dummy tables or nothing, then
+/// replaced by any given in memory.
+fn providers(
+    open: impl Fn(Tables) -> ehrfusion::Result<ehrfusion::compile::Providers>,
+    schema: &ehrfusion::model::Schema,
+    data: &Option<PathBuf>,
+    dummy_tables: &Option<PathBuf>,
+    tables: HashMap<String, Table>,
+    threads: usize,
+) -> ehrfusion::Result<ehrfusion::compile::Providers> {
+    let mut providers = match (data, dummy_tables) {
+        (Some(d), _) => open(Tables::Data(d))?,
+        (None, Some(d)) => open(Tables::DummyTables(d))?,
+        (None, None) => open(Tables::Empty)?,
+    };
+    for (name, table) in tables {
+        let table_schema = schema.table(&name)?;
+        let (batches, _) = table.into_inner();
+        let provider: Arc<dyn TableProvider> = source::from_batches(&format!("table '{name}'"), table_schema, batches, threads)?;
+        providers.insert(name, provider);
+    }
+    Ok(providers)
+}
+
+fn run_measures_model(
+    model_json: &str,
+    data: Option<PathBuf>,
+    dummy_tables: Option<PathBuf>,
+    tables: HashMap<String, Table>,
+    threads: usize,
+) -> ehrfusion::Result<run::TableResult> {
+    let ehrfusion::model::json::Document::Measures(model) = ehrfusion::model::json::parse_document(model_json)? else {
+        return Err(ehrfusion::Error::new("this document defines a dataset, not measures: use ehrfusion.run"));
+    };
+    let mut pm = PreparedMeasures::new(model)?;
+    if data.is_none() && dummy_tables.is_some() {
+        pm.consider_patients_from_all_tables();
+    }
+    let schema = pm.groups[0].prepared.model.schema.clone();
+    let providers = providers(|t| pm.open_tables(t, threads), &schema, &data, &dummy_tables, tables, threads)?;
+    let blocks = match &data {
+        Some(d) => source::blocks::patient_blocks(d, &schema, &pm.tables, source::blocks::DEFAULT_BLOCK_ROWS)?,
+        None => vec![Default::default()],
+    };
+    let ctx = run::session(threads);
+    let batch = run::runtime(threads)?.block_on(measures::execute(&ctx, &pm, &providers, &blocks))?;
+    Ok(run::TableResult { name: "measures".into(), columns: pm.combined_columns(), batches: vec![batch] })
+}
+
+/// Run a JSON measures document over a data directory, dummy tables, or in-memory
+/// tables; returns the combined results as a pyarrow table.
+#[pyfunction]
+#[pyo3(signature = (model_json, data=None, dummy_tables=None, tables=None, threads=None))]
+fn run_measures(
+    py: Python<'_>,
+    model_json: &str,
+    data: Option<PathBuf>,
+    dummy_tables: Option<PathBuf>,
+    tables: Option<HashMap<String, PyArrowType<Table>>>,
+    threads: Option<usize>,
+) -> PyResult<Py<PyAny>> {
+    let tables: HashMap<String, Table> = tables.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    let threads = threads.unwrap_or_else(run::default_threads);
+    let model_json = model_json.to_string();
+    let results = py.detach(move || run_measures_model(&model_json, data, dummy_tables, tables, threads)).map_err(engine_error)?;
+    to_pyarrow(py, &results)
 }
 
 fn to_pyarrow(py: Python<'_>, t: &run::TableResult) -> PyResult<Py<PyAny>> {
@@ -115,6 +175,7 @@ fn _ehrfusion(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(schema_json, m)?)?;
     m.add_function(wrap_pyfunction!(validate_query_model, m)?)?;
     m.add_function(wrap_pyfunction!(run_dataset, m)?)?;
+    m.add_function(wrap_pyfunction!(run_measures, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
     Ok(())
 }

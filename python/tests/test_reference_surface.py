@@ -218,7 +218,7 @@ def test_other_ehrql_commands_are_answered_in_one_line(tmp_path):
     result = ehrfusion("dump-dataset-sql", "definition.py", "--backend", "tpp", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "TableScan: patients" in result.stdout and "not SQL" in result.stderr
-    for command in ["graph-query", "test-connection", "generate-measures", "dump-example-data"]:
+    for command in ["graph-query", "test-connection", "dump-example-data"]:
         result = ehrfusion(command, "definition.py", cwd=tmp_path)
         assert result.returncode == 2, (command, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "ehrfusion does not provide" in result.stderr

@@ -137,7 +137,7 @@ def test_absolute_on_int_and_float_series():
 def test_language_names_are_ehrqls():
     from ehrql import days, query_language
 
-    assert isinstance(weeks(2), query_language.Duration) and repr(weeks(2)) == "weeks(2)"
+    assert isinstance(weeks(2), query_language.Duration) and repr(weeks(2)) == "weeks(value=2)"
     assert isinstance(when, type) and query_language.WhenThen
     assert datetime.date(2020, 1, 1) + weeks(2) == datetime.date(2020, 1, 15)
     assert weeks(1) + weeks(1) == weeks(2) and -weeks(1) == weeks(-1) and weeks(2) != days(14)

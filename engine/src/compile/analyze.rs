@@ -61,8 +61,12 @@ pub struct EventTable {
 pub struct Analysis {
     pub sources: Vec<Source>,
     /// Presence columns of the tables the population uses (one source per table): a
-    /// patient is considered only if they appear in one of those tables.
+    /// patient is considered only if they appear in one of those tables (as ehrQL's
+    /// database engines do).
     pub universe: Vec<String>,
+    /// Presence columns of every table the definition uses: the patients ehrQL's
+    /// in-memory engine considers, which it runs over dummy tables.
+    pub universe_all: Vec<String>,
     pub population: Expr,
     pub variables: Vec<(String, Expr)>,
     pub event_tables: Vec<EventTable>,
@@ -130,13 +134,12 @@ pub fn analyze(model: &QueryModel, infos: &[NodeInfo]) -> Result<Analysis> {
     }
     // One pass per table says which patients it has (any pass over all its rows will
     // do); the other passes may then skip rows that none of their values use.
-    let mut universe_tables = BTreeSet::new();
-    let universe = a
-        .sources
-        .iter()
-        .filter(|s| population_tables.contains(&s.table) && universe_tables.insert(s.table.clone()))
-        .map(|s| s.presence.clone())
-        .collect();
+    let presence_of = |wanted: &dyn Fn(&str) -> bool| {
+        let mut seen = BTreeSet::new();
+        a.sources.iter().filter(|s| wanted(&s.table) && seen.insert(s.table.clone())).map(|s| s.presence.clone()).collect::<Vec<_>>()
+    };
+    let universe = presence_of(&|t| population_tables.contains(t));
+    let universe_all = presence_of(&|_| true);
     let mut tables = Vec::new();
     for s in &a.sources {
         if !matches!(s.kind, SourceKind::Inline(_)) && !tables.contains(&s.table) {
@@ -148,7 +151,7 @@ pub fn analyze(model: &QueryModel, infos: &[NodeInfo]) -> Result<Analysis> {
             tables.push(t.root.clone());
         }
     }
-    Ok(Analysis { sources: a.sources, universe, population, variables, event_tables, tables })
+    Ok(Analysis { sources: a.sources, universe, universe_all, population, variables, event_tables, tables })
 }
 
 /// The tables (by root name) that a node's value depends on.
@@ -183,7 +186,7 @@ fn tables_used(model: &QueryModel, id: NodeId) -> BTreeSet<String> {
                 }
                 stack.extend(default);
             }
-            Node::Value { .. } | Node::ValueSet { .. } => {}
+            Node::Value { .. } | Node::ValueSet { .. } | Node::Parameter { .. } => {}
         }
     }
     out
@@ -388,6 +391,11 @@ impl Analyzer<'_> {
                 out
             }
             Node::Value { ty, value } => patient(literal(ty, value)?, 0),
+            // Measures' rows carry their interval's bounds (see `intervals`).
+            Node::Parameter { name, .. } => match name.as_str() {
+                "interval_start_date" => patient(col(super::intervals::START), 0),
+                _ => patient(col(super::intervals::END), 0),
+            },
             Node::ValueSet { .. } => bail!("a set of values can only be used as the right-hand side of In"),
             _ => bail!("expected a series"),
         })

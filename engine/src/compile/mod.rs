@@ -5,6 +5,7 @@
 
 pub mod analyze;
 mod codesets;
+pub mod intervals;
 pub mod functions;
 pub mod plan;
 

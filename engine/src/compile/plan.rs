@@ -19,6 +19,7 @@ use datafusion::prelude::SessionContext;
 
 use super::analyze::{Analysis, EventTable, Source, SourceKind};
 use super::codesets;
+use super::intervals::{self, Intervals, Part};
 use crate::error::Result;
 use crate::source::blocks::PatientRange;
 use crate::err;
@@ -34,11 +35,33 @@ pub struct Planner<'a> {
     materialised: Vec<Arc<dyn TableProvider>>,
     /// The patients this plan is for (a block of the population, or all).
     patients: PatientRange,
+    /// For measures: rows are keyed by (patient, interval) over these intervals.
+    intervals: Option<Intervals>,
+    /// Consider the patients of every table used, not just the population's tables.
+    all_tables: bool,
 }
 
 impl<'a> Planner<'a> {
     pub fn new(analysis: &'a Analysis, providers: &'a Providers) -> Self {
-        Planner { analysis, providers, materialised: Vec::new(), patients: PatientRange::default() }
+        Planner { analysis, providers, materialised: Vec::new(), patients: PatientRange::default(), intervals: None, all_tables: false }
+    }
+
+    /// Consider every patient in any table the definition uses, as ehrQL's in-memory
+    /// engine does over dummy tables (its database engines consider only the patients
+    /// in the tables the population uses).
+    pub fn all_tables_patients(mut self, yes: bool) -> Self {
+        self.all_tables = yes;
+        self
+    }
+
+    fn universe(&self) -> &[String] {
+        if self.all_tables { &self.analysis.universe_all } else { &self.analysis.universe }
+    }
+
+    /// Plan measures: every value once per (patient, interval), see [`intervals`].
+    pub fn for_intervals(mut self, intervals: Intervals) -> Self {
+        self.intervals = Some(intervals);
+        self
     }
 
     /// Plan for the patients in `range` only.
@@ -81,8 +104,73 @@ impl<'a> Planner<'a> {
         Ok(LogicalPlanBuilder::scan(TableReference::bare(name.to_string()), provider_as_source(provider.clone()), None)?)
     }
 
-    /// Scan a table's rows for the planned patients.
+    /// Scan a table's rows for the planned patients (for measures, once per interval).
     fn table_rows(&self, table: &str) -> Result<LogicalPlanBuilder> {
+        let rows = self.patient_rows(table)?;
+        match &self.intervals {
+            None => Ok(rows),
+            Some(iv) => {
+                let every = self.scan("__intervals", &iv.table()?)?.build()?;
+                keyed(rows.cross_join(every)?, iv)
+            }
+        }
+    }
+
+    /// A table's rows, each given to the one interval in which `x` (an expression of
+    /// the row) lies between the interval's bounds, narrowed by `shift`; rows in no
+    /// interval are dropped.
+    fn bucketed_rows(&self, table: &str, x: Expr, shift: (i32, i32), iv: &Intervals) -> Result<LogicalPlanBuilder> {
+        let rows = self.patient_rows(table)?;
+        let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
+        columns.push(iv.bucket(x, shift).alias("__bucket"));
+        let every = self.scan("__intervals", &iv.table()?)?.build()?;
+        let rows = rows.project(columns)?.filter(col("__bucket").is_not_null())?.join(
+            every,
+            JoinType::Inner,
+            (vec![Column::from_name("__bucket")], vec![Column::from_name(intervals::INDEX)]),
+            None,
+        )?;
+        keyed(rows, iv)
+    }
+
+    /// Whether an event pass can give each row to one interval instead of all: every
+    /// value it computes keeps only rows with some expression of the row's own
+    /// columns between the interval's bounds, and the intervals do not overlap.
+    fn bucketing(&self, s: &Source, aggs: &[Expr]) -> Result<Option<(Expr, (i32, i32))>> {
+        let Some(iv) = &self.intervals else { return Ok(None) };
+        if !iv.disjoint() {
+            return Ok(None);
+        }
+        let Some(common) = shared_conditions(aggs) else { return Ok(None) };
+        let Some((x, shift)) = intervals::bound_by_interval(&common) else { return Ok(None) };
+        let schema = self.provider(&s.table)?.schema();
+        let own = x.column_refs().iter().all(|c| schema.field_with_name(&c.name).is_ok());
+        Ok(own.then_some((x, shift)))
+    }
+
+    /// How each event pass reads its table, for `explain`.
+    pub fn describe_passes(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let Some(iv) = &self.intervals else { return Ok(out) };
+        for s in self.analysis.sources.iter().filter(|s| s.kind == SourceKind::Events) {
+            let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
+            let (aggs, _) = codesets::rewrite(aggs)?;
+            out.push(match self.bucketing(s, &aggs)? {
+                Some((x, _)) => format!("{} (stage {}): each row counted in the one interval its {x} falls in", s.table, s.stage),
+                None => format!(
+                    "{} (stage {}): each row repeated for all {} intervals (not every value keeps only rows dated inside the interval{})",
+                    s.table,
+                    s.stage,
+                    iv.len(),
+                    if iv.disjoint() { "" } else { ", and the intervals overlap" }
+                ),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Scan a table's rows for the planned patients.
+    fn patient_rows(&self, table: &str) -> Result<LogicalPlanBuilder> {
         let b = self.scan(table, self.provider(table)?)?;
         let PatientRange { first, end } = self.patients;
         let bounds = first.map(|f| col("patient_id").gt_eq(lit(f))).into_iter().chain(end.map(|e| col("patient_id").lt(lit(e))));
@@ -94,12 +182,21 @@ impl<'a> Planner<'a> {
 
     /// Scan an event table, joined to the values of earlier stages when it needs them.
     fn event_rows(&self, table: &str, stage: usize) -> Result<LogicalPlanBuilder> {
-        let b = self.table_rows(table)?;
+        self.with_stage(self.table_rows(table)?, stage)
+    }
+
+    fn with_stage(&self, b: LogicalPlanBuilder, stage: usize) -> Result<LogicalPlanBuilder> {
         if stage == 0 {
             return Ok(b);
         }
         let values = self.materialised.get(stage - 1).ok_or_else(|| err!("stage {stage} planned before it was materialised"))?;
-        let values = self.scan(&format!("__stage{stage}"), values)?.build()?;
+        let mut values = self.scan(&format!("__stage{stage}"), values)?;
+        if self.intervals.is_some() {
+            // The rows have their interval's columns already.
+            let keep: Vec<Expr> = values.schema().columns().into_iter().filter(|c| !intervals::mentions_interval(&Expr::Column(c.clone()))).map(Expr::Column).collect();
+            values = values.project(keep)?;
+        }
+        let values = values.build()?;
         Ok(b.join(values, JoinType::Left, (vec![Column::from_name("patient_id")], vec![Column::from_name(PID)]), None)?)
     }
 
@@ -114,7 +211,11 @@ impl<'a> Planner<'a> {
                 let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
                 let (aggs, masks) = codesets::rewrite(aggs)?;
                 out.extend(s.columns.iter().map(|(name, _)| col(name.as_str())));
-                let mut rows = self.event_rows(&s.table, s.stage)?;
+                let bucketing = self.bucketing(s, &aggs)?;
+                let mut rows = match (&bucketing, &self.intervals) {
+                    (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv)?, s.stage)?,
+                    _ => self.event_rows(&s.table, s.stage)?,
+                };
                 if !masks.is_empty() {
                     let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
                     columns.extend(masks);
@@ -128,14 +229,17 @@ impl<'a> Planner<'a> {
                     return Ok(rows.aggregate(vec![col("patient_id")], aggs)?.project(out)?.build()?);
                 };
                 let values = rows.filter(any)?.aggregate(vec![col("patient_id")], aggs)?;
-                if !self.analysis.universe.contains(&s.presence) {
+                if !self.universe().contains(&s.presence) {
                     return Ok(values.project(out)?.build()?);
                 }
                 let values = values.project(std::iter::once(col("patient_id").alias(PID)).chain(s.columns.iter().map(|(n, _)| col(n.as_str()))))?;
-                let present = self
-                    .table_rows(&s.table)?
-                    .aggregate(vec![col("patient_id")], Vec::<Expr>::new())?
-                    .project(vec![col("patient_id").alias(PID), lit(true).alias(s.presence.as_str())])?;
+                // Which patients the table has (for measures: for every interval).
+                let mut present = self.patient_rows(&s.table)?.aggregate(vec![col("patient_id")], Vec::<Expr>::new())?;
+                if let Some(iv) = &self.intervals {
+                    let every = self.scan("__intervals", &iv.table()?)?.build()?;
+                    present = keyed(present.cross_join(every)?, iv)?;
+                }
+                let present = present.project(vec![col("patient_id").alias(PID), lit(true).alias(s.presence.as_str())])?;
                 outer_join_all(vec![present.build()?, values.build()?])?
             }
         })
@@ -151,7 +255,36 @@ impl<'a> Planner<'a> {
         for s in self.analysis.sources.iter().filter(|s| s.stage == stage) {
             plans.push(self.source_plan(s)?);
         }
-        outer_join_all(plans)
+        let frame = outer_join_all(plans)?;
+        let Some(iv) = &self.intervals else { return Ok(frame) };
+        // Patient-level values read the interval's bounds from the key.
+        let mut columns: Vec<Expr> = frame.schema().columns().into_iter().filter(|c| !intervals::mentions_interval(&Expr::Column(c.clone()))).map(Expr::Column).collect();
+        columns.push(iv.of_key(col(PID), Part::Start).alias(intervals::START));
+        columns.push(iv.of_key(col(PID), Part::End).alias(intervals::END));
+        Ok(LogicalPlanBuilder::from(frame).project(columns)?.build()?)
+    }
+
+    /// For measures: the population's rows, keyed by (patient, interval) in
+    /// `__key`, with the interval's index in `__interval`, the patient in `__patient`
+    /// and every variable; in no particular order.
+    pub fn measure_rows_plan(&self) -> Result<LogicalPlan> {
+        let iv = self.intervals.as_ref().ok_or_else(|| err!("measure rows planned without intervals"))?;
+        let frame = self.frame_through(self.materialised.len())?;
+        let index = iv.of_key(col(PID), Part::Index);
+        let mut out = vec![index.clone().alias(intervals::INDEX), ((col(PID) - index) / lit(iv.len())).alias("__patient")];
+        out.extend(self.analysis.variables.iter().map(|(n, e)| e.clone().alias(n.as_str())));
+        Ok(LogicalPlanBuilder::from(frame).filter(self.keep()?)?.project(out)?.build()?)
+    }
+
+    /// Whether a row of the frame is in the population.
+    fn keep(&self) -> Result<Expr> {
+        let considered = self
+            .universe()
+            .iter()
+            .map(|p| col(p.as_str()).is_not_null())
+            .reduce(|a, b| a.or(b))
+            .ok_or_else(|| err!("the population uses no table"))?;
+        Ok(considered.and(self.analysis.population.clone().is_true()))
     }
 
     /// The dataset: one row per patient in the population, sorted by patient_id.
@@ -168,16 +301,8 @@ impl<'a> Planner<'a> {
 
     fn population_rows(&self, out: Vec<Expr>) -> Result<LogicalPlan> {
         let frame = self.frame_through(self.materialised.len())?;
-        let considered = self
-            .analysis
-            .universe
-            .iter()
-            .map(|p| col(p.as_str()).is_not_null())
-            .reduce(|a, b| a.or(b))
-            .ok_or_else(|| err!("the population uses no table"))?;
-        let keep = considered.and(self.analysis.population.clone().is_true());
         Ok(LogicalPlanBuilder::from(frame)
-            .filter(keep)?
+            .filter(self.keep()?)?
             .project(out)?
             .sort(vec![col("patient_id").sort(true, false)])?
             .build()?)
@@ -243,10 +368,20 @@ pub fn placeholder(plan: &LogicalPlan) -> Result<Arc<dyn TableProvider>> {
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
 }
 
-/// The disjunction of the aggregates' filters, if every aggregate has one: the
-/// conditions all filters share, and then any of the rest. Where the rest are all
-/// tests of codelist bits in one mask (see `codesets`), they become one test.
-fn any_filter(aggs: &[Expr]) -> Option<Expr> {
+/// Rows keyed by (patient, interval): `patient_id` becomes the key; the interval's
+/// index column is dropped, its bounds kept.
+fn keyed(rows: LogicalPlanBuilder, iv: &Intervals) -> Result<LogicalPlanBuilder> {
+    let mut out = vec![iv.key(col("patient_id"), col(intervals::INDEX)).alias("patient_id")];
+    for (q, f) in rows.schema().iter() {
+        if f.name() != "patient_id" && f.name() != intervals::INDEX && f.name() != "__bucket" {
+            out.push(Expr::Column(Column::new(q.cloned(), f.name())));
+        }
+    }
+    Ok(rows.project(out)?)
+}
+
+/// Each aggregate's filter as its conjuncts, if every aggregate has a filter.
+fn filter_parts(aggs: &[Expr]) -> Option<Vec<Vec<Expr>>> {
     let mut filters: Vec<Vec<Expr>> = Vec::new();
     for agg in aggs {
         let agg = match agg {
@@ -259,6 +394,20 @@ fn any_filter(aggs: &[Expr]) -> Option<Expr> {
             filters.push(parts);
         }
     }
+    Some(filters)
+}
+
+/// The conditions every aggregate's filter has, if every aggregate has one.
+fn shared_conditions(aggs: &[Expr]) -> Option<Vec<Expr>> {
+    let filters = filter_parts(aggs)?;
+    Some(filters.first()?.iter().filter(|c| filters.iter().all(|f| f.contains(c))).cloned().collect())
+}
+
+/// The disjunction of the aggregates' filters, if every aggregate has one: the
+/// conditions all filters share, and then any of the rest. Where the rest are all
+/// tests of codelist bits in one mask (see `codesets`), they become one test.
+fn any_filter(aggs: &[Expr]) -> Option<Expr> {
+    let filters = filter_parts(aggs)?;
     let common: Vec<Expr> = filters[0].iter().filter(|c| filters.iter().all(|f| f.contains(c))).cloned().collect();
     let rest: Vec<Option<Expr>> = filters.iter().map(|f| f.iter().filter(|c| !common.contains(c)).cloned().reduce(Expr::and)).collect();
     // A filter with nothing beyond the shared conditions keeps every row they keep.

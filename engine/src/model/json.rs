@@ -7,6 +7,7 @@
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
 
+use super::measures::{Measure, MeasuresModel};
 use super::nodes::*;
 use super::schema::{RawTable, Schema};
 use super::types::{Literal, ValueType, parse_iso_date};
@@ -16,11 +17,26 @@ use crate::{bail, err};
 pub const FORMAT: &str = "ehrfusion-query-model";
 pub const VERSION: u64 = 1;
 
+/// A document describes a dataset, or measures over the same kind of nodes.
+pub enum Document {
+    Dataset(QueryModel),
+    Measures(MeasuresModel),
+}
+
+/// Read a dataset document.
 pub fn parse(text: &str) -> Result<QueryModel> {
+    match parse_document(text)? {
+        Document::Dataset(model) => Ok(model),
+        Document::Measures(_) => bail!("this document defines measures, not a dataset: run it with generate-measures"),
+    }
+}
+
+/// Read a dataset or a measures document.
+pub fn parse_document(text: &str) -> Result<Document> {
     let doc: Json = serde_json::from_str(text).map_err(|e| err!("invalid JSON: {e}"))?;
     let obj = doc.as_object().ok_or_else(|| err!("the query model must be a JSON object"))?;
     for key in obj.keys() {
-        if !["format", "version", "backend", "tables", "nodes", "dataset"].contains(&key.as_str()) {
+        if !["format", "version", "backend", "tables", "nodes", "dataset", "measures"].contains(&key.as_str()) {
             bail!("unknown top-level key '{key}'");
         }
     }
@@ -53,9 +69,71 @@ pub fn parse(text: &str) -> Result<QueryModel> {
         let node = parse_node(i, raw).map_err(|e| err!("node {i}: {e}"))?;
         nodes.push(node);
     }
-    let dataset = obj.get("dataset").ok_or_else(|| err!("missing 'dataset'"))?;
-    let dataset = parse_dataset(dataset, nodes.len()).map_err(|e| err!("dataset: {e}"))?;
-    Ok(QueryModel { backend, schema, nodes, dataset })
+    Ok(match (obj.get("dataset"), obj.get("measures")) {
+        (Some(dataset), None) => {
+            let dataset = parse_dataset(dataset, nodes.len()).map_err(|e| err!("dataset: {e}"))?;
+            Document::Dataset(QueryModel { backend, schema, nodes, dataset })
+        }
+        (None, Some(measures)) => {
+            let (measures, disclosure_control) = parse_measures(measures, nodes.len()).map_err(|e| err!("measures: {e}"))?;
+            Document::Measures(MeasuresModel { backend, schema, nodes, measures, disclosure_control })
+        }
+        (Some(_), Some(_)) => bail!("a document has 'dataset' or 'measures', not both"),
+        (None, None) => bail!("missing 'dataset' (or 'measures')"),
+    })
+}
+
+/// `{"measures": [{name, numerator, denominator, group_by, intervals}], "disclosure_control": bool}`
+fn parse_measures(raw: &Json, n: usize) -> Result<(Vec<Measure>, bool)> {
+    let obj = raw.as_object().ok_or_else(|| err!("must be an object"))?;
+    for k in obj.keys() {
+        if !["measures", "disclosure_control"].contains(&k.as_str()) {
+            bail!("unexpected key '{k}'");
+        }
+    }
+    let disclosure_control = match obj.get("disclosure_control") {
+        None => true,
+        Some(v) => v.as_bool().ok_or_else(|| err!("'disclosure_control' must be true or false"))?,
+    };
+    let list = obj.get("measures").and_then(Json::as_array).ok_or_else(|| err!("missing 'measures' array"))?;
+    let mut measures = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let m = m.as_object().ok_or_else(|| err!("measure {i} must be an object"))?;
+        let f = Fields { obj: m, index: n };
+        let name = f.str("name").map_err(|e| err!("measure {i}: {e}"))?.to_string();
+        let at = |e: Error| err!("measure '{name}': {e}");
+        for k in m.keys() {
+            if !["name", "numerator", "denominator", "group_by", "intervals"].contains(&k.as_str()) {
+                return Err(at(err!("unexpected key '{k}'")));
+            }
+        }
+        let mut group_by = IndexMap::new();
+        if let Some(groups) = m.get("group_by") {
+            let groups = groups.as_object().ok_or_else(|| at(err!("'group_by' must map names to node indexes")))?;
+            for (g, v) in groups {
+                group_by.insert(g.clone(), node_ref(v, n).map_err(|e| at(err!("group '{g}': {e}")))?);
+            }
+        }
+        let raw_intervals = f.get("intervals").map_err(at)?.as_array().ok_or_else(|| at(err!("'intervals' must be an array")))?;
+        let mut intervals = Vec::with_capacity(raw_intervals.len());
+        for iv in raw_intervals {
+            let date = |v: &Json| v.as_str().and_then(parse_iso_date);
+            let pair = iv.as_array().filter(|p| p.len() == 2);
+            let (start, end) = match pair.map(|p| (date(&p[0]), date(&p[1]))) {
+                Some((Some(s), Some(e))) => (s, e),
+                _ => return Err(at(err!("each interval must be a pair of YYYY-MM-DD dates, not {iv}"))),
+            };
+            intervals.push((start, end));
+        }
+        measures.push(Measure {
+            numerator: f.node("numerator").map_err(at)?,
+            denominator: f.node("denominator").map_err(at)?,
+            name,
+            group_by,
+            intervals,
+        });
+    }
+    Ok((measures, disclosure_control))
 }
 
 struct Fields<'a> {
@@ -209,6 +287,10 @@ fn parse_node(index: usize, raw: &Json) -> Result<Node> {
                 Some(v) => Some(node_ref(v, index).map_err(|e| err!("'default': {e}"))?),
             };
             Node::Case { cases, default }
+        }
+        "Parameter" => {
+            f.only(&["name", "type"])?;
+            Node::Parameter { name: f.str("name")?.to_string(), ty: f.str("type")?.parse()? }
         }
         "Value" => {
             f.only(&["type", "value", "set"])?;

@@ -223,6 +223,9 @@ pub enum Node {
     /// The first case whose condition is true gives the value (`None` is null).
     Case { cases: Vec<(NodeId, Option<NodeId>)>, default: Option<NodeId> },
     Value { ty: ValueType, value: Literal },
+    /// A value fixed for each evaluation of a measure: `interval_start_date` or
+    /// `interval_end_date` (ehrQL's `INTERVAL`). Only measures give it values.
+    Parameter { name: String, ty: ValueType },
     ValueSet { ty: ValueType, values: Vec<Literal> },
 }
 

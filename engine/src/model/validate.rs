@@ -65,6 +65,7 @@ pub fn op_name(node: &Node) -> &'static str {
         Node::Function { function, .. } => function.name(),
         Node::Case { .. } => "Case",
         Node::Value { .. } | Node::ValueSet { .. } => "Value",
+        Node::Parameter { .. } => "Parameter",
     }
 }
 
@@ -196,6 +197,15 @@ fn node_info(model: &QueryModel, infos: &[NodeInfo], id: NodeId, node: &Node) ->
             }
             let ty = ty.ok_or_else(|| err!("a case needs at least one non-null value"))?.clone();
             NodeInfo::Series { ty, dim: combine(&dims)? }
+        }
+        Node::Parameter { name, ty } => {
+            if !crate::model::measures::PARAMETERS.contains(&name.as_str()) {
+                bail!("unknown parameter '{name}' (measures define {})", crate::model::measures::PARAMETERS.join(" and "));
+            }
+            if *ty != ValueType::Date {
+                bail!("parameter '{name}' is a date, not {ty}");
+            }
+            NodeInfo::Series { ty: ty.clone(), dim: Dim::Patient }
         }
         Node::Value { ty, value } => {
             if matches!(ty, ValueType::Set(_)) {

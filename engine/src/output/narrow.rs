@@ -21,18 +21,25 @@ pub struct ColumnInfo {
     pub int_range: Option<(i64, i64)>,
     /// Every value the column can take, when known (strings only).
     pub categories: Option<Vec<String>>,
+    /// Whether the column may hold nulls (in typed outputs' schemas).
+    pub nullable: bool,
 }
 
 impl ColumnInfo {
     pub fn patient_id() -> ColumnInfo {
-        ColumnInfo { name: "patient_id".into(), ty: ValueType::Int, int_range: None, categories: None }
+        ColumnInfo { name: "patient_id".into(), ty: ValueType::Int, int_range: None, categories: None, nullable: false }
+    }
+
+    /// A column of a known type, nothing more known about its values.
+    pub fn plain(name: &str, ty: ValueType, nullable: bool) -> ColumnInfo {
+        ColumnInfo { name: name.to_string(), ty, int_range: None, categories: None, nullable }
     }
 
     pub fn of(model: &QueryModel, infos: &[NodeInfo], name: &str, node: NodeId) -> ColumnInfo {
         let ty = infos[node].series_type().cloned().unwrap_or(ValueType::Str);
         let int_range = if ty == ValueType::Int { int_range(model, infos, node) } else { None };
         let categories = if ty.is_textual() { categories(model, infos, node) } else { None };
-        ColumnInfo { name: name.to_string(), ty, int_range, categories }
+        ColumnInfo { name: name.to_string(), ty, int_range, categories, nullable: true }
     }
 
     fn output_type(&self, format: Format) -> DataType {
@@ -78,7 +85,7 @@ pub fn output_schema(columns: &[ColumnInfo], format: Format) -> SchemaRef {
                 // Categories are written as ehrQL writes them: an ordered dictionary
                 // (the order is that of the categories).
                 let ordered = matches!(ty, DataType::Dictionary(..));
-                Field::new(&c.name, ty, c.name != "patient_id").with_dict_is_ordered(ordered)
+                Field::new(&c.name, ty, c.nullable).with_dict_is_ordered(ordered)
             })
             .collect::<Vec<_>>(),
     ))

@@ -1,0 +1,388 @@
+//! Computing measures: for each group of measures sharing a denominator and intervals,
+//! one plan over all its intervals gives the population's (patient, interval) rows
+//! (see [`crate::compile::intervals`]); they are summed per interval and grouping set,
+//! then laid out as ehrQL lays out its results, with disclosure control applied.
+
+use std::sync::Arc;
+
+use arrow::array::*;
+use arrow::compute::{cast, concat_batches, interleave};
+use arrow::datatypes::DataType;
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::{MemTable, provider_as_source};
+use datafusion::functions_aggregate::expr_fn::{min, sum};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col};
+use datafusion::prelude::SessionContext;
+
+pub mod file;
+
+use crate::compile::intervals::{self, Intervals};
+use crate::compile::plan::materialise;
+use crate::compile::{Planner, Providers};
+use crate::err;
+use crate::error::Result;
+use crate::model::measures::group_variable;
+use crate::model::{MeasureGroup, MeasuresModel, ValueType};
+use crate::output::format::column_text;
+use crate::output::{ColumnInfo, Destination, TableWriter, commit};
+use crate::run::Prepared;
+use crate::source::{self, Tables, blocks::PatientRange};
+
+/// Measures checked and compiled, ready to run.
+pub struct PreparedMeasures {
+    pub model: MeasuresModel,
+    pub groups: Vec<PreparedGroup>,
+    /// Tables read from the data, in first-use order.
+    pub tables: Vec<String>,
+}
+
+pub struct PreparedGroup {
+    pub group: MeasureGroup,
+    pub prepared: Prepared,
+    pub intervals: Intervals,
+}
+
+impl PreparedMeasures {
+    pub fn new(model: MeasuresModel) -> Result<PreparedMeasures> {
+        let mut groups = Vec::new();
+        let mut tables: Vec<String> = Vec::new();
+        for group in model.groups()? {
+            let prepared = Prepared::for_measures(group.model.clone())?;
+            for t in &prepared.analysis.tables {
+                if !tables.contains(t) {
+                    tables.push(t.clone());
+                }
+            }
+            let intervals = Intervals::new(&group.intervals);
+            groups.push(PreparedGroup { group, prepared, intervals });
+        }
+        Ok(PreparedMeasures { model, groups, tables })
+    }
+
+    /// The dataset dummy tables are generated for (see [`MeasuresModel::dummy_model`]).
+    pub fn dummy_dataset(&self) -> Result<Prepared> {
+        Prepared::new(self.model.dummy_model()?)
+    }
+
+    /// See [`Prepared::patients_from_all_tables`].
+    pub fn consider_patients_from_all_tables(&mut self) {
+        for g in &mut self.groups {
+            g.prepared.patients_from_all_tables = true;
+        }
+    }
+
+    pub fn open_tables(&self, tables: Tables, threads: usize) -> Result<Providers> {
+        source::open(&self.groups[0].prepared.model, &self.tables, tables, threads)
+    }
+
+    fn group_column_infos(&self) -> Vec<ColumnInfo> {
+        let model = &self.groups[0].prepared;
+        self.model
+            .group_columns()
+            .iter()
+            .map(|(name, id)| ColumnInfo::of(&model.model, &model.infos, name, *id))
+            .collect()
+    }
+
+    fn count_columns() -> Vec<ColumnInfo> {
+        vec![
+            ColumnInfo::plain("interval_start", ValueType::Date, false),
+            ColumnInfo::plain("interval_end", ValueType::Date, false),
+            ColumnInfo::plain("ratio", ValueType::Float, true),
+            ColumnInfo::plain("numerator", ValueType::Int, true),
+            ColumnInfo::plain("denominator", ValueType::Int, true),
+        ]
+    }
+
+    /// The columns of the combined results: `measure`, the interval, the counts,
+    /// then every group column in first-use order.
+    pub fn combined_columns(&self) -> Vec<ColumnInfo> {
+        let names = self.model.measures.iter().map(|m| m.name.clone()).collect();
+        let measure = ColumnInfo { categories: Some(names), ..ColumnInfo::plain("measure", ValueType::Str, false) };
+        let mut out = vec![measure];
+        out.extend(Self::count_columns());
+        out.extend(self.group_column_infos());
+        out
+    }
+
+    /// The columns of one measure's own file: no `measure`, only its groups.
+    pub fn measure_columns(&self, measure: usize) -> Vec<ColumnInfo> {
+        let mut out = Self::count_columns();
+        let own = &self.model.measures[measure].group_by;
+        out.extend(self.group_column_infos().into_iter().filter(|c| own.contains_key(&c.name)));
+        out
+    }
+
+    /// `explain`: how each group's passes read their tables, then its plans.
+    pub async fn explain(&self, ctx: &SessionContext) -> Result<String> {
+        let providers = self.open_tables(Tables::Empty, 1)?;
+        let mut out = String::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            let names: Vec<&str> = g.group.measures.iter().map(|m| self.model.measures[m.measure].name.as_str()).collect();
+            out.push_str(&format!("== measures {} over {} intervals, in one pass ==\n", names.join(", "), g.intervals.len()));
+            let planner = Planner::new(&g.prepared.analysis, &providers).for_intervals(g.intervals.clone());
+            for line in planner.describe_passes()? {
+                out.push_str(&format!("  {line}\n"));
+            }
+            let mut planner = planner;
+            for _ in 0..planner.stages_to_materialise() {
+                let plan = planner.next_stage_plan()?;
+                planner.push_stage(crate::compile::plan::placeholder(&plan)?);
+            }
+            let plan = planner.measure_rows_plan()?;
+            out.push_str(&format!("== group {i}: (patient, interval) rows ==\n{}\n\n", ctx.state().optimize(&plan)?.display_indent()));
+        }
+        Ok(out)
+    }
+}
+
+/// Run every measure over the blocks of patients; the combined results (columns as
+/// [`PreparedMeasures::combined_columns`]) in ehrQL's order, with disclosure control
+/// applied if the definition keeps it on.
+pub async fn execute(ctx: &SessionContext, pm: &PreparedMeasures, providers: &Providers, blocks: &[PatientRange]) -> Result<RecordBatch> {
+    let mut rows = Vec::new();
+    for g in &pm.groups {
+        let sums = group_sums(ctx, g, providers, blocks).await?;
+        rows.push(layout(pm, g, &sums)?);
+    }
+    let schema = Arc::new(crate::output::narrow::output_schema(&pm.combined_columns(), source::Format::Csv).as_ref().clone());
+    let mut batch = concat_batches(&schema, &rows)?;
+    if pm.model.disclosure_control {
+        batch = disclosure_control(&batch)?;
+    }
+    Ok(batch)
+}
+
+/// Per grouping set: rows of (interval index, group values, first patient, sums),
+/// sorted by interval and then by the first patient (in id order) in each group.
+async fn group_sums(ctx: &SessionContext, g: &PreparedGroup, providers: &Providers, blocks: &[PatientRange]) -> Result<Vec<RecordBatch>> {
+    let sets = &g.group.grouping_sets;
+    let mut partials: Vec<Vec<RecordBatch>> = vec![Vec::new(); sets.len()];
+    let mut schemas = vec![None; sets.len()];
+    for range in blocks {
+        let mut planner = Planner::new(&g.prepared.analysis, providers)
+            .for_patients(*range)
+            .for_intervals(g.intervals.clone())
+            .all_tables_patients(g.prepared.patients_from_all_tables);
+        planner.materialise_stages(ctx).await?;
+        let rows = materialise(ctx, planner.measure_rows_plan()?).await?;
+        for (s, set) in sets.iter().enumerate() {
+            let plan = sums_plan(&rows, set, &numerators(g, s), false)?;
+            schemas[s] = Some(Arc::new(plan.schema().as_arrow().clone()));
+            partials[s].extend(ctx.execute_logical_plan(plan).await?.collect().await?);
+        }
+    }
+    let mut out = Vec::new();
+    for (s, set) in sets.iter().enumerate() {
+        let schema = schemas[s].clone().ok_or_else(|| err!("no blocks of patients to run"))?;
+        // Blocks hold different patients: their sums add up.
+        let all: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![std::mem::take(&mut partials[s])])?);
+        let plan = sums_plan(&all, set, &numerators(g, s), true)?;
+        let plan = LogicalPlanBuilder::from(plan).sort(vec![col(intervals::INDEX).sort(true, false), col("__first").sort(true, false)])?.build()?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        out.push(concat_batches(&schema, &batches)?);
+    }
+    Ok(out)
+}
+
+/// The numerator variables the measures of grouping set `s` use.
+fn numerators(g: &PreparedGroup, s: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in g.group.measures.iter().filter(|m| m.grouping_set == s) {
+        if !out.contains(&m.numerator) {
+            out.push(m.numerator.clone());
+        }
+    }
+    out
+}
+
+/// Sum the denominator and numerators by interval and the set's group columns,
+/// keeping the first patient of each group; `again` re-sums earlier sums.
+fn sums_plan(rows: &Arc<dyn TableProvider>, set: &[String], numerators: &[String], again: bool) -> Result<datafusion::logical_expr::LogicalPlan> {
+    let mut keys = vec![col(intervals::INDEX)];
+    keys.extend(set.iter().map(|n| col(group_variable(n))));
+    let first = if again { "__first" } else { "__patient" };
+    let mut aggs: Vec<Expr> = vec![min(col(first)).alias("__first"), sum(col("d")).alias("d")];
+    aggs.extend(numerators.iter().map(|n| sum(col(n.as_str())).alias(n.as_str())));
+    Ok(LogicalPlanBuilder::scan(TableReference::bare("__rows"), provider_as_source(rows.clone()), None)?.aggregate(keys, aggs)?.build()?)
+}
+
+/// The rows of one group's measures in ehrQL's order: by interval, then grouping set
+/// (first-use order), then group (first patient), then measure (definition order).
+fn layout(pm: &PreparedMeasures, g: &PreparedGroup, sums: &[RecordBatch]) -> Result<RecordBatch> {
+    let columns = pm.combined_columns();
+    let groups = &columns[6..];
+    // (set, row, measure) for each output row.
+    let mut picks: Vec<(usize, usize, usize)> = Vec::new();
+    let index_of = |b: &RecordBatch| -> Result<Int64Array> {
+        Ok(b.column_by_name(intervals::INDEX).ok_or_else(|| err!("missing interval index"))?.as_primitive::<arrow::datatypes::Int64Type>().clone())
+    };
+    let indexes: Vec<Int64Array> = sums.iter().map(index_of).collect::<Result<_>>()?;
+    let mut cursor = vec![0usize; sums.len()];
+    for i in 0..g.intervals.len() {
+        for (s, idx) in indexes.iter().enumerate() {
+            while cursor[s] < idx.len() && idx.value(cursor[s]) == i {
+                for m in g.group.measures.iter().filter(|m| m.grouping_set == s) {
+                    picks.push((s, cursor[s], m.measure));
+                }
+                cursor[s] += 1;
+            }
+        }
+    }
+    let n = picks.len();
+    let names: Vec<&str> = picks.iter().map(|p| pm.model.measures[p.2].name.as_str()).collect();
+    let iv = &g.intervals.0;
+    let interval = |p: &(usize, usize, usize)| iv[indexes[p.0].value(p.1) as usize];
+    let starts = Date32Array::from_iter_values(picks.iter().map(|p| interval(p).0));
+    let ends = Date32Array::from_iter_values(picks.iter().map(|p| interval(p).1));
+    let int = |b: &RecordBatch, name: &str, row: usize| -> Option<i64> {
+        b.column_by_name(name).and_then(|c| cast(c, &DataType::Int64).ok()).map(|c| c.as_primitive::<arrow::datatypes::Int64Type>().clone()).and_then(|c| c.is_valid(row).then(|| c.value(row)))
+    };
+    let mut numerator = Vec::with_capacity(n);
+    let mut denominator = Vec::with_capacity(n);
+    for &(s, row, m) in &picks {
+        let gm = g.group.measures.iter().find(|x| x.measure == m).expect("measure of this group");
+        // A numerator that is null for every patient of a group sums to 0, as in ehrQL.
+        numerator.push(int(&sums[s], &gm.numerator, row).unwrap_or(0));
+        denominator.push(int(&sums[s], "d", row).ok_or_else(|| err!("a group with no denominator"))?);
+    }
+    let ratio: Float64Array = numerator.iter().zip(&denominator).map(|(a, b)| Some(*a as f64 / *b as f64)).collect();
+    let mut out: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(names)),
+        Arc::new(starts),
+        Arc::new(ends),
+        Arc::new(ratio),
+        Arc::new(Int64Array::from(numerator)),
+        Arc::new(Int64Array::from(denominator)),
+    ];
+    for info in groups {
+        let ty = info.ty.arrow_type();
+        let var = group_variable(&info.name);
+        let mut sources: Vec<ArrayRef> = Vec::new();
+        let mut slot = vec![None; sums.len()];
+        for (s, b) in sums.iter().enumerate() {
+            if let Some(c) = b.column_by_name(&var) {
+                slot[s] = Some(sources.len());
+                sources.push(cast(c, &ty)?);
+            }
+        }
+        let null = sources.len();
+        sources.push(new_null_array(&ty, 1));
+        let at: Vec<(usize, usize)> = picks.iter().map(|&(s, row, _)| slot[s].map_or((null, 0), |i| (i, row))).collect();
+        let refs: Vec<&dyn Array> = sources.iter().map(|a| a.as_ref()).collect();
+        out.push(interleave(&refs, &at)?);
+    }
+    let schema = crate::output::narrow::output_schema(&columns, source::Format::Csv);
+    Ok(RecordBatch::try_new(schema, out)?)
+}
+
+/// Write combined results: to one file, to one file per measure (`DIR:FORMAT`,
+/// each without the `measure` column and with only its own groups), or as CSV to
+/// standard output. Nothing appears until every file is complete.
+pub fn write(pm: &PreparedMeasures, results: &RecordBatch, destination: &Destination) -> Result<()> {
+    match destination {
+        Destination::Console => {
+            let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(std::io::stdout().lock());
+            let columns = pm.combined_columns();
+            out.write_record(columns.iter().map(|c| c.name.as_str())).map_err(|e| err!("standard output: {e}"))?;
+            let texts = results.columns().iter().map(|c| column_text(c.as_ref())).collect::<Result<Vec<_>>>()?;
+            for row in 0..results.num_rows() {
+                out.write_record(texts.iter().map(|c| c[row].as_deref().unwrap_or(""))).map_err(|e| err!("standard output: {e}"))?;
+            }
+            out.flush().map_err(|e| err!("standard output: {e}"))?;
+            Ok(())
+        }
+        Destination::File(path, format) => {
+            let mut w = TableWriter::create(path, *format, pm.combined_columns())?;
+            w.write(results)?;
+            commit(vec![w.finish()?])
+        }
+        Destination::Directory(dir, format, extension) => {
+            let mut pending = Vec::new();
+            for (i, m) in pm.model.measures.iter().enumerate() {
+                let columns = pm.measure_columns(i);
+                let rows = measure_rows(results, &m.name, &columns)?;
+                let mut w = TableWriter::create(&dir.join(format!("{}.{extension}", m.name)), *format, columns)?;
+                w.write(&rows)?;
+                pending.push(w.finish()?);
+            }
+            commit(pending)
+        }
+    }
+}
+
+/// One measure's rows of the combined results, with just `columns`.
+fn measure_rows(results: &RecordBatch, name: &str, columns: &[ColumnInfo]) -> Result<RecordBatch> {
+    let names = results.column(0).as_string::<i32>();
+    let mask: BooleanArray = names.iter().map(|n| Some(n == Some(name))).collect();
+    let rows = arrow::compute::filter_record_batch(results, &mask)?;
+    let picked = columns
+        .iter()
+        .map(|c| rows.column_by_name(&c.name).cloned().ok_or_else(|| err!("results have no column '{}'", c.name)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(crate::output::narrow::output_schema(columns, source::Format::Csv), picked)?)
+}
+
+const SUPPRESSION_THRESHOLD: i64 = 7;
+const ROUNDING_MULTIPLE: i64 = 5;
+
+/// ehrQL's disclosure control: counts of 7 or fewer become 0, then every count is
+/// rounded to the nearest 5; the ratio is recomputed from the rounded counts (null
+/// when the denominator is 0).
+pub fn apply_sdc(value: i64) -> i64 {
+    let v = if value <= SUPPRESSION_THRESHOLD { 0 } else { value };
+    // v / 5 is never exactly halfway, so rounding to nearest needs no tie rule.
+    (v + ROUNDING_MULTIPLE / 2) / ROUNDING_MULTIPLE * ROUNDING_MULTIPLE
+}
+
+/// Apply disclosure control to combined results (columns 3, 4, 5: ratio, numerator,
+/// denominator).
+pub fn disclosure_control(batch: &RecordBatch) -> Result<RecordBatch> {
+    let counts = |i: usize| -> Result<Int64Array> {
+        let c = cast(batch.column(i), &DataType::Int64)?;
+        Ok(c.as_primitive::<arrow::datatypes::Int64Type>().clone())
+    };
+    let (num, den) = (counts(4)?, counts(5)?);
+    for (what, values) in [("numerator", &num), ("denominator", &den)] {
+        if let Some(row) = values.iter().position(|v| v.is_some_and(|v| v < 0)) {
+            let text = |i: usize| column_text(batch.column(i).as_ref()).map(|t| t[row].clone().unwrap_or_default());
+            return Err(err!(
+                "measure '{}', interval {} to {}: the {what} is {}, but disclosure control needs counts of zero or more (turn it off with measures.configure_disclosure_control(enabled=False))",
+                text(0)?,
+                text(1)?,
+                text(2)?,
+                values.value(row)
+            ));
+        }
+    }
+    let sdc = |a: &Int64Array| -> Int64Array { a.iter().map(|v| v.map(apply_sdc)).collect() };
+    let (num, den) = (sdc(&num), sdc(&den));
+    let ratio: Float64Array = num
+        .iter()
+        .zip(den.iter())
+        .map(|(n, d)| match (n, d) {
+            (Some(n), Some(d)) if d != 0 => Some(n as f64 / d as f64),
+            _ => None,
+        })
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    columns[3] = Arc::new(ratio);
+    columns[4] = Arc::new(num);
+    columns[5] = Arc::new(den);
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apply_sdc;
+
+    #[test]
+    fn disclosure_control_suppresses_then_rounds() {
+        let cases = [(0, 0), (1, 0), (7, 0), (8, 10), (10, 10), (12, 10), (13, 15), (17, 15), (18, 20), (100, 100), (102, 100), (103, 105)];
+        for (value, expected) in cases {
+            assert_eq!(apply_sdc(value), expected, "apply_sdc({value})");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+from ehrql import INTERVAL, create_measures, months, years
+from ehrql.tables.core import clinical_events, patients, practice_registrations
+
+measures = create_measures()
+registered = practice_registrations.for_patient_on(INTERVAL.start_date).exists_for_patient()
+had_event = clinical_events.where(clinical_events.date.is_during(INTERVAL)).exists_for_patient()
+
+measures.define_measure(
+    name="events",
+    numerator=clinical_events.date.is_on_or_after(INTERVAL.start_date),
+    denominator=registered,
+    intervals=years(1).starting_on("2020-01-01"),
+)
