@@ -9,7 +9,7 @@ fn run(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn every_command_has_help_with_examples() {
-    for command in [vec![], vec!["generate-dataset"], vec!["create-dummy-tables"], vec!["explain"]] {
+    for command in [vec![], vec!["generate-dataset"], vec!["generate-measures"], vec!["create-dummy-tables"], vec!["explain"]] {
         let mut args = command.clone();
         args.push("--help");
         let out = run(&args);

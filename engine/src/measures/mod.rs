@@ -18,7 +18,6 @@ use datafusion::prelude::SessionContext;
 pub mod file;
 
 use crate::compile::intervals::{self, Intervals};
-use crate::compile::plan::materialise;
 use crate::compile::{Planner, Providers};
 use crate::err;
 use crate::error::Result;
@@ -106,11 +105,14 @@ impl PreparedMeasures {
         out
     }
 
-    /// The columns of one measure's own file: no `measure`, only its groups.
+    /// The columns of one measure's own file: no `measure`, only its groups, in the
+    /// order the measure lists them.
     pub fn measure_columns(&self, measure: usize) -> Vec<ColumnInfo> {
         let mut out = Self::count_columns();
-        let own = &self.model.measures[measure].group_by;
-        out.extend(self.group_column_infos().into_iter().filter(|c| own.contains_key(&c.name)));
+        let groups = self.group_column_infos();
+        for name in self.model.measures[measure].group_by.keys() {
+            out.extend(groups.iter().find(|c| c.name == *name).cloned());
+        }
         out
     }
 
@@ -156,29 +158,34 @@ pub async fn execute(ctx: &SessionContext, pm: &PreparedMeasures, providers: &Pr
 
 /// Per grouping set: rows of (interval index, group values, first patient, sums),
 /// sorted by interval and then by the first patient (in id order) in each group.
+///
+/// The population's rows are summed once, by interval and every group column the
+/// group's measures use (the finest grouping), as they stream; each grouping set's
+/// sums are then sums of those (and its first patient their first), so no row is
+/// kept and every block of patients adds to the same small table.
 async fn group_sums(ctx: &SessionContext, g: &PreparedGroup, providers: &Providers, blocks: &[PatientRange]) -> Result<Vec<RecordBatch>> {
-    let sets = &g.group.grouping_sets;
-    let mut partials: Vec<Vec<RecordBatch>> = vec![Vec::new(); sets.len()];
-    let mut schemas = vec![None; sets.len()];
+    let variables = &g.group.model.dataset.variables;
+    let groups: Vec<String> = variables.keys().filter_map(|v| v.strip_prefix("g_")).map(str::to_string).collect();
+    let every_numerator: Vec<String> = variables.keys().filter(|v| v.starts_with('n')).cloned().collect();
+    let mut fine: Vec<RecordBatch> = Vec::new();
+    let mut schema = None;
     for range in blocks {
         let mut planner = Planner::new(&g.prepared.analysis, providers)
             .for_patients(*range)
             .for_intervals(g.intervals.clone())
             .all_tables_patients(g.prepared.patients_from_all_tables);
         planner.materialise_stages(ctx).await?;
-        let rows = materialise(ctx, planner.measure_rows_plan()?).await?;
-        for (s, set) in sets.iter().enumerate() {
-            let plan = sums_plan(&rows, set, &numerators(g, s), false)?;
-            schemas[s] = Some(Arc::new(plan.schema().as_arrow().clone()));
-            partials[s].extend(ctx.execute_logical_plan(plan).await?.collect().await?);
-        }
+        let rows = LogicalPlanBuilder::from(planner.measure_rows_plan()?);
+        let plan = sums(rows, &groups, &every_numerator, "__patient")?;
+        schema = Some(Arc::new(plan.schema().as_arrow().clone()));
+        fine.extend(ctx.execute_logical_plan(plan).await?.collect().await?);
     }
+    let schema = schema.ok_or_else(|| err!("no blocks of patients to run"))?;
+    let fine: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![fine])?);
     let mut out = Vec::new();
-    for (s, set) in sets.iter().enumerate() {
-        let schema = schemas[s].clone().ok_or_else(|| err!("no blocks of patients to run"))?;
-        // Blocks hold different patients: their sums add up.
-        let all: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![std::mem::take(&mut partials[s])])?);
-        let plan = sums_plan(&all, set, &numerators(g, s), true)?;
+    for (s, set) in g.group.grouping_sets.iter().enumerate() {
+        let rows = LogicalPlanBuilder::scan(TableReference::bare("__sums"), provider_as_source(fine.clone()), None)?;
+        let plan = sums(rows, set, &numerators(g, s), "__first")?;
         let plan = LogicalPlanBuilder::from(plan).sort(vec![col(intervals::INDEX).sort(true, false), col("__first").sort(true, false)])?.build()?;
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
@@ -198,15 +205,14 @@ fn numerators(g: &PreparedGroup, s: usize) -> Vec<String> {
     out
 }
 
-/// Sum the denominator and numerators by interval and the set's group columns,
-/// keeping the first patient of each group; `again` re-sums earlier sums.
-fn sums_plan(rows: &Arc<dyn TableProvider>, set: &[String], numerators: &[String], again: bool) -> Result<datafusion::logical_expr::LogicalPlan> {
+/// Sum the denominator and numerators by interval and the given group columns,
+/// keeping the first patient (the least of column `first`) of each group.
+fn sums(rows: LogicalPlanBuilder, groups: &[String], numerators: &[String], first: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
     let mut keys = vec![col(intervals::INDEX)];
-    keys.extend(set.iter().map(|n| col(group_variable(n))));
-    let first = if again { "__first" } else { "__patient" };
+    keys.extend(groups.iter().map(|n| col(group_variable(n))));
     let mut aggs: Vec<Expr> = vec![min(col(first)).alias("__first"), sum(col("d")).alias("d")];
     aggs.extend(numerators.iter().map(|n| sum(col(n.as_str())).alias(n.as_str())));
-    Ok(LogicalPlanBuilder::scan(TableReference::bare("__rows"), provider_as_source(rows.clone()), None)?.aggregate(keys, aggs)?.build()?)
+    Ok(rows.aggregate(keys, aggs)?.build()?)
 }
 
 /// The rows of one group's measures in ehrQL's order: by interval, then grouping set
