@@ -106,7 +106,13 @@ impl<'a> Planner<'a> {
 
     /// Scan a table's rows for the planned patients (for measures, once per interval).
     fn table_rows(&self, table: &str) -> Result<LogicalPlanBuilder> {
-        let rows = self.patient_rows(table)?;
+        self.table_rows_with(table, &[])
+    }
+
+    /// [`Self::table_rows`], with columns `before` (expressions of the row alone)
+    /// added before rows are repeated for each interval.
+    fn table_rows_with(&self, table: &str, before: &[Expr]) -> Result<LogicalPlanBuilder> {
+        let rows = with_columns(self.patient_rows(table)?, before)?;
         match &self.intervals {
             None => Ok(rows),
             Some(iv) => {
@@ -119,8 +125,8 @@ impl<'a> Planner<'a> {
     /// A table's rows, each given to the one interval in which `x` (an expression of
     /// the row) lies between the interval's bounds, narrowed by `shift`; rows in no
     /// interval are dropped.
-    fn bucketed_rows(&self, table: &str, x: Expr, shift: (i32, i32), iv: &Intervals) -> Result<LogicalPlanBuilder> {
-        let rows = self.patient_rows(table)?;
+    fn bucketed_rows(&self, table: &str, x: Expr, shift: (i32, i32), iv: &Intervals, before: &[Expr]) -> Result<LogicalPlanBuilder> {
+        let rows = with_columns(self.patient_rows(table)?, before)?;
         let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
         columns.push(iv.bucket(x, shift).alias("__bucket"));
         let every = self.scan("__intervals", &iv.table()?)?.build()?;
@@ -209,12 +215,25 @@ impl<'a> Planner<'a> {
             }
             SourceKind::Events => {
                 let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
-                let (aggs, masks) = codesets::rewrite(aggs)?;
+                let (aggs, mut masks) = codesets::rewrite(aggs)?;
                 out.extend(s.columns.iter().map(|(name, _)| col(name.as_str())));
+                // For measures, what depends only on a row (codelist masks, sort keys)
+                // is computed before the row is repeated for each interval.
+                let mut before = Vec::new();
+                let aggs = match &self.intervals {
+                    Some(_) => {
+                        let schema = self.provider(&s.table)?.schema();
+                        let (aggs, keys) = hoist_sort_keys(aggs, |e| e.column_refs().iter().all(|c| schema.field_with_name(&c.name).is_ok()))?;
+                        before = std::mem::take(&mut masks);
+                        before.extend(keys);
+                        aggs
+                    }
+                    None => aggs,
+                };
                 let bucketing = self.bucketing(s, &aggs)?;
                 let mut rows = match (&bucketing, &self.intervals) {
-                    (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv)?, s.stage)?,
-                    _ => self.event_rows(&s.table, s.stage)?,
+                    (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before)?, s.stage)?,
+                    _ => self.with_stage(self.table_rows_with(&s.table, &before)?, s.stage)?,
                 };
                 if !masks.is_empty() {
                     let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
@@ -378,6 +397,45 @@ fn keyed(rows: LogicalPlanBuilder, iv: &Intervals) -> Result<LogicalPlanBuilder>
         }
     }
     Ok(rows.project(out)?)
+}
+
+/// Rows with extra columns.
+fn with_columns(rows: LogicalPlanBuilder, extra: &[Expr]) -> Result<LogicalPlanBuilder> {
+    if extra.is_empty() {
+        return Ok(rows);
+    }
+    let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
+    columns.extend(extra.iter().cloned());
+    Ok(rows.project(columns)?)
+}
+
+/// Replace the computed sort keys of the aggregates (picks) that are expressions of
+/// the row alone (`own`) by columns; those columns' definitions.
+fn hoist_sort_keys(aggs: Vec<Expr>, own: impl Fn(&Expr) -> bool) -> Result<(Vec<Expr>, Vec<Expr>)> {
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+    let mut keys: Vec<Expr> = Vec::new();
+    let mut out = Vec::with_capacity(aggs.len());
+    for agg in aggs {
+        let t = agg.transform_down(|e| {
+            let Expr::AggregateFunction(mut f) = e else { return Ok(Transformed::no(e)) };
+            let mut changed = false;
+            for s in f.params.order_by.iter_mut() {
+                if matches!(s.expr, Expr::Column(_)) || intervals::mentions_interval(&s.expr) || !own(&s.expr) {
+                    continue;
+                }
+                let i = keys.iter().position(|k| *k == s.expr).unwrap_or_else(|| {
+                    keys.push(s.expr.clone());
+                    keys.len() - 1
+                });
+                s.expr = col(format!("__sort_key{i}"));
+                changed = true;
+            }
+            Ok(Transformed::new(Expr::AggregateFunction(f), changed, TreeNodeRecursion::Jump))
+        })?;
+        out.push(t.data);
+    }
+    let keys = keys.into_iter().enumerate().map(|(i, k)| k.alias(format!("__sort_key{i}"))).collect();
+    Ok((out, keys))
 }
 
 /// Each aggregate's filter as its conjuncts, if every aggregate has a filter.
