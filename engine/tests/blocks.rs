@@ -1,6 +1,6 @@
-//! Datasets computed in blocks of patients are the datasets computed in one go: the
-//! benchmark workloads over a patient-ordered parquet population with small row
-//! groups, with and without blocks.
+//! Datasets (and measures) computed in blocks of patients are those computed in one
+//! go: the benchmark workloads over a patient-ordered parquet population with small
+//! row groups, with and without blocks.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,20 @@ fn blocks_of_patients_give_the_same_dataset() {
         assert!(whole.lines().count() > 100, "{workload}: too few patients to test: {}", whole.lines().count());
         assert_eq!(whole, blocked, "{workload}: blocks changed the dataset");
     }
+
+    // Measures: each block's sums add up to those of the whole population.
+    let data = data.to_str().unwrap();
+    let mut outputs = Vec::new();
+    for block_rows in ["100000000", "60000"] {
+        let out = dir.path().join(format!("measures-{block_rows}.csv"));
+        ehrfusion(&[
+            "generate-measures", "benches/workloads/measures.py", "--data", data, "--output", out.to_str().unwrap(),
+            "--block-rows", block_rows, "--", "--intervals", "6",
+        ]);
+        outputs.push(std::fs::read_to_string(out).unwrap());
+    }
+    assert!(outputs[0].lines().count() > 50, "too few measure rows to test: {}", outputs[0].lines().count());
+    assert_eq!(outputs[0], outputs[1], "blocks changed the measures");
 }
 
 #[test]
