@@ -73,9 +73,6 @@ class Measures:
         for key, value in spec.items():
             if value is None:
                 raise Error(f"No value supplied for '{key}' and no default defined")
-        if not spec["intervals"]:
-            # ehrQL accepts this and fails later, without naming the definition's line.
-            raise Error("`intervals` must contain at least one interval, e.g. months(12).starting_on('2020-01-01')")
         if not isinstance(name, str) or not _NAME.match(name):
             raise Error(
                 f"Measure names must start with a letter and contain only alphanumeric characters and underscores, got: {name!r}"

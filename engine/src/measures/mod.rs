@@ -120,7 +120,7 @@ impl PreparedMeasures {
     pub async fn explain(&self, ctx: &SessionContext) -> Result<String> {
         let providers = self.open_tables(Tables::Empty, 1)?;
         let mut out = String::new();
-        for (i, g) in self.groups.iter().enumerate() {
+        for (i, g) in self.groups.iter().enumerate().filter(|(_, g)| !g.intervals.is_empty()) {
             let names: Vec<&str> = g.group.measures.iter().map(|m| self.model.measures[m.measure].name.as_str()).collect();
             out.push_str(&format!("== measures {} over {} intervals, in one pass ==\n", names.join(", "), g.intervals.len()));
             let planner = Planner::new(&g.prepared.analysis, &providers).for_intervals(g.intervals.clone());
@@ -144,7 +144,8 @@ impl PreparedMeasures {
 /// applied if the definition keeps it on.
 pub async fn execute(ctx: &SessionContext, pm: &PreparedMeasures, providers: &Providers, blocks: &[PatientRange]) -> Result<RecordBatch> {
     let mut rows = Vec::new();
-    for g in &pm.groups {
+    // A measure with no intervals has no rows (ehrQL accepts one).
+    for g in pm.groups.iter().filter(|g| !g.intervals.is_empty()) {
         let sums = group_sums(ctx, g, providers, blocks).await?;
         rows.push(layout(pm, g, &sums)?);
     }
@@ -177,18 +178,27 @@ async fn group_sums(ctx: &SessionContext, g: &PreparedGroup, providers: &Provide
         planner.materialise_stages(ctx).await?;
         let rows = LogicalPlanBuilder::from(planner.measure_rows_plan()?);
         let plan = sums(rows, &groups, &every_numerator, "__patient")?;
-        schema = Some(Arc::new(plan.schema().as_arrow().clone()));
-        fine.extend(ctx.execute_logical_plan(plan).await?.collect().await?);
+        let batches = ctx.execute_logical_plan(plan.clone()).await?.collect().await?;
+        // The batches' own schema (nullability may differ from the plan's).
+        schema = Some(batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(plan.schema().as_arrow().clone())));
+        fine.extend(batches);
     }
+    // Every column nullable: a group column's nullability may differ between a plan
+    // and its batches, and between blocks.
     let schema = schema.ok_or_else(|| err!("no blocks of patients to run"))?;
+    let schema = Arc::new(arrow::datatypes::Schema::new(
+        schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+    ));
+    let fine = fine.into_iter().map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec())).collect::<std::result::Result<Vec<_>, _>>()?;
     let fine: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![fine])?);
     let mut out = Vec::new();
     for (s, set) in g.group.grouping_sets.iter().enumerate() {
         let rows = LogicalPlanBuilder::scan(TableReference::bare("__sums"), provider_as_source(fine.clone()), None)?;
         let plan = sums(rows, set, &numerators(g, s), "__first")?;
         let plan = LogicalPlanBuilder::from(plan).sort(vec![col(intervals::INDEX).sort(true, false), col("__first").sort(true, false)])?.build()?;
-        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let planned = Arc::new(plan.schema().as_arrow().clone());
         let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
         out.push(concat_batches(&schema, &batches)?);
     }
     Ok(out)
@@ -208,10 +218,12 @@ fn numerators(g: &PreparedGroup, s: usize) -> Vec<String> {
 /// Sum the denominator and numerators by interval and the given group columns,
 /// keeping the first patient (the least of column `first`) of each group.
 fn sums(rows: LogicalPlanBuilder, groups: &[String], numerators: &[String], first: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
-    let mut keys = vec![col(intervals::INDEX)];
-    keys.extend(groups.iter().map(|n| col(group_variable(n))));
-    let mut aggs: Vec<Expr> = vec![min(col(first)).alias("__first"), sum(col("d")).alias("d")];
-    aggs.extend(numerators.iter().map(|n| sum(col(n.as_str())).alias(n.as_str())));
+    // Names as written (`col` would fold `g_IMD` to lower case).
+    let named = |n: &str| Expr::Column(datafusion::common::Column::new_unqualified(n));
+    let mut keys = vec![named(intervals::INDEX)];
+    keys.extend(groups.iter().map(|n| named(&group_variable(n))));
+    let mut aggs: Vec<Expr> = vec![min(named(first)).alias("__first"), sum(named("d")).alias("d")];
+    aggs.extend(numerators.iter().map(|n| sum(named(n)).alias(n.as_str())));
     Ok(rows.aggregate(keys, aggs)?.build()?)
 }
 

@@ -119,9 +119,6 @@ impl MeasuresModel {
                     bail!("Inconsistent definition for `group_by` column: {g}");
                 }
             }
-            if m.intervals.is_empty() {
-                return Err(at(err!("no intervals: give at least one, e.g. intervals=months(12).starting_on(\"2020-01-01\")")));
-            }
             if let Some((s, e)) = m.intervals.iter().find(|(s, e)| s > e) {
                 return Err(at(err!(
                     "Interval start date must be before end date, got: ({}, {})",
