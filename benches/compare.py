@@ -2,6 +2,11 @@
 population, checks that every system produced the same dataset, and reports wall
 time, peak RSS and each system's time as a ratio to ehrfusion's.
 
+The measures workloads (`measures`: 60 monthly intervals, `measures-1`: one) run
+`generate-measures` instead, against the reference ehrQL itself (over an Arrow copy
+of the population, with a time limit), hand-written DuckDB and Polars queries and
+the scan floor; the combined outputs are compared as sets of rows.
+
 Run it through `benches/compare`, which builds ehrfusion and sets up the peers.
 """
 import argparse
@@ -23,22 +28,36 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+import measures_peers  # noqa: E402
 import peers  # noqa: E402
 
-SYSTEMS = ["ehrfusion", "ehrfusion-python", "duckdb-per-variable", "duckdb-fused", "polars", "scan-floor"]
+SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "duckdb-per-variable", "duckdb-fused", "duckdb", "polars", "scan-floor"]
+# Which systems run which workloads.
+DATASET_SYSTEMS = ["ehrfusion", "ehrfusion-python", "duckdb-per-variable", "duckdb-fused", "polars", "scan-floor"]
+MEASURES_SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "duckdb", "polars", "scan-floor"]
+WORKLOADS = list(peers.WORKLOADS) + list(measures_peers.WORKLOADS)
 
 
-def measure(command, env=None):
+def measure(command, env=None, timeout=None):
     """Wall seconds and peak RSS (MiB) of a command, measured by GNU time: the
     command is its grandchild, so its peak is not inflated by this process's memory
-    (Linux keeps a process's peak RSS across fork and exec)."""
-    with tempfile.NamedTemporaryFile("r") as report:
+    (Linux keeps a process's peak RSS across fork and exec). With `timeout`, None
+    once the command has run that long (it is stopped: GNU time and the command are
+    in a process group of their own)."""
+    with tempfile.NamedTemporaryFile("r") as report, tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *map(str, command)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", report.name, *map(str, command)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            return None
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
-            raise SystemExit(f"compare: {' '.join(map(str, command))} failed:\n{proc.stderr.decode(errors='replace')}")
+            errors.seek(0)
+            raise SystemExit(f"compare: {' '.join(map(str, command))} failed:\n{errors.read().decode(errors='replace')}")
         peak_kib = int(report.read().split()[-1])
     return seconds, peak_kib / 1024
 
@@ -63,10 +82,119 @@ def population(binary, patients, cache, seed):
     return out, facts
 
 
-def command(system, workload, data, output, binary):
+def reference_tables(data):
+    """The tables the measures workloads read, as Arrow files for the reference ehrQL
+    (its --dummy-tables reads csv, csv.gz and arrow, not parquet), with only the
+    columns used (as ehrQL's create-dummy-tables writes them) and strings as plain
+    `string`. Written once beside the population."""
+    out = data.parent / f"{data.name}-arrow"
+    done = data.parent / f"{data.name}-arrow.done"
+    if done.exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    print(f"writing the reference's Arrow copy of the tables into {out} ...", file=sys.stderr, flush=True)
+    for name, columns in measures_peers.TABLE_COLUMNS.items():
+        table = pq.read_table(data / f"{name}.parquet", columns=columns)
+        plain = []
+        for column in table.columns:
+            t = column.type
+            if pa.types.is_dictionary(t):
+                column, t = column.cast(t.value_type), t.value_type
+            if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+                column = column.cast(pa.string())
+            plain.append(column)
+        table = pa.table(plain, names=table.column_names)
+        with pa.ipc.new_file(out / f"{name}.arrow", table.schema) as writer:
+            writer.write_table(table, max_chunksize=64_000)
+    done.write_text("")
+    return out
+
+
+def is_measures(workload):
+    return workload in measures_peers.WORKLOADS
+
+
+def command(system, workload, data, output, binary, args=None):
+    if is_measures(workload):
+        w = measures_peers.WORKLOADS[workload]
+        definition = HERE / "workloads" / w["definition"]
+        params = ["--", *w["args"]] if w["args"] else []
+        if system == "ehrfusion":
+            return [binary, "generate-measures", definition, "--data", data, "--output", output, *params]
+        if system == "ehrql":
+            return [args.ehrql_python, "-m", "ehrql", "generate-measures", definition, "--dummy-tables", reference_tables(data),
+                    "--output", output, *params]
+        return [sys.executable, HERE / "run_one.py", system, workload, data, output]
     if system == "ehrfusion":
         return [binary, "generate-dataset", HERE / "workloads" / f"{workload}.py", "--data", data, "--output", output]
     return [sys.executable, HERE / "run_one.py", system, workload, data, output]
+
+
+MEASURE_KEY = ["measure", "interval_start", "interval_end", "sex", "age_band", "region"]
+MEASURE_TYPES = {"measure": pa.string(), "interval_start": pa.string(), "interval_end": pa.string(), "ratio": pa.float64(),
+                 "numerator": pa.int64(), "denominator": pa.int64(), "sex": pa.string(), "age_band": pa.string(), "region": pa.string()}
+
+
+def normalised_measures(path):
+    """The combined measures CSV as typed columns (empty is null), rows sorted."""
+    import pyarrow.csv as pcsv
+
+    table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+        column_types=MEASURE_TYPES, strings_can_be_null=True, quoted_strings_can_be_null=True, null_values=[""]))
+    return table.sort_by([(c, "ascending") for c in MEASURE_KEY])
+
+
+def completed_intervals(partial):
+    """From the output of a measures run that was stopped, the intervals it wrote in
+    full (all but the last it started) as a CSV file of their rows, and their starts."""
+    lines = partial.read_bytes().decode(errors="replace").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()  # cut off mid-line
+    header, body = lines[:1], lines[1:]
+    seen = []
+    for line in body:
+        start = line.split(",")[1]
+        if not seen or seen[-1] != start:
+            seen.append(start)
+    starts = seen[:-1]
+    complete = partial.with_name(partial.stem + "-complete.csv")
+    complete.write_text("".join(header + [line for line in body if line.split(",")[1] in set(starts)]))
+    return complete, starts
+
+
+def measures_difference(expected, got, report):
+    """'' when both have the same rows (numerator and denominator equal, ratio equal
+    to 1e-12), else how many rows differ with the first few from each side; every
+    differing row is written to `report`."""
+    if expected.column_names != got.column_names:
+        return f"columns {got.column_names}, expected {expected.column_names}"
+
+    def rows(table):
+        out = {}
+        for row in table.to_pylist():
+            key = tuple(row[c] for c in MEASURE_KEY)
+            out.setdefault(key, []).append((row["ratio"], row["numerator"], row["denominator"]))
+        return out
+
+    def close(a, b):
+        return a[1:] == b[1:] and (a[0] == b[0] or (a[0] is not None and b[0] is not None and abs(a[0] - b[0]) <= 1e-12 * max(1.0, abs(a[0]))))
+
+    a, b = rows(expected), rows(got)
+    missing = [k for k in a if k not in b]
+    extra = [k for k in b if k not in a]
+    changed = [k for k in a if k in b and (len(a[k]) != len(b[k]) or not all(map(close, a[k], b[k])))]
+    if not (missing or extra or changed):
+        return ""
+    lines = [f"{len(missing)} rows only in the reference, {len(extra)} only here, {len(changed)} with other values",
+             "key: " + ", ".join(MEASURE_KEY) + "; values: (ratio, numerator, denominator)"]
+    lines += [f"only in the reference: {k} {a[k]}" for k in missing]
+    lines += [f"only here: {k} {b[k]}" for k in extra]
+    lines += [f"differs: {k} reference {a[k]} here {b[k]}" for k in changed]
+    Path(report).write_text("\n".join(lines) + "\n")
+    examples = ([f"ref-only {k} {a[k]}" for k in missing[:3]] + [f"here-only {k} {b[k]}" for k in extra[:3]]
+                + [f"{k}: ref {a[k]} here {b[k]}" for k in changed[:3]])
+    return f"{lines[0]} (all in {report}); first: " + "; ".join(examples)
 
 
 def normalised(path):
@@ -121,50 +249,116 @@ def run(args):
         for workload in args.workloads:
             out = cache / "outputs" / f"{patients}-{workload}"
             out.mkdir(parents=True, exist_ok=True)
+            measures = is_measures(workload)
+            applicable = MEASURES_SYSTEMS if measures else DATASET_SYSTEMS
+            systems = [s for s in args.systems if s in applicable]
+            if measures and "ehrql" in systems and not Path(args.ehrql_python).exists():
+                print(f"  {workload:10} ehrql: no reference ehrQL at {args.ehrql_python} (--ehrql-python); skipped", file=sys.stderr)
+                systems.remove("ehrql")
             rows = []
-            for system in args.systems:
-                output = out / f"{system}.parquet"
+            for system in systems:
+                output = out / f"{system}.{'csv' if measures else 'parquet'}"
                 output.unlink(missing_ok=True)
+                env = args.env
+                timeout = None
+                if system == "ehrql":
+                    # The reference must import its own ehrql, not ehrfusion's drop-in.
+                    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+                    env["PYTHONHASHSEED"] = "0"
+                    timeout = args.ehrql_timeout
+                    reference_tables(data)  # the Arrow copy is written before timing starts
                 times = []
-                for _ in range(args.repeat):
-                    seconds, rss = measure(command(system, workload, data, output, binary), env=args.env)
-                    times.append((seconds, rss))
+                for _ in range(args.ehrql_repeat if system == "ehrql" else args.repeat):
+                    timed = measure(command(system, workload, data, output, binary, args), env=env, timeout=timeout)
+                    if timed is None:
+                        break
+                    times.append(timed)
+                if not times:
+                    # ehrQL writes measures as it computes them, interval by
+                    # interval: what it finished is still checked.
+                    partial = out / f"{system}.partial.csv"
+                    partial.unlink(missing_ok=True)
+                    if output.exists():
+                        output.rename(partial)
+                    rows.append({"system": system, "seconds": None, "peak_rss_mib": None, "output": partial, "timed_out": timeout})
+                    print(f"  {workload:10} {system:20} stopped after {timeout} s", file=sys.stderr, flush=True)
+                    continue
                 seconds, rss = min(times)
                 rows.append({"system": system, "seconds": round(seconds, 3), "peak_rss_mib": round(rss), "output": output})
                 print(f"  {workload:10} {system:20} {seconds:8.2f} s {rss:8.0f} MiB", file=sys.stderr, flush=True)
             # Systems not run this time keep their last figures (and are checked
             # again against this run's dataset), so one system can be rerun alone.
             for kept in previous.get(workload, {}).get("systems", []):
-                if kept["system"] not in args.systems and Path(kept["output"]).exists():
+                if kept["system"] not in systems and (Path(kept["output"]).exists() or kept.get("timed_out")):
                     rows.append(dict(kept, output=Path(kept["output"]), rerun=False))
             rows.sort(key=lambda r: SYSTEMS.index(r["system"]))
-            reference = normalised(rows[0]["output"])
+            # Measures are checked against the reference ehrQL where it finished,
+            # else against ehrfusion; datasets against ehrfusion.
+            finished = [r for r in rows if r["seconds"] is not None]
+            base_row = next((r for r in finished if r["system"] == "ehrql"), rows[0]) if measures else rows[0]
+            if measures:
+                reference = normalised_measures(base_row["output"])
+            else:
+                reference = normalised(base_row["output"])
             for row in rows:
-                if row["system"] == "scan-floor":
+                if row["seconds"] is None and measures and Path(row["output"]).exists():
+                    complete, starts = completed_intervals(Path(row["output"]))
+                    row["intervals_checked"] = len(starts)
                     row["identical"] = None
+                    if starts:
+                        report = out / f"{row['system']}.differences.txt"
+                        report.unlink(missing_ok=True)
+                        mask = pc.is_in(reference["interval_start"], value_set=pa.array(starts))
+                        row["identical"] = measures_difference(reference.filter(mask), normalised_measures(complete), report) or True
+                elif row["system"] == "scan-floor" or row["seconds"] is None:
+                    row["identical"] = None
+                elif measures:
+                    report = out / f"{row['system']}.differences.txt"
+                    report.unlink(missing_ok=True)
+                    row["identical"] = measures_difference(reference, normalised_measures(row["output"]), report) or True
                 else:
                     row["identical"] = difference(reference, normalised(row["output"])) or True
                 row["output"] = str(row["output"])
             base = next(r["seconds"] for r in rows if r["system"] == "ehrfusion")
             for row in rows:
-                row["ratio"] = round(row["seconds"] / base, 2)
-            results.append({"patients": patients, "workload": workload, "dataset_rows": reference.num_rows,
-                            "dataset_columns": reference.num_columns - 1, "systems": rows})
+                row["ratio"] = None if row["seconds"] is None else round(row["seconds"] / base, 2)
+            result = {"patients": patients, "workload": workload, "dataset_rows": reference.num_rows,
+                      "dataset_columns": reference.num_columns - (0 if measures else 1), "checked_against": base_row["system"],
+                      "systems": rows}
+            if measures:
+                result["intervals"] = measures_peers.WORKLOADS[workload]["intervals"]
+            results.append(result)
             print_table(results[-1])
     return results
 
 
 def table(result):
     """A workload's results as a markdown table."""
-    lines = [
-        f"### {result['workload']}: {result['dataset_rows']:,} rows x {result['dataset_columns']} variables",
-        "",
-        "| system | wall time (s) | peak RSS (MiB) | time / ehrfusion's | same dataset |",
-        "| --- | ---: | ---: | ---: | --- |",
-    ]
+    if "intervals" in result:
+        title = (f"### {result['workload']}: {result['dataset_rows']:,} rows ({result['intervals']} intervals x 3 measures x "
+                 f"sex, age band, region), checked against {result['checked_against']}")
+        what = "same output"
+    else:
+        title = f"### {result['workload']}: {result['dataset_rows']:,} rows x {result['dataset_columns']} variables"
+        what = "same dataset"
+    lines = [title, "", f"| system | wall time (s) | peak RSS (MiB) | time / ehrfusion's | {what} |", "| --- | ---: | ---: | ---: | --- |"]
     for r in result["systems"]:
-        same = "n/a (reads only)" if r["identical"] is None else ("yes" if r["identical"] is True else f"NO: {r['identical']}")
         name = r["system"] + (" (earlier run)" if r.get("rerun") is False else "")
+        if r["seconds"] is None:
+            checked = r.get("intervals_checked", 0)
+            if r["identical"] is None:
+                same = "not compared (no interval finished)"
+            else:
+                same = (f"first {checked} of {result['intervals']} intervals: "
+                        + ("yes" if r["identical"] is True else f"NO: {r['identical']}"))
+            lines.append(f"| {name} | > {r['timed_out']:g} (stopped) | | | {same} |")
+            continue
+        if r["identical"] is None:
+            same = "n/a (reads only)"
+        elif r["identical"] is True:
+            same = "reference" if r["system"] == result.get("checked_against") and "intervals" in result else "yes"
+        else:
+            same = f"NO: {r['identical']}"
         lines.append(f"| {name} | {r['seconds']:.2f} | {r['peak_rss_mib']:,} | {r['ratio']:.2f} | {same} |")
     return "\n".join(lines) + "\n"
 
@@ -195,7 +389,8 @@ def plot(all_results, path):
     for ax, workload in zip(axes[0], workloads):
         for system in SYSTEMS:
             points = sorted(
-                (r["patients"], s["seconds"]) for r in all_results if r["workload"] == workload for s in r["systems"] if s["system"] == system
+                (r["patients"], s["seconds"]) for r in all_results if r["workload"] == workload for s in r["systems"]
+                if s["system"] == system and s["seconds"] is not None
             )
             if points:
                 ax.plot(*zip(*points), marker="o", label=system)
@@ -211,7 +406,8 @@ def plot(all_results, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, nargs="+", default=[100_000])
-    parser.add_argument("--workloads", nargs="+", default=list(peers.WORKLOADS), choices=list(peers.WORKLOADS))
+    parser.add_argument("--workloads", nargs="+", default=list(peers.WORKLOADS), choices=WORKLOADS,
+                        help="default: the dataset workloads; the measures workloads are measures and measures-1")
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
     parser.add_argument("--repeat", type=int, default=1, help="runs per system; the fastest counts")
     parser.add_argument("--seed", type=int, default=0)
@@ -219,6 +415,10 @@ def main():
     parser.add_argument("--python-path", required=True, help="where the ehrfusion Python package is")
     parser.add_argument("--cache", default=Path.home() / ".cache" / "ehrfusion-bench")
     parser.add_argument("--results", default=HERE / "results", type=Path)
+    parser.add_argument("--ehrql-python", default="/work/ref/venv/bin/python",
+                        help="a Python with the reference ehrQL importable, for the measures workloads")
+    parser.add_argument("--ehrql-timeout", type=float, default=600, help="seconds before a reference ehrQL run is stopped")
+    parser.add_argument("--ehrql-repeat", type=int, default=1, help="runs of the reference ehrQL (minutes each); the fastest counts")
     parser.add_argument("--plot-only", action="store_true", help="only redraw the plot from the saved results")
     args = parser.parse_args()
     if args.systems[0] != "ehrfusion":

@@ -1,17 +1,48 @@
-"""Runs one system on one workload, writing the dataset to a parquet file. The
-comparison runs each system in its own process (this script) so that its peak memory
-is its own.
+"""Runs one system on one workload, writing the dataset to a parquet file (for the
+measures workloads, the combined measures to a CSV file). The comparison runs each
+system in its own process (this script) so that its peak memory is its own.
 
     python benches/run_one.py SYSTEM WORKLOAD DATA_DIR OUTPUT
 """
+import os
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
 
 
+def measures(system, workload, data, output):
+    import measures_peers
+
+    w = measures_peers.WORKLOADS[workload]
+    if system == "ehrfusion-python":
+        import ehrfusion
+        import pyarrow as pa
+        import pyarrow.csv
+
+        table = ehrfusion.run_measures(HERE / "workloads" / w["definition"], data=data, parameters=w["args"], output="pyarrow")
+        plain = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+        pyarrow.csv.write_csv(pa.table(plain, names=table.column_names), output)
+    elif system == "duckdb":
+        measures_peers.run_duckdb(data, w["intervals"], output)
+    elif system == "polars":
+        os.environ["POLARS_MAX_THREADS"] = "2"  # before Polars is imported
+        measures_peers.run_polars(data, w["intervals"], output)
+    elif system == "scan-floor":
+        import pyarrow.dataset as ds
+
+        rows = 0
+        for table, columns in measures_peers.TABLE_COLUMNS.items():
+            for batch in ds.dataset(Path(data) / f"{table}.parquet").to_batches(columns=columns, use_threads=True):
+                rows += batch.num_rows
+        Path(output).write_text(f"{rows}\n")
+    else:
+        raise SystemExit(f"run_one.py: {system!r} does not run the measures workloads")
+
+
 def main(system, workload, data, output):
+    if workload.startswith("measures"):
+        return measures(system, workload, data, output)
     if system == "ehrfusion-python":
         import ehrfusion
         import pyarrow.parquet as pq
