@@ -243,9 +243,9 @@ def run(args):
         data, generated = population(binary, patients, cache, args.seed)
         print(f"\n## {patients:,} patients ({sum(generated['rows'].values()):,} rows, {generated['bytes'] / 2**20:,.0f} MiB parquet)\n", flush=True)
         previous = {}
-        saved = args.results / f"{patients}.json"
-        if saved.exists():
-            previous = {r["workload"]: r for r in json.loads(saved.read_text())["results"]}
+        for saved in (args.results / f"{patients}.json", args.results / f"measures-{patients}.json"):
+            if saved.exists():
+                previous.update({r["workload"]: r for r in json.loads(saved.read_text())["results"]})
         for workload in args.workloads:
             out = cache / "outputs" / f"{patients}-{workload}"
             out.mkdir(parents=True, exist_ok=True)
@@ -424,28 +424,39 @@ def main():
     if args.systems[0] != "ehrfusion":
         args.systems = ["ehrfusion"] + [s for s in args.systems if s != "ehrfusion"]
     args.env = dict(os.environ, PYTHONPATH=args.python_path)
+    # Datasets and measures are recorded apart: N.json, N.md and
+    # time-vs-population.svg; measures-N.json, measures-N.md and
+    # measures-time-vs-population.svg.
+    kinds = {"": lambda w: not is_measures(w), "measures-": is_measures}
     if args.plot_only:
-        everything = [r for p in sorted(args.results.glob("*.json")) for r in json.loads(p.read_text())["results"]]
-        return plot(everything, args.results / "time-vs-population.svg")
+        for prefix in kinds:
+            everything = [r for p in sorted(args.results.glob(f"{prefix}[0-9]*.json")) for r in json.loads(p.read_text())["results"]]
+            if everything:
+                plot(everything, args.results / f"{prefix}time-vs-population.svg")
+        return
     results = run(args)
     args.results.mkdir(exist_ok=True)
     record = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
               "command": " ".join(sys.argv), "results": results}
-    for patients in args.patients:
-        mine = [r for r in results if r["patients"] == patients]
-        path = args.results / f"{patients}.json"
-        previous = json.loads(path.read_text())["results"] if path.exists() else []
-        kept = [r for r in previous if r["workload"] not in {m["workload"] for m in mine}]
-        path.write_text(json.dumps(dict(record, results=kept + mine), indent=1))
-        facts = json.loads((Path(args.cache) / f"population-{patients}-seed{args.seed}.json").read_text())
-        header = (f"## {patients:,} patients\n\n{sum(facts['rows'].values()):,} input rows "
-                  f"({', '.join(f'{t} {n:,}' for t, n in facts['rows'].items())}); {facts['bytes'] / 2**20:,.0f} MiB of parquet.\n\n")
-        path.with_suffix(".md").write_text(header + "\n".join(table(r) for r in kept + mine))
-    everything = [r for p in sorted(args.results.glob("*.json")) for r in json.loads(p.read_text())["results"]]
-    plot(everything, args.results / "time-vs-population.svg")
-    print(f"results in {args.results}/ (N.json and N.md per population size, time-vs-population.svg and .png)")
+    for prefix, belongs in kinds.items():
+        if not any(belongs(r["workload"]) for r in results):
+            continue
+        for patients in args.patients:
+            mine = [r for r in results if r["patients"] == patients and belongs(r["workload"])]
+            path = args.results / f"{prefix}{patients}.json"
+            previous = json.loads(path.read_text())["results"] if path.exists() else []
+            kept = [r for r in previous if r["workload"] not in {m["workload"] for m in mine}]
+            path.write_text(json.dumps(dict(record, results=kept + mine), indent=1))
+            facts = json.loads((Path(args.cache) / f"population-{patients}-seed{args.seed}.json").read_text())
+            header = (f"## {patients:,} patients\n\n{sum(facts['rows'].values()):,} input rows "
+                      f"({', '.join(f'{t} {n:,}' for t, n in facts['rows'].items())}); {facts['bytes'] / 2**20:,.0f} MiB of parquet.\n\n")
+            path.with_suffix(".md").write_text(header + "\n".join(table(r) for r in kept + mine))
+        everything = [r for p in sorted(args.results.glob(f"{prefix}[0-9]*.json")) for r in json.loads(p.read_text())["results"]]
+        plot(everything, args.results / f"{prefix}time-vs-population.svg")
+    print(f"results in {args.results}/ ([measures-]N.json and [measures-]N.md per population size, "
+          "[measures-]time-vs-population.svg and .png)")
     if any(s["identical"] not in (True, None) for r in results for s in r["systems"]):
-        raise SystemExit("compare: some systems produced a different dataset (see the tables above)")
+        raise SystemExit("compare: some systems produced a different dataset or measures (see the tables above)")
 
 
 if __name__ == "__main__":
