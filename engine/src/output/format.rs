@@ -10,12 +10,19 @@ use crate::bail;
 use crate::model::types::format_date;
 
 pub fn format_float(f: f64) -> String {
-    // Debug keeps a ".0" on whole numbers, like Python's repr; Python also writes a
-    // sign on positive exponents.
+    // Debug keeps a ".0" on whole numbers and switches to an exponent at the same
+    // magnitudes as Python's repr; Python also signs the exponent and pads it to two
+    // digits (1e-05, 1e+16).
     let s = format!("{f:?}");
-    match s.find('e') {
-        Some(i) if !s[i + 1..].starts_with('-') => format!("{}e+{}", &s[..i], &s[i + 1..]),
-        _ => s,
+    match s.split_once('e') {
+        Some((mantissa, exponent)) => {
+            let (sign, digits) = match exponent.strip_prefix('-') {
+                Some(digits) => ('-', digits),
+                None => ('+', exponent),
+            };
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => s,
     }
 }
 
@@ -73,6 +80,12 @@ mod tests {
         assert_eq!(format_float(0.1), "0.1");
         assert_eq!(format_float(-6.7), "-6.7");
         assert_eq!(format_float(1e300), "1e+300");
-        assert_eq!(format_float(1.5e-7), "1.5e-7");
+        assert_eq!(format_float(1e-5), "1e-05");
+        assert_eq!(format_float(2.5e-7), "2.5e-07");
+        assert_eq!(format_float(1e16), "1e+16");
+        assert_eq!(format_float(1e-100), "1e-100");
+        assert_eq!(format_float(0.0001), "0.0001");
+        assert_eq!(format_float(1.5e-7), "1.5e-07");
+        assert_eq!(format_float(1e15), "1000000000000000.0");
     }
 }
