@@ -18,7 +18,7 @@ class BaseCode(str):
     def __new__(cls, value):
         value = str(value)
         if not cls.regex.fullmatch(value):
-            raise ValueError(f"Invalid {cls.__name__}: {value!r}")
+            raise ValueError(f"Invalid {cls.__name__}: {value}")
         return super().__new__(cls, value)
 
     def __repr__(self):
@@ -37,8 +37,9 @@ def _code(name, system, pattern):
 SNOMEDCTCode = _code("SNOMEDCTCode", "snomedct", r"[1-9][0-9]{5,17}")
 # Five characters, or fewer padded on the right with dots.
 CTV3Code = _code("CTV3Code", "ctv3", r"[0-9A-Za-z]{5}|[0-9A-Za-z]{4}\.|[0-9A-Za-z]{3}\.\.|[0-9A-Za-z]{2}\.\.\.")
-# A letter, two digits, and optionally a third digit or the X that pads 3-character codes.
-ICD10Code = _code("ICD10Code", "icd10", r"[A-Z][0-9]{2}[0-9X]?")
+# A letter and two digits, then either up to two more digits or the X that pads
+# 3-character codes in SUS tables, optionally followed by one digit (A01, A0123, A01X2).
+ICD10Code = _code("ICD10Code", "icd10", r"[A-Z][0-9]{2}(?:X[0-9]?|[0-9]{0,2})")
 # A letter other than I, then two or three digits (no dot).
 OPCS4Code = _code("OPCS4Code", "opcs4", r"[A-HJ-Z][0-9]{2,3}")
 DMDCode = _code("DMDCode", "dmd", r"[1-9][0-9]{5,17}")

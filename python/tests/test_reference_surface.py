@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.csv
 import pyarrow.feather
 import pyarrow.parquet
+import re
+
 import pytest
 
 from ehrql import codelist_from_csv
@@ -74,6 +76,17 @@ def test_codelist_errors_are_ehrqls(tmp_path):
     (tmp_path / "c.csv").write_text("code\n123456\n")
     with pytest.raises(ValueError, match="No column 'group' in CSV"):
         codelist_from_csv(tmp_path / "c.csv", column="code", category_column="group")
+
+
+def test_icd10_codes_have_ehrqls_formats():
+    from ehrql.codes import ICD10Code
+
+    # ehrQL accepts up to five characters, and the X that pads 3-character codes
+    for code in ["A01", "A012", "M0500", "A01X", "A01X2"]:
+        assert ICD10Code(code) == code
+    for code in ["A1", "A01234", "A0X", "A01XX", "a01", "A01.2"]:
+        with pytest.raises(ValueError, match=f"^Invalid ICD10Code: {re.escape(code)}$"):
+            ICD10Code(code)
 
 
 # ---------------------------------------------------------------- a study run as written
