@@ -99,6 +99,19 @@ pub fn session(threads: usize) -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
+/// Run a plan to completion. With `EHRFUSION_METRICS` set, the executed physical
+/// plan and each operator's metrics (rows, time) go to standard error: the
+/// profile of where a run spends its time.
+pub async fn collect_with_metrics(ctx: &SessionContext, plan: datafusion::logical_expr::LogicalPlan, what: &str) -> Result<Vec<RecordBatch>> {
+    let physical = ctx.state().create_physical_plan(&plan).await?;
+    let batches = datafusion::physical_plan::collect(physical.clone(), ctx.task_ctx()).await?;
+    if std::env::var_os("EHRFUSION_METRICS").is_some() {
+        let shown = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(true);
+        eprintln!("== {what}: executed plan with metrics ==\n{shown}");
+    }
+    Ok(batches)
+}
+
 /// The rows of one output table.
 pub struct TableResult {
     pub name: String,

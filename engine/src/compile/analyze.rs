@@ -14,7 +14,7 @@ use std::sync::Arc;
 use datafusion::common::ScalarValue;
 use datafusion::functions::core::expr_fn::{coalesce, greatest, least};
 use datafusion::functions_aggregate::{
-    array_agg::array_agg_udaf, average::avg_udaf, count::count_udaf, first_last::first_value_udaf,
+    array_agg::array_agg_udaf, average::avg_udaf, count::count_udaf,
     min_max::{max_udaf, min_udaf}, sum::sum_udaf,
 };
 use datafusion::logical_expr::expr::Case as CaseExpr;
@@ -359,11 +359,11 @@ impl Analyzer<'_> {
                         // One binary key in the keys' order (ascending, nulls first):
                         // the first row has the smallest key, the last the largest.
                         let key = super::functions::sort_key(keys);
-                        let order = vec![match position {
-                            Position::First => key.sort(true, true),
-                            Position::Last => key.sort(false, false),
-                        }];
-                        let agg = aggregate(first_value_udaf(), col(name.as_str()), false, &f.filters, order)?;
+                        let pick = super::pick::pick_udaf(position == Position::First);
+                        let mut agg = pick.call(vec![col(name.as_str()), key]);
+                        if let Some(filter) = conjunction(&f.filters) {
+                            agg = agg.filter(filter).build()?;
+                        }
                         let c = self.event_column(&f.root, f.stage, agg);
                         patient(col(c), f.stage + 1)
                     }

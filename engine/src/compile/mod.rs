@@ -1,12 +1,14 @@
 //! The compiler: query model to DataFusion logical plans. `analyze` decides which
 //! passes over which tables produce each value; `plan` turns that into plans stage by
 //! stage; `functions` holds the scalar functions whose semantics are ehrQL's own;
-//! `codesets` tests many codelists against one column with one lookup per row.
+//! `codesets` tests many codelists against one column with one lookup per row;
+//! `pick` is the aggregate that picks one row per patient by a sort key.
 
 pub mod analyze;
 mod codesets;
-pub mod intervals;
 pub mod functions;
+pub mod intervals;
+mod pick;
 pub mod plan;
 
 pub use analyze::{Analysis, analyze};

@@ -178,7 +178,7 @@ async fn group_sums(ctx: &SessionContext, g: &PreparedGroup, providers: &Provide
         planner.materialise_stages(ctx).await?;
         let rows = LogicalPlanBuilder::from(planner.measure_rows_plan()?);
         let plan = sums(rows, &groups, &every_numerator, "__patient")?;
-        let batches = ctx.execute_logical_plan(plan.clone()).await?.collect().await?;
+        let batches = crate::run::collect_with_metrics(ctx, plan.clone(), "measures rows").await?;
         // The batches' own schema (nullability may differ from the plan's).
         schema = Some(batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(plan.schema().as_arrow().clone())));
         fine.extend(batches);
