@@ -419,15 +419,17 @@ fn hoist_sort_keys(aggs: Vec<Expr>, own: impl Fn(&Expr) -> bool) -> Result<(Vec<
         let t = agg.transform_down(|e| {
             let Expr::AggregateFunction(mut f) = e else { return Ok(Transformed::no(e)) };
             let mut changed = false;
-            for s in f.params.order_by.iter_mut() {
-                if matches!(s.expr, Expr::Column(_)) || intervals::mentions_interval(&s.expr) || !own(&s.expr) {
+            // A pick's key is its second argument; other aggregates' are in ORDER BY.
+            let pick_key = f.func.name().starts_with("ehr_pick").then(|| f.params.args.get_mut(1)).flatten();
+            for expr in f.params.order_by.iter_mut().map(|s| &mut s.expr).chain(pick_key) {
+                if matches!(expr, Expr::Column(_)) || intervals::mentions_interval(expr) || !own(expr) {
                     continue;
                 }
-                let i = keys.iter().position(|k| *k == s.expr).unwrap_or_else(|| {
-                    keys.push(s.expr.clone());
+                let i = keys.iter().position(|k| k == expr).unwrap_or_else(|| {
+                    keys.push(expr.clone());
                     keys.len() - 1
                 });
-                s.expr = col(format!("__sort_key{i}"));
+                *expr = col(format!("__sort_key{i}"));
                 changed = true;
             }
             Ok(Transformed::new(Expr::AggregateFunction(f), changed, TreeNodeRecursion::Jump))
