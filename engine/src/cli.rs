@@ -497,12 +497,7 @@ fn generate_measures(args: MeasuresArgs, front_end: PythonFrontEnd) -> Result<()
             }
         };
         let blocks = match &args.data {
-            Some(d) => {
-                // Rows repeat once per interval where they cannot be bucketed: smaller blocks.
-                let most = pm.groups.iter().map(|g| g.intervals.len() as u64).max().unwrap_or(1);
-                let rows = (args.block_rows / most.max(1)).max(10_000);
-                source::blocks::patient_blocks(d, &pm.groups[0].prepared.model.schema, &pm.tables, rows).or_kind(ErrorKind::File)?
-            }
+            Some(d) => pm.blocks(d, args.block_rows).or_kind(ErrorKind::File)?,
             None => vec![Default::default()],
         };
         rt.block_on(measures::execute(&ctx, &pm, &providers, &blocks))?

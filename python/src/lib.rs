@@ -104,7 +104,7 @@ fn run_measures_model(
     let schema = pm.groups[0].prepared.model.schema.clone();
     let providers = providers(|t| pm.open_tables(t, threads), &schema, &data, &dummy_tables, tables, threads)?;
     let blocks = match &data {
-        Some(d) => source::blocks::patient_blocks(d, &schema, &pm.tables, source::blocks::DEFAULT_BLOCK_ROWS)?,
+        Some(d) => pm.blocks(d, source::blocks::DEFAULT_BLOCK_ROWS)?,
         None => vec![Default::default()],
     };
     let ctx = run::session(threads);

@@ -71,6 +71,15 @@ impl PreparedMeasures {
         }
     }
 
+    /// Blocks of patients for data in `dir`, each about `block_rows` input rows once
+    /// repeated: rows repeat once per interval where they cannot be bucketed, so a
+    /// block holds that many times fewer input rows.
+    pub fn blocks(&self, dir: &std::path::Path, block_rows: u64) -> Result<Vec<PatientRange>> {
+        let most = self.groups.iter().map(|g| g.intervals.len() as u64).max().unwrap_or(1);
+        let rows = (block_rows / most.max(1)).max(10_000);
+        source::blocks::patient_blocks(dir, &self.groups[0].prepared.model.schema, &self.tables, rows)
+    }
+
     pub fn open_tables(&self, tables: Tables, threads: usize) -> Result<Providers> {
         source::open(&self.groups[0].prepared.model, &self.tables, tables, threads)
     }
