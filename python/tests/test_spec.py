@@ -276,3 +276,25 @@ def test_table_from_rows(spec_tables):
         n = Series(int)
 
     assert evaluate(p, e, p.i1 + t.n, "patient|i1\n1|10\n2|20\n3|30") == {1: 110, 2: None, 3: 330}
+
+
+# Populations that need a table's rows (the engine then joins from that table)
+def test_populations_that_need_a_tables_rows(spec_tables):
+    p, e = spec_tables
+    pr = "patient|i1\n1|1\n2|2\n3|\n4|4"
+    er = "patient|i1|b1\n2|10|T\n2|20|F\n3|30|F\n5|50|T"
+
+    def patients(population, series=None):
+        return evaluate(p, e, p.i1 if series is None else series, pr, er, population=population)
+
+    # needs e's matching rows: patient 5 is in e only, so has no p.i1
+    assert patients(e.where(e.b1).exists_for_patient()) == {2: 2, 5: None}
+    assert patients(e.where(e.b1).exists_for_patient() & p.exists_for_patient()) == {2: 2}
+    # needs p's rows only; values from e are null (sum) where a patient has none
+    assert patients(p.i1 > 1, e.i1.sum_for_patient()) == {2: 30, 4: None}
+    # a negation, a count that may be zero, an "or", and a null test need no rows
+    assert patients(p.exists_for_patient() & ~e.where(e.b1).exists_for_patient()) == {1: 1, 3: None, 4: 4}
+    assert patients(e.where(e.b1).count_for_patient() >= 0) == {2: 2, 3: None, 5: None}
+    assert patients(e.where(e.i1 > 15).exists_for_patient() | p.i1.is_null()) == {2: 2, 3: None, 5: None}
+    last_b1 = e.sort_by(e.i1).last_for_patient().b1
+    assert patients(last_b1.is_null() & p.exists_for_patient()) == {1: 1, 4: 4}

@@ -3,8 +3,9 @@
 //! Stage k's event passes read the patient-level values of stages before k, which are
 //! materialised in memory (one row per patient) before stage k is planned. Within a
 //! stage each source appears once, so each table is scanned once per stage. Sources
-//! are combined with full outer joins on `patient_id`, and the population then keeps
-//! the patients who appear in a table the population uses and satisfy it.
+//! are combined with joins on `patient_id` (full outer joins, or inner and left
+//! joins from the sources the population cannot do without), and the population
+//! then keeps the patients who appear in a table the population uses and satisfy it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -206,7 +207,10 @@ impl<'a> Planner<'a> {
         Ok(b.join(values, JoinType::Left, (vec![Column::from_name("patient_id")], vec![Column::from_name(PID)]), None)?)
     }
 
-    fn source_plan(&self, s: &Source) -> Result<LogicalPlan> {
+    /// The patient-level values of one source. With `values_only`, an event source
+    /// gives only the patients some value's filter keeps, even if the table also
+    /// decides which patients are considered (the population needs a value).
+    fn source_plan(&self, s: &Source, values_only: bool) -> Result<LogicalPlan> {
         let mut out = vec![col("patient_id").alias(PID), lit(true).alias(s.presence.as_str())];
         Ok(match &s.kind {
             SourceKind::PatientTable | SourceKind::Inline(_) => {
@@ -248,7 +252,7 @@ impl<'a> Planner<'a> {
                     return Ok(rows.aggregate(vec![col("patient_id")], aggs)?.project(out)?.build()?);
                 };
                 let values = rows.filter(any)?.aggregate(vec![col("patient_id")], aggs)?;
-                if !self.universe().contains(&s.presence) {
+                if values_only || !self.universe().contains(&s.presence) {
                     return Ok(values.project(out)?.build()?);
                 }
                 let values = values.project(std::iter::once(col("patient_id").alias(PID)).chain(s.columns.iter().map(|(n, _)| col(n.as_str()))))?;
@@ -266,21 +270,75 @@ impl<'a> Planner<'a> {
 
     /// All patient-level values through `stage`: the materialised earlier stages plus
     /// this stage's sources, joined on patient_id.
+    ///
+    /// A source without whose row (or without whose values) the population cannot
+    /// hold is required: the sources are then joined starting from the required
+    /// ones, inner among themselves and left for the rest, rather than all by full
+    /// outer joins. Rows this drops are rows the population would drop.
     fn frame_through(&self, stage: usize) -> Result<LogicalPlan> {
-        let mut plans = Vec::new();
-        if stage > 0 {
-            plans.push(self.scan(&format!("__stage{stage}"), &self.materialised[stage - 1])?.build()?);
+        let earlier = match stage {
+            0 => None,
+            _ => Some(self.scan(&format!("__stage{stage}"), &self.materialised[stage - 1])?.build()?),
+        };
+        let sources: Vec<&Source> = self.analysis.sources.iter().filter(|s| s.stage == stage).collect();
+        let mut plans: Vec<LogicalPlan> = earlier.iter().cloned().collect();
+        for s in &sources {
+            plans.push(self.source_plan(s, false)?);
         }
-        for s in self.analysis.sources.iter().filter(|s| s.stage == stage) {
-            plans.push(self.source_plan(s)?);
+        let frame = self.with_bounds(outer_join_all(plans)?)?;
+        let schema = frame.schema().clone();
+        let names = |s: &Source| s.columns.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let mut plans: Vec<(LogicalPlan, bool)> = earlier.into_iter().map(|p| (p, false)).collect();
+        for s in &sources {
+            let values_only = matches!(s.kind, SourceKind::Events) && self.population_needs(&schema, &names(s));
+            let required = values_only || self.population_needs(&schema, &[names(s), vec![s.presence.clone()]].concat());
+            plans.push((self.source_plan(s, values_only)?, required));
         }
-        let frame = outer_join_all(plans)?;
+        if !plans.iter().any(|(_, required)| *required) {
+            return Ok(frame);
+        }
+        // Stable: the required sources first, in their order.
+        plans.sort_by_key(|(_, required)| !*required);
+        self.with_bounds(join_all(plans)?)
+    }
+
+    /// For measures, the interval's bounds from the key: patient-level values read them.
+    fn with_bounds(&self, frame: LogicalPlan) -> Result<LogicalPlan> {
         let Some(iv) = &self.intervals else { return Ok(frame) };
-        // Patient-level values read the interval's bounds from the key.
         let mut columns: Vec<Expr> = frame.schema().columns().into_iter().filter(|c| !intervals::mentions_interval(&Expr::Column(c.clone()))).map(Expr::Column).collect();
         columns.push(iv.of_key(col(PID), Part::Start).alias(intervals::START));
         columns.push(iv.of_key(col(PID), Part::End).alias(intervals::END));
         Ok(LogicalPlanBuilder::from(frame).project(columns)?.build()?)
+    }
+
+    /// Whether the population is false or null whenever all of `columns` are null:
+    /// the population with those columns replaced by nulls folds to a constant that
+    /// is not true. (Any doubt, such as a column of unknown type, answers no.)
+    fn population_needs(&self, schema: &datafusion::common::DFSchemaRef, columns: &[String]) -> bool {
+        use datafusion::common::ScalarValue;
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::simplify::SimplifyContext;
+        use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+        let mut unknown = false;
+        let nulled = self.analysis.population.clone().is_true().transform(|e| {
+            let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
+            if !columns.contains(&c.name) {
+                return Ok(Transformed::no(e));
+            }
+            match schema.field_with_unqualified_name(&c.name).ok().and_then(|f| ScalarValue::try_from(f.data_type()).ok()) {
+                Some(null) => Ok(Transformed::yes(lit(null))),
+                None => {
+                    unknown = true;
+                    Ok(Transformed::no(e))
+                }
+            }
+        });
+        let Ok(nulled) = nulled else { return false };
+        if unknown {
+            return false;
+        }
+        let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(schema.clone()).build());
+        matches!(simplifier.simplify(nulled.data), Ok(Expr::Literal(ScalarValue::Boolean(Some(false) | None) | ScalarValue::Null, _)))
     }
 
     /// For measures: the population's rows, keyed by (patient, interval) in
@@ -350,14 +408,26 @@ impl<'a> Planner<'a> {
 
 /// Full outer join plans that each have one row per patient and a `__pid` column.
 fn outer_join_all(plans: Vec<LogicalPlan>) -> Result<LogicalPlan> {
+    join_all(plans.into_iter().map(|p| (p, false)).collect())
+}
+
+/// Join plans that each have one row per patient and a `__pid` column, the
+/// required ones (which come first) by inner joins, the others by left joins onto
+/// them; by full outer joins if none is required.
+fn join_all(plans: Vec<(LogicalPlan, bool)>) -> Result<LogicalPlan> {
     let mut plans = plans.into_iter();
-    let mut acc = plans.next().ok_or_else(|| err!("nothing to join"))?;
-    for right in plans {
+    let (mut acc, some_required) = plans.next().ok_or_else(|| err!("nothing to join"))?;
+    for (right, required) in plans {
+        let how = match (some_required, required) {
+            (true, true) => JoinType::Inner,
+            (true, false) => JoinType::Left,
+            (false, _) => JoinType::Full,
+        };
         let l = LogicalPlanBuilder::from(acc).alias("l")?.build()?;
         let r = LogicalPlanBuilder::from(right).alias("r")?.build()?;
         let joined = LogicalPlanBuilder::from(l).join(
             r,
-            JoinType::Full,
+            how,
             (vec![Column::new(Some("l"), PID)], vec![Column::new(Some("r"), PID)]),
             None,
         )?;
