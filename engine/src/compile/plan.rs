@@ -210,12 +210,16 @@ impl<'a> Planner<'a> {
     /// The patient-level values of one source. With `values_only`, an event source
     /// gives only the patients some value's filter keeps, even if the table also
     /// decides which patients are considered (the population needs a value).
-    fn source_plan(&self, s: &Source, values_only: bool) -> Result<LogicalPlan> {
+    ///
+    /// With `per_patient`, a patient table's rows are not repeated for each interval:
+    /// its `__pid` is the patient's id, to be joined on the patient part of the key.
+    fn source_plan(&self, s: &Source, values_only: bool, per_patient: bool) -> Result<LogicalPlan> {
         let mut out = vec![col("patient_id").alias(PID), lit(true).alias(s.presence.as_str())];
         Ok(match &s.kind {
             SourceKind::PatientTable | SourceKind::Inline(_) => {
                 out.extend(s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())));
-                self.table_rows(&s.table)?.project(out)?.build()?
+                let rows = if per_patient { self.patient_rows(&s.table)? } else { self.table_rows(&s.table)? };
+                rows.project(out)?.build()?
             }
             SourceKind::Events => {
                 let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
@@ -283,23 +287,35 @@ impl<'a> Planner<'a> {
         let sources: Vec<&Source> = self.analysis.sources.iter().filter(|s| s.stage == stage).collect();
         let mut plans: Vec<LogicalPlan> = earlier.iter().cloned().collect();
         for s in &sources {
-            plans.push(self.source_plan(s, false)?);
+            plans.push(self.source_plan(s, false, false)?);
         }
         let frame = self.with_bounds(outer_join_all(plans)?)?;
         let schema = frame.schema().clone();
         let names = |s: &Source| s.columns.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-        let mut plans: Vec<(LogicalPlan, bool)> = earlier.into_iter().map(|p| (p, false)).collect();
+        let mut joins: Vec<Join> = earlier.into_iter().map(|plan| Join { plan, required: false, per_patient: false }).collect();
+        let mut chosen = Vec::new();
         for s in &sources {
             let values_only = matches!(s.kind, SourceKind::Events) && self.population_needs(&schema, &names(s));
             let required = values_only || self.population_needs(&schema, &[names(s), vec![s.presence.clone()]].concat());
-            plans.push((self.source_plan(s, values_only)?, required));
+            // For measures, a patient table joined onto (patient, interval) rows is
+            // read once, not once per interval.
+            let per_patient = self.intervals.is_some() && matches!(s.kind, SourceKind::PatientTable | SourceKind::Inline(_));
+            chosen.push((*s, values_only, required, per_patient));
         }
-        if !plans.iter().any(|(_, required)| *required) {
+        if !chosen.iter().any(|c| c.2) {
             return Ok(frame);
         }
-        // Stable: the required sources first, in their order.
-        plans.sort_by_key(|(_, required)| !*required);
-        self.with_bounds(join_all(plans)?)
+        // Required first, and among them one keyed by (patient, interval) first if
+        // there is one; the sort is stable.
+        chosen.sort_by_key(|&(_, _, required, per_patient)| (!required, per_patient));
+        // The first plan gives the rows' keys: it cannot be per patient.
+        chosen[0].3 = false;
+        for (s, values_only, required, per_patient) in chosen {
+            joins.push(Join { plan: self.source_plan(s, values_only, per_patient)?, required, per_patient });
+        }
+        // The earlier stage's values (if any) are not required: joined after them.
+        joins.sort_by_key(|j| !j.required);
+        self.with_bounds(join_all(joins, self.intervals.as_ref())?)
     }
 
     /// For measures, the interval's bounds from the key: patient-level values read them.
@@ -406,18 +422,28 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// Full outer join plans that each have one row per patient and a `__pid` column.
-fn outer_join_all(plans: Vec<LogicalPlan>) -> Result<LogicalPlan> {
-    join_all(plans.into_iter().map(|p| (p, false)).collect())
+/// One plan to join into a frame: one row per key in `__pid`, which is the
+/// patient's id if `per_patient` (for measures, whose other plans are keyed by
+/// patient and interval).
+struct Join {
+    plan: LogicalPlan,
+    required: bool,
+    per_patient: bool,
 }
 
-/// Join plans that each have one row per patient and a `__pid` column, the
-/// required ones (which come first) by inner joins, the others by left joins onto
-/// them; by full outer joins if none is required.
-fn join_all(plans: Vec<(LogicalPlan, bool)>) -> Result<LogicalPlan> {
-    let mut plans = plans.into_iter();
-    let (mut acc, some_required) = plans.next().ok_or_else(|| err!("nothing to join"))?;
-    for (right, required) in plans {
+/// Full outer join plans that each have one row per patient and a `__pid` column.
+fn outer_join_all(plans: Vec<LogicalPlan>) -> Result<LogicalPlan> {
+    join_all(plans.into_iter().map(|plan| Join { plan, required: false, per_patient: false }).collect(), None)
+}
+
+/// Join plans, the required ones (which come first) by inner joins, the others by
+/// left joins onto them; by full outer joins if none is required. A per-patient
+/// plan is joined on the patient part of the others' (patient, interval) key.
+fn join_all(joins: Vec<Join>, intervals: Option<&Intervals>) -> Result<LogicalPlan> {
+    let mut joins = joins.into_iter();
+    let first = joins.next().ok_or_else(|| err!("nothing to join"))?;
+    let (mut acc, some_required) = (first.plan, first.required);
+    for Join { plan: right, required, per_patient } in joins {
         let how = match (some_required, required) {
             (true, true) => JoinType::Inner,
             (true, false) => JoinType::Left,
@@ -425,15 +451,17 @@ fn join_all(plans: Vec<(LogicalPlan, bool)>) -> Result<LogicalPlan> {
         };
         let l = LogicalPlanBuilder::from(acc).alias("l")?.build()?;
         let r = LogicalPlanBuilder::from(right).alias("r")?.build()?;
-        let joined = LogicalPlanBuilder::from(l).join(
-            r,
-            how,
-            (vec![Column::new(Some("l"), PID)], vec![Column::new(Some("r"), PID)]),
-            None,
-        )?;
-        let mut out = vec![
-            coalesce(vec![Expr::Column(Column::new(Some("l"), PID)), Expr::Column(Column::new(Some("r"), PID))]).alias(PID),
-        ];
+        let (lpid, rpid) = (Expr::Column(Column::new(Some("l"), PID)), Expr::Column(Column::new(Some("r"), PID)));
+        let joined = match (per_patient, intervals) {
+            (true, Some(iv)) if some_required => {
+                let patient = (lpid.clone() - iv.of_key(lpid.clone(), Part::Index)) / lit(iv.len());
+                LogicalPlanBuilder::from(l).join_on(r, how, vec![patient.eq(rpid.clone())])?
+            }
+            (true, _) => return Err(err!("a per-patient plan joined without a plan keyed by interval before it")),
+            _ => LogicalPlanBuilder::from(l).join(r, how, (vec![Column::new(Some("l"), PID)], vec![Column::new(Some("r"), PID)]), None)?,
+        };
+        let key = if per_patient { lpid } else { coalesce(vec![lpid, rpid]) };
+        let mut out = vec![key.alias(PID)];
         for (q, f) in joined.schema().iter() {
             if f.name() != PID {
                 out.push(Expr::Column(Column::new(q.cloned(), f.name())));
