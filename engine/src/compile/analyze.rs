@@ -18,7 +18,7 @@ use datafusion::functions_aggregate::{
     min_max::{max_udaf, min_udaf}, sum::sum_udaf,
 };
 use datafusion::logical_expr::expr::Case as CaseExpr;
-use datafusion::logical_expr::{AggregateUDF, Expr, ExprFunctionExt, SortExpr, cast, col, lit};
+use datafusion::logical_expr::{AggregateUDF, Expr, ExprFunctionExt, cast, col, lit};
 use datafusion::arrow::datatypes::DataType;
 
 use super::functions::call;
@@ -220,8 +220,8 @@ pub fn scalar(ty: &ValueType, value: &Literal) -> Result<ScalarValue> {
     })
 }
 
-fn aggregate(udaf: Arc<AggregateUDF>, arg: Expr, distinct: bool, filters: &[Expr], order: Vec<SortExpr>) -> Result<Expr> {
-    let mut b = udaf.call(vec![arg]).order_by(order);
+fn aggregate(udaf: Arc<AggregateUDF>, args: Vec<Expr>, distinct: bool, filters: &[Expr]) -> Result<Expr> {
+    let mut b = udaf.call(args).order_by(vec![]);
     if distinct {
         b = b.distinct();
     }
@@ -360,10 +360,7 @@ impl Analyzer<'_> {
                         // the first row has the smallest key, the last the largest.
                         let key = super::functions::sort_key(keys);
                         let pick = super::pick::pick_udaf(position == Position::First);
-                        let mut agg = pick.call(vec![col(name.as_str()), key]);
-                        if let Some(filter) = conjunction(&f.filters) {
-                            agg = agg.filter(filter).build()?;
-                        }
+                        let agg = aggregate(pick, vec![col(name.as_str()), key], false, &f.filters)?;
                         let c = self.event_column(&f.root, f.stage, agg);
                         patient(col(c), f.stage + 1)
                     }
@@ -419,7 +416,7 @@ impl Analyzer<'_> {
                 let expr = if aggregation == Exists { present } else { case(vec![(present, lit(1i64))], Some(zero())) };
                 return Ok(Ser { expr, filters: vec![], stage: 1 });
             }
-            let c = self.event_column(&f.root, f.stage, aggregate(count_udaf(), lit(1i64), false, &f.filters, vec![])?);
+            let c = self.event_column(&f.root, f.stage, aggregate(count_udaf(), vec![lit(1i64)], false, &f.filters)?);
             let n = coalesce(vec![col(c), zero()]);
             let expr = match (aggregation, &f.patient) {
                 (Exists, _) => n.gt(zero()),
@@ -436,15 +433,15 @@ impl Analyzer<'_> {
             f
         };
         let (agg, wrap): (Expr, fn(Expr, Option<i64>) -> Expr) = match aggregation {
-            CountDistinct => (aggregate(count_udaf(), s.expr.clone(), true, &s.filters, vec![])?, |c, _| coalesce(vec![c, lit(0i64)])),
-            CountEpisodes => (aggregate(array_agg_udaf(), s.expr.clone(), false, &not_null(&s), vec![])?, |c, g| {
+            CountDistinct => (aggregate(count_udaf(), vec![s.expr.clone()], true, &s.filters)?, |c, _| coalesce(vec![c, lit(0i64)])),
+            CountEpisodes => (aggregate(array_agg_udaf(), vec![s.expr.clone()], false, &not_null(&s))?, |c, g| {
                 call("ehr_count_episodes", vec![c, lit(g.unwrap_or(0))])
             }),
-            Min => (aggregate(min_udaf(), s.expr.clone(), false, &s.filters, vec![])?, |c, _| c),
-            Max => (aggregate(max_udaf(), s.expr.clone(), false, &s.filters, vec![])?, |c, _| c),
-            Sum => (aggregate(sum_udaf(), s.expr.clone(), false, &s.filters, vec![])?, |c, _| c),
-            Mean => (aggregate(avg_udaf(), s.expr.clone(), false, &s.filters, vec![])?, |c, _| c),
-            CombineAsSet => (aggregate(array_agg_udaf(), s.expr.clone(), false, &not_null(&s), vec![])?, |c, _| c),
+            Min => (aggregate(min_udaf(), vec![s.expr.clone()], false, &s.filters)?, |c, _| c),
+            Max => (aggregate(max_udaf(), vec![s.expr.clone()], false, &s.filters)?, |c, _| c),
+            Sum => (aggregate(sum_udaf(), vec![s.expr.clone()], false, &s.filters)?, |c, _| c),
+            Mean => (aggregate(avg_udaf(), vec![s.expr.clone()], false, &s.filters)?, |c, _| c),
+            CombineAsSet => (aggregate(array_agg_udaf(), vec![s.expr.clone()], false, &not_null(&s))?, |c, _| c),
             Exists | Count => unreachable!(),
         };
         let c = self.event_column(&root, s.stage, agg);
