@@ -1,4 +1,4 @@
-//! Embeds the Python front end (python/ehrfusion, python/ehrql) in the binary, so
+//! Embeds the Python front end (python/ehrfusion, python/ehrql, python/cohortextractor) in the binary, so
 //! the binary can load definitions wherever it runs, and points the binary at the
 //! libpython it was built against.
 
@@ -26,9 +26,10 @@ fn main() {
     let python = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../python");
     println!("cargo:rerun-if-changed={}", python.join("ehrfusion").display());
     println!("cargo:rerun-if-changed={}", python.join("ehrql").display());
+    println!("cargo:rerun-if-changed={}", python.join("cohortextractor").display());
     let mut files = Vec::new();
     if std::env::var_os("CARGO_FEATURE_PYTHON").is_some() {
-        for package in ["ehrfusion", "ehrql"] {
+        for package in ["ehrfusion", "ehrql", "cohortextractor"] {
             python_files(&python.join(package), &python, &mut files);
         }
         pyo3_build_config::add_libpython_rpath_link_args();

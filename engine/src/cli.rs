@@ -84,6 +84,13 @@ Exit status 13 when a test fails, as in ehrQL.")]
     /// prints the plans (as `explain` does).
     #[command(hide = true)]
     DumpDatasetSql(DumpSqlArgs),
+    /// Run cohort-extractor study definitions: `ehrfusion cohortextractor generate_cohort ...`
+    /// (see `ehrfusion cohortextractor --help`).
+    #[command(disable_help_flag = true)]
+    Cohortextractor {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// ehrQL commands that ehrfusion does not provide: refused with one line.
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -622,6 +629,10 @@ where
             return e.exit_code() as u8;
         }
     };
+    #[cfg(feature = "python")]
+    if let Command::Cohortextractor { args } = cli.command {
+        return crate::cohort::exit_status(args);
+    }
     let result = match cli.command {
         Command::GenerateDataset(a) => generate(a, front_end),
         Command::GenerateMeasures(a) => generate_measures(a, front_end),
@@ -633,6 +644,7 @@ where
             explain(ExplainArgs { def: a.def, parameters: a.parameters }, front_end)
         }
         Command::Other(args) => refuse(&args),
+        Command::Cohortextractor { .. } => Err(err!("this build of ehrfusion has no Python support, which study definitions need")),
     };
     match result {
         Ok(()) => 0,

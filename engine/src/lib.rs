@@ -3,9 +3,12 @@
 //! One extraction flows through the modules in order: [`model`] (the query model a
 //! definition lowers to, and its validation), [`compile`] (query model to DataFusion
 //! plans), [`source`] (reading and checking input tables), [`output`] (writers), all
-//! driven by [`run`].
+//! driven by [`run`]. [`cohort`] runs cohort-extractor study definitions through
+//! the same path.
 
 pub mod cli;
+#[cfg(feature = "python")]
+pub mod cohort;
 pub mod compile;
 pub mod dummy;
 pub mod error;

@@ -18,7 +18,7 @@ from .query_model import dumps
 
 _PACKAGE_DIRS = tuple(
     os.path.dirname(os.path.abspath(m)) + os.sep
-    for m in [__file__, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ehrql", "__init__.py")]
+    for m in [__file__, *(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", pkg, "__init__.py") for pkg in ("ehrql", "cohortextractor"))]
 )
 
 

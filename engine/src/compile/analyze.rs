@@ -523,6 +523,8 @@ impl Analyzer<'_> {
             In => call("ehr_in_set", vec![next(), next()]),
             MinimumOf => least((0..args.len()).map(|_| next()).collect()),
             MaximumOf => greatest((0..args.len()).map(|_| next()).collect()),
+            FormatDate => call("ehr_format_date", vec![next(), next()]),
+            CastToStr => cast(next(), DataType::Utf8),
         };
         Ok(out)
     }

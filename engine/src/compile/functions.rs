@@ -86,6 +86,7 @@ pub fn call(name: &'static str, args: Vec<Expr>) -> Expr {
         "ehr_first_of_month" => udf(name, 1, DataType::Date32, first_of_month),
         "ehr_str_contains" => udf(name, 2, DataType::Boolean, str_contains),
         "ehr_in_set" => udf(name, 2, DataType::Boolean, in_set),
+        "ehr_format_date" => udf(name, 2, DataType::Utf8, format_date),
         "ehr_count_episodes" => udf(name, 2, DataType::Int64, count_episodes),
         other => panic!("no ehrQL function named {other}"),
     };
@@ -288,6 +289,33 @@ fn str_contains(args: &[ArrayRef]) -> DFResult<ArrayRef> {
     let (a, b) = (as_str(&args[0])?, as_str(&args[1])?);
     let out: BooleanArray = binary(a, b, |x: &str, y: &str| Some(x.contains(y)));
     Ok(Arc::new(out))
+}
+
+/// A date as text cut to a format (cohort-extractor's dates): `YYYY`, `YYYY-MM` or
+/// `YYYY-MM-DD`.
+fn format_date(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let Some(dates) = args[0].as_any().downcast_ref::<Date32Array>() else {
+        return exec_err!("ehr_format_date expects a date, got {}", args[0].data_type());
+    };
+    let formats = as_str(&args[1])?;
+    let mut out = StringBuilder::with_capacity(dates.len(), dates.len() * 10);
+    for i in 0..dates.len() {
+        if dates.is_null(i) || formats.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        let width = match formats.value(i) {
+            "YYYY" => 4,
+            "YYYY-MM" => 7,
+            "YYYY-MM-DD" => 10,
+            other => return exec_err!("unknown date format '{other}' (use YYYY, YYYY-MM or YYYY-MM-DD)"),
+        };
+        match days_to_date(dates.value(i)) {
+            Some(d) => out.append_value(&d.format("%Y-%m-%d").to_string()[..width]),
+            None => out.append_null(),
+        }
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 /// `value IN set` as ehrQL defines it: an empty (or missing) set contains nothing,

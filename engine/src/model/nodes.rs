@@ -66,10 +66,12 @@ pub enum Function {
     In,
     MinimumOf,
     MaximumOf,
+    FormatDate,
+    CastToStr,
 }
 
 impl Function {
-    pub const ALL: [Function; 35] = [
+    pub const ALL: [Function; 37] = [
         Function::EQ,
         Function::NE,
         Function::LT,
@@ -105,6 +107,8 @@ impl Function {
         Function::In,
         Function::MinimumOf,
         Function::MaximumOf,
+        Function::FormatDate,
+        Function::CastToStr,
     ];
 
     pub fn name(self) -> &'static str {
@@ -144,6 +148,8 @@ impl Function {
             Function::In => "In",
             Function::MinimumOf => "MinimumOf",
             Function::MaximumOf => "MaximumOf",
+            Function::FormatDate => "FormatDate",
+            Function::CastToStr => "CastToStr",
         }
     }
 
@@ -153,7 +159,7 @@ impl Function {
         use Function::*;
         match self {
             Not | IsNull | Negate | Absolute | CastToInt | CastToFloat | YearFromDate | MonthFromDate
-            | DayFromDate | ToFirstOfYear | ToFirstOfMonth => Arity::Unary,
+            | DayFromDate | ToFirstOfYear | ToFirstOfMonth | CastToStr => Arity::Unary,
             MinimumOf | MaximumOf => Arity::Variadic,
             _ => Arity::Binary,
         }

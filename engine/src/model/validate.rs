@@ -392,6 +392,14 @@ fn function_info(infos: &[NodeInfo], function: Function, args: &[NodeId]) -> Res
             }
             ValueType::Bool
         }
+        FormatDate => {
+            need(*tys[0] == ValueType::Date && *tys[1] == ValueType::Str, "needs a date (lhs) and a format (rhs: YYYY, YYYY-MM or YYYY-MM-DD)")?;
+            ValueType::Str
+        }
+        CastToStr => {
+            need(matches!(tys[0], ValueType::Str | ValueType::Code(_)), "only str and code series convert to str")?;
+            ValueType::Str
+        }
         MinimumOf | MaximumOf => {
             same("all arguments")?;
             need(tys[0].is_comparable(), "only int, float, str, date and code series have an order")?;

@@ -1,0 +1,447 @@
+//! `ehrfusion cohortextractor ...`: cohort-extractor's command line over the same
+//! engine. A study definition (`analysis/study_definition*.py`) is lowered by the
+//! Python `cohortextractor` package to one query model per index date; each runs
+//! as a dataset does and is written as cohort-extractor writes its files
+//! (`output/input[_suffix][_YYYY-MM-DD].csv|csv.gz|feather`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::*;
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Int8Type, Int16Type, Int32Type, Schema as ArrowSchema};
+use arrow::ipc::writer::FileWriter;
+use clap::{Args, Parser, Subcommand};
+
+use crate::dummy::{self, DummyOptions};
+use crate::error::{ErrorKind, Result, ResultExt};
+use crate::model::types::date_to_days;
+use crate::output::{self, TableWriter};
+use crate::run::{self, Prepared};
+use crate::source::{Format, Tables};
+use crate::{bail, err};
+
+const FORMATS: [&str; 5] = ["csv", "csv.gz", "feather", "dta", "dta.gz"];
+
+#[derive(Parser)]
+#[command(
+    name = "ehrfusion cohortextractor",
+    about = "Run cohort-extractor study definitions (analysis/study_definition*.py) unchanged.",
+    after_help = "\
+Examples:
+  ehrfusion cohortextractor generate_cohort --expectations-population 1000   (every study definition, dummy data)
+  ehrfusion cohortextractor generate_cohort --study-definition study_definition --index-date-range \"2019-01-01 to 2021-12-01 by month\" --output-dir=output/data --output-format=feather --expectations-population 1000
+  ehrfusion cohortextractor generate_cohort --study-definition study_definition --data data/ --output-file output/input.csv.gz
+  ehrfusion cohortextractor generate_cohort --study-definition study_definition --param region=London --data data/"
+)]
+pub struct CohortCli {
+    /// Print the version of this cohort-extractor.
+    #[arg(long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<CohortCommand>,
+}
+
+#[derive(Subcommand)]
+enum CohortCommand {
+    /// Extract the cohort of one study definition (or all) at one index date or a range.
+    #[command(name = "generate_cohort")]
+    GenerateCohort(GenerateCohortArgs),
+    /// cohort-extractor's measures from extracted cohorts (not built yet: refused).
+    #[command(name = "generate_measures")]
+    GenerateMeasures(PassThrough),
+    /// cohort-extractor's other commands (refused with one line).
+    #[command(external_subcommand)]
+    Other(Vec<String>),
+}
+
+#[derive(Args)]
+struct PassThrough {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    rest: Vec<String>,
+}
+
+#[derive(Args)]
+struct GenerateCohortArgs {
+    /// Directory for the output files (default: output).
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// csv (default), csv.gz or feather (dta and dta.gz are not written yet).
+    #[arg(long)]
+    output_format: Option<String>,
+    /// The full path of the output file, e.g. output/input.csv (one study definition only).
+    #[arg(long)]
+    output_file: Option<PathBuf>,
+    /// The study definition to run (a module in analysis/), or all of them.
+    #[arg(long, default_value = "all")]
+    study_definition: String,
+    /// Evaluate the study at a range of index dates: "DATE to DATE by month|week".
+    #[arg(long, default_value = "")]
+    index_date_range: String,
+    /// Do not regenerate an output file that already exists.
+    #[arg(long)]
+    skip_existing: bool,
+    /// key=value for the study's `params` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE", num_args = 1.., action = clap::ArgAction::Append)]
+    params: Vec<String>,
+    /// Dummy patients to generate tables for (the queries then run over them).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    expectations_population: usize,
+    /// Use this file as the output, after checking its columns.
+    #[arg(long, value_name = "FILE")]
+    dummy_data_file: Option<PathBuf>,
+    /// A directory of real data: one file (or folder of files) per TPP table.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["expectations_population", "dummy_data_file"])]
+    data: Option<PathBuf>,
+    /// cohort-extractor's SQL Server connection: not used by ehrfusion (give --data).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Accepted for compatibility; ignored.
+    #[arg(long, hide = true)]
+    temp_database_name: Option<String>,
+    /// Accepted for compatibility; ignored.
+    #[arg(long, hide = true)]
+    with_end_date_fix: bool,
+    /// Seed for dummy data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// A written column of a study: its cohort-extractor type and date format.
+#[derive(serde::Deserialize, Clone, Debug)]
+struct StudyColumn {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(default)]
+    categorical_int: bool,
+}
+
+/// Run `ehrfusion cohortextractor ARGS...` and return its exit status.
+pub fn exit_status(args: Vec<String>) -> u8 {
+    let cli = match CohortCli::try_parse_from(std::iter::once("ehrfusion cohortextractor".to_string()).chain(args)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code() as u8;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.kind().exit_code()
+        }
+    }
+}
+
+fn run(cli: CohortCli) -> Result<()> {
+    if cli.version {
+        println!("ehrfusion {} (cohort-extractor study definitions)", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    match cli.command {
+        Some(CohortCommand::GenerateCohort(a)) => generate_cohort(a),
+        Some(CohortCommand::GenerateMeasures(_)) => Err(err!("cohortextractor generate_measures is not built yet in ehrfusion; run the study's measures with ehrQL's generate-measures, or cohort-extractor itself").or_kind(ErrorKind::Usage)),
+        Some(CohortCommand::Other(a)) => {
+            let name = a.first().cloned().unwrap_or_default();
+            Err(err!("cohortextractor {name}: not provided by ehrfusion (it runs generate_cohort)").or_kind(ErrorKind::Usage))
+        }
+        None => Err(err!("give a command: generate_cohort (see ehrfusion cohortextractor --help)").or_kind(ErrorKind::Usage)),
+    }
+}
+
+/// The study definitions of `analysis/`: (module name, suffix), sorted by name.
+fn study_definitions(analysis: &Path) -> Result<Vec<(String, String)>> {
+    let entries = std::fs::read_dir(analysis).map_err(|e| err!("{}: {e} (run from the study's folder, which holds analysis/)", analysis.display()).or_kind(ErrorKind::Usage))?;
+    let mut found: Vec<(String, String)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let stem = name.strip_suffix(".py")?;
+            let suffix = stem.strip_prefix("study_definition")?;
+            let ok = suffix.is_empty() || (suffix.starts_with('_') && suffix.len() > 1 && suffix[1..].chars().all(|c| c.is_alphanumeric() || c == '_'));
+            ok.then(|| (stem.to_string(), suffix.to_string()))
+        })
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        bail!("No study definitions found in {} (files named study_definition*.py)", analysis.display());
+    }
+    Ok(found)
+}
+
+fn split_output_file(file: &Path) -> Option<(PathBuf, String, String)> {
+    let name = file.file_name()?.to_string_lossy().to_string();
+    let format = FORMATS.iter().filter(|f| name.ends_with(&format!(".{f}"))).max_by_key(|f| f.len())?;
+    let stem = name.strip_suffix(&format!(".{format}"))?;
+    if stem.is_empty() {
+        return None;
+    }
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    Some((if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir }, stem.to_string(), format.to_string()))
+}
+
+fn generate_cohort(args: GenerateCohortArgs) -> Result<()> {
+    let usage = |m: String| err!("generate_cohort: {m}").or_kind(ErrorKind::Usage);
+    if args.database_url.is_some() || std::env::var_os("DATABASE_URL").is_some() {
+        return Err(usage("ehrfusion reads data files, not a database: give --data DIR (one file per TPP table)".into()));
+    }
+    if args.expectations_population == 0 && args.dummy_data_file.is_none() && args.data.is_none() {
+        return Err(usage("one of the arguments --expectations-population --dummy-data-file --data is required".into()));
+    }
+    let (output_dir, output_name, format) = match &args.output_file {
+        Some(file) => {
+            let (dir, stem, format) = split_output_file(file).ok_or_else(|| usage(format!("--output-file must have a supported extension: {}", FORMATS.join(", "))))?;
+            if let Some(d) = &args.output_dir {
+                if d != &dir {
+                    return Err(usage(format!("--output-dir '{}' does not match directory in --output-file", d.display())));
+                }
+            }
+            if let Some(f) = &args.output_format {
+                if f != &format {
+                    return Err(usage(format!("--output-format '{f}' does not match format in --output-file")));
+                }
+            }
+            (dir, Some(stem), format)
+        }
+        None => (args.output_dir.clone().unwrap_or_else(|| PathBuf::from("output")), None, args.output_format.clone().unwrap_or_else(|| "csv".into())),
+    };
+    let writer_format = match format.as_str() {
+        "csv" => Format::Csv,
+        "csv.gz" => Format::CsvGz,
+        "feather" => Format::Arrow,
+        "dta" | "dta.gz" => return Err(usage(format!("--output-format {format}: Stata files are not written by ehrfusion yet (use csv, csv.gz or feather)"))),
+        other => return Err(usage(format!("--output-format: invalid choice '{other}' (choose from {})", FORMATS.join(", ")))),
+    };
+    let params = args
+        .params
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+            None => Err(usage(format!("--param {p}: expected KEY=VALUE"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let analysis = PathBuf::from("analysis");
+    let mut studies = study_definitions(&analysis)?;
+    if args.study_definition != "all" {
+        let chosen: Vec<_> = studies.iter().filter(|(n, _)| *n == args.study_definition).cloned().collect();
+        if chosen.is_empty() {
+            let names: Vec<_> = studies.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(usage(format!("--study-definition: invalid choice '{}' (choose from all, {})", args.study_definition, names.join(", "))));
+        }
+        studies = chosen;
+    }
+    if args.dummy_data_file.is_some() && studies.len() > 1 {
+        return Err(usage("You can only provide dummy data for a single study definition".into()));
+    }
+    if output_name.is_some() && studies.len() > 1 {
+        return Err(usage("You can only use the --output-file argument with a single study definition".into()));
+    }
+    let threads = args.threads.unwrap_or_else(run::default_threads);
+    for (study, suffix) in &studies {
+        let path = analysis.join(format!("{study}.py"));
+        eprintln!("Generating cohort for {study} in {}", output_dir.display());
+        let (columns_json, runs) = crate::frontend::load_study(&path, &args.index_date_range, &params).or_kind(ErrorKind::Definition)?;
+        let columns: Vec<StudyColumn> = serde_json::from_str(&columns_json).map_err(|e| err!("{}: {e}", path.display()))?;
+        let name = output_name.clone().unwrap_or_else(|| "input".into());
+        let suffix = if output_name.is_some() { "" } else { suffix.as_str() };
+        let target = |date: &str| {
+            let date = if date.is_empty() { String::new() } else { format!("_{date}") };
+            output_dir.join(format!("{name}{suffix}{date}.{format}"))
+        };
+        if let Some(file) = &args.dummy_data_file {
+            let out = target(runs.first().map(|r| r.0.as_str()).unwrap_or(""));
+            copy_dummy_data_file(file, &out, &format, &columns)?;
+            eprintln!("Successfully created cohort and covariates at {}", out.display());
+            continue;
+        }
+        let prepared = runs
+            .into_iter()
+            .map(|(date, model)| Ok((date, Prepared::new(model).map_err(|e| err!("{}: {e}", path.display()).or_kind(ErrorKind::Definition))?)))
+            .collect::<Result<Vec<_>>>()?;
+        let pending: Vec<_> = prepared.iter().filter(|(d, _)| !(args.skip_existing && target(d).exists())).collect();
+        for (d, _) in prepared.iter().filter(|(d, _)| args.skip_existing && target(d).exists()) {
+            eprintln!("Not regenerating pre-existing file at {}", target(d).display());
+        }
+        let Some((_, first)) = pending.first() else { continue };
+        let ctx = run::session(threads);
+        let rt = run::runtime(threads)?;
+        let providers = match &args.data {
+            Some(d) => first.open_tables(Tables::Data(d), threads).or_kind(ErrorKind::File)?,
+            None => {
+                let options = DummyOptions { population_size: args.expectations_population, seed: args.seed, timeout: dummy::DEFAULT_TIMEOUT, progress: true, profile: dummy::Profile::Query };
+                let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+                rt.block_on(dummy::generate(&ctx, first, &options, threads, |name, rows| {
+                    tables.entry(name.to_string()).or_default().push(rows);
+                    Ok(())
+                }))?;
+                dummy::into_providers(first, tables, threads)?
+            }
+        };
+        for (date, prepared) in pending {
+            if !date.is_empty() {
+                eprintln!("Setting index_date to {date}");
+            }
+            let results = rt.block_on(run::execute(&ctx, prepared, &providers))?;
+            let out = target(date);
+            write_cohort(&out, writer_format, &results.dataset, &columns)?;
+            eprintln!("Successfully created cohort and covariates at {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn write_cohort(path: &Path, format: Format, table: &run::TableResult, columns: &[StudyColumn]) -> Result<()> {
+    if format != Format::Arrow {
+        let mut writer = TableWriter::create(path, format, table.columns.clone())?;
+        for b in &table.batches {
+            writer.write(b)?;
+        }
+        return output::commit(vec![writer.finish()?]);
+    }
+    let batch = concat_batches(&table.batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(ArrowSchema::empty())), &table.batches)?;
+    let batch = if table.batches.is_empty() { empty_batch(&table.columns) } else { batch };
+    let typed = feather_batch(&batch, columns)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create directory: {e}", dir.display()))?;
+    let temp = tempfile::Builder::new().prefix(".ehrfusion-").tempfile_in(dir).map_err(|e| err!("{}: cannot write: {e}", dir.display()))?;
+    {
+        let file = temp.reopen().map_err(|e| err!("{}: {e}", path.display()))?;
+        let mut w = FileWriter::try_new(std::io::BufWriter::new(file), &typed.schema())?;
+        w.write(&typed)?;
+        w.finish()?;
+    }
+    temp.persist(path).map_err(|e| err!("{}: cannot write: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+fn empty_batch(columns: &[output::ColumnInfo]) -> RecordBatch {
+    let schema = Arc::new(ArrowSchema::new(columns.iter().map(|c| Field::new(&c.name, c.ty.arrow_type(), true)).collect::<Vec<_>>()));
+    RecordBatch::new_empty(schema)
+}
+
+/// The columns as cohort-extractor's pandas writes them to feather: flags as
+/// booleans, dates as nanosecond timestamps (a year alone is its 1 January),
+/// strings (and IMD, rural-urban) as categories in order of first appearance
+/// with the empty value missing.
+fn feather_batch(batch: &RecordBatch, columns: &[StudyColumn]) -> Result<RecordBatch> {
+    let mut fields = vec![Field::new("patient_id", DataType::Int64, false)];
+    let mut arrays: Vec<ArrayRef> = vec![batch.column(0).clone()];
+    for (i, c) in columns.iter().enumerate() {
+        let array = batch.column(i + 1);
+        let converted: ArrayRef = match (c.ty.as_str(), c.categorical_int) {
+            (_, true) => categorical_ints(array)?,
+            ("bool", _) => {
+                let ints = array.as_any().downcast_ref::<Int64Array>().ok_or_else(|| err!("column {}: expected 0/1", c.name))?;
+                Arc::new(ints.iter().map(|v| Some(v.unwrap_or(0) != 0)).collect::<BooleanArray>())
+            }
+            ("date", _) => Arc::new(timestamps(array, &c.name)?),
+            ("str", _) => categorical_strings(array)?,
+            _ => array.clone(),
+        };
+        fields.push(Field::new(&c.name, converted.data_type().clone(), true));
+        arrays.push(converted);
+    }
+    Ok(RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)?)
+}
+
+fn timestamps(array: &ArrayRef, name: &str) -> Result<TimestampNanosecondArray> {
+    let texts = array.as_any().downcast_ref::<StringArray>().ok_or_else(|| err!("column {name}: expected dates as text"))?;
+    let values = texts
+        .iter()
+        .map(|t| match t {
+            None | Some("") => Ok(None),
+            Some(t) => {
+                let full = match t.len() {
+                    4 => format!("{t}-01-01"),
+                    7 => format!("{t}-01"),
+                    _ => t.to_string(),
+                };
+                let date = chrono::NaiveDate::parse_from_str(&full, "%Y-%m-%d").map_err(|_| err!("column {name}: '{t}' is not a date"))?;
+                let days = date_to_days(date);
+                Ok(Some(days as i64 * 86_400_000_000_000))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(TimestampNanosecondArray::from(values))
+}
+
+/// Keys as pandas sizes them: int8 up to 127 categories, then int16, then int32.
+fn dictionary<T: Clone>(values: Vec<Option<T>>) -> (Vec<Option<i32>>, Vec<T>)
+where
+    T: std::hash::Hash + Eq,
+{
+    let mut position: std::collections::HashMap<T, i32> = std::collections::HashMap::new();
+    let mut categories = Vec::new();
+    let keys = values
+        .into_iter()
+        .map(|v| {
+            v.map(|v| {
+                *position.entry(v.clone()).or_insert_with(|| {
+                    categories.push(v);
+                    categories.len() as i32 - 1
+                })
+            })
+        })
+        .collect();
+    (keys, categories)
+}
+
+fn keyed(keys: Vec<Option<i32>>, values: ArrayRef, categories: usize) -> Result<ArrayRef> {
+    let keys = Int32Array::from(keys);
+    Ok(if categories < 128 {
+        let k: Int8Array = keys.iter().map(|k| k.map(|k| k as i8)).collect();
+        Arc::new(DictionaryArray::<Int8Type>::try_new(k, values)?)
+    } else if categories < 32768 {
+        let k: Int16Array = keys.iter().map(|k| k.map(|k| k as i16)).collect();
+        Arc::new(DictionaryArray::<Int16Type>::try_new(k, values)?)
+    } else {
+        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values)?)
+    })
+}
+
+fn categorical_strings(array: &ArrayRef) -> Result<ArrayRef> {
+    let texts = array.as_any().downcast_ref::<StringArray>().ok_or_else(|| err!("expected text"))?;
+    let (keys, categories) = dictionary(texts.iter().map(|t| t.filter(|t| !t.is_empty()).map(str::to_string)).collect());
+    let n = categories.len();
+    keyed(keys, Arc::new(StringArray::from(categories)), n)
+}
+
+fn categorical_ints(array: &ArrayRef) -> Result<ArrayRef> {
+    let ints = array.as_any().downcast_ref::<Int64Array>().ok_or_else(|| err!("expected integers"))?;
+    // pandas counts 0 as empty (missing), as cohort-extractor's categoriser does.
+    let (keys, categories) = dictionary(ints.iter().map(|v| v.filter(|v| *v != 0)).collect());
+    let n = categories.len();
+    keyed(keys, Arc::new(Int64Array::from(categories)), n)
+}
+
+/// `--dummy-data-file`: the file becomes the output once its extension and columns
+/// match the study's.
+fn copy_dummy_data_file(file: &Path, out: &Path, format: &str, columns: &[StudyColumn]) -> Result<()> {
+    let name = file.to_string_lossy();
+    if !name.ends_with(&format!(".{format}")) {
+        return Err(err!("Expected dummy data file with extension .{format}; got {}", file.display()).or_kind(ErrorKind::File));
+    }
+    if format.starts_with("csv") {
+        let reader: Box<dyn std::io::Read> = {
+            let f = std::fs::File::open(file).map_err(|e| err!("{}: {e}", file.display()).or_kind(ErrorKind::File))?;
+            if format == "csv.gz" { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) }
+        };
+        let mut csv = csv::Reader::from_reader(reader);
+        let header: Vec<String> = csv.headers().map_err(|e| err!("{}: {e}", file.display()).or_kind(ErrorKind::File))?.iter().map(str::to_string).collect();
+        let missing: Vec<&str> = std::iter::once("patient_id").chain(columns.iter().map(|c| c.name.as_str())).filter(|c| !header.iter().any(|h| h == c)).collect();
+        if !missing.is_empty() {
+            return Err(err!("{}: missing columns: {}", file.display(), missing.join(", ")).or_kind(ErrorKind::File));
+        }
+    }
+    if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| err!("{}: {e}", dir.display()))?;
+    }
+    std::fs::copy(file, out).map_err(|e| err!("{}: {e}", out.display()))?;
+    Ok(())
+}

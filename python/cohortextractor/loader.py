@@ -1,0 +1,74 @@
+"""Entry point for the ehrfusion binary: a study definition file, run for each
+index date, as query model documents."""
+
+import datetime
+import json
+
+import cohortextractor
+from ehrfusion.loader import DefinitionError, _located, run_definition
+from ehrfusion.query_model import dumps
+
+from . import dates
+from .study_definition import StudyDefinition
+
+
+def index_dates(date_range):
+    """The index dates of --index-date-range ("DATE", "DATE to DATE", "DATE to DATE
+    by week|month"; "today" allowed), latest first as cohort-extractor runs them;
+    [None] without a range."""
+    if not date_range:
+        return [None]
+    period = "month"
+    if " to " in date_range:
+        start, end = date_range.split(" to ", 1)
+        if " by " in end:
+            end, period = end.split(" by ", 1)
+    else:
+        start = end = date_range
+    try:
+        start, end = (datetime.date.today() if d == "today" else datetime.date.fromisoformat(d) for d in (start, end))
+    except ValueError:
+        raise DefinitionError(f"Invalid date range '{date_range}': Dates must be in YYYY-MM-DD format or 'today' and ranges must be in the form 'DATE to DATE by (week|month)'") from None
+    if period not in ("week", "month"):
+        raise DefinitionError(f"Unknown time period '{period}': must be 'week' or 'month'")
+    if end < start:
+        raise DefinitionError(f"Invalid date range '{date_range}': end cannot be earlier than start")
+    out, d = [], start
+    while d <= end:
+        out.append(d.isoformat())
+        try:
+            d = d + datetime.timedelta(days=7) if period == "week" else dates.add(d, 1, "months")
+        except dates.DateExpressionError as e:
+            raise DefinitionError(f"Invalid date range '{date_range}': {e}") from None
+    return list(reversed(out))
+
+
+def study_documents_json(path, date_range="", params=(), schemas=None):
+    """(columns JSON, [(index date or "", model JSON)]) for the `study` of a study
+    definition file."""
+    if schemas:
+        from ehrfusion import schemas as schema_module
+
+        for name, text in schemas.items():
+            schema_module.provide(name, text)
+    cohortextractor.params.clear()
+    cohortextractor.params.update(dict(params))
+    namespace = run_definition(path)
+    study = namespace.get("study")
+    if study is None:
+        raise DefinitionError(f"{path}: Did not find a variable called 'study' in the study definition file")
+    if not isinstance(study, StudyDefinition):
+        raise DefinitionError(f"{path}: 'study' must be a cohortextractor.StudyDefinition, not {type(study).__name__}")
+    runs = []
+    for index_date in index_dates(date_range):
+        try:
+            if index_date is not None:
+                study.set_index_date(index_date)
+            runs.append((index_date or "", dumps(study._to_document())))
+        except DefinitionError:
+            raise
+        except Exception as e:  # noqa: BLE001 (reported as one line)
+            where = f" (index date {index_date})" if index_date else ""
+            raise DefinitionError(_located(path, e) + where) from None
+    columns = [{"name": n, "type": t, "date_format": f, "categorical_int": c} for n, t, f, c in study.output_columns()]
+    return json.dumps(columns), runs

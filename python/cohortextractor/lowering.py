@@ -1,0 +1,572 @@
+"""Each `patients.*` query of a study definition lowered, for one index date, onto
+ehrfusion's query language over the TPP tables, with the TPP backend's semantics:
+
+- a column's written value is never null: missing numbers and flags are 0 (IMD -1),
+  missing strings and dates empty; flags are 1/0;
+- dates are written to their `date_format` (the year alone when none is given);
+- a period ("between", "on_or_before", "on_or_after") includes both ends;
+- registrations and addresses count on a date when they start on or before it and
+  end after it (no end date: still current).
+
+A query returns a `Column`: its written value, and the date it matched on (for
+`date_of`, `include_date_of_match` and date expressions naming the column)."""
+
+import datetime
+
+from ehrfusion import codes as codes_module
+from ehrfusion.language import BaseSeries, case, convert_value, days, function, maximum_of, minimum_of, months, value_series, when, years
+from . import dates
+from .expressions import InvalidExpressionError, Parser
+
+class _TppTables:
+    """The TPP tables, imported on first use (the engine provides their schemas
+    only once a study is loaded)."""
+
+    def __getattr__(self, name):
+        from ehrql.tables import tpp as tables
+
+        return getattr(tables, name)
+
+
+tpp = _TppTables()
+
+DEFAULTS = {"bool": 0, "int": 0, "float": 0.0, "str": "", "date": ""}
+DATE_FORMATS = ("YYYY", "YYYY-MM", "YYYY-MM-DD")
+
+
+class StudyError(ValueError):
+    """A study definition that cannot be run, in cohort-extractor's words."""
+
+
+class Column:
+    """A lowered column: `kind` is cohort-extractor's column type; `value` the
+    written (never null) patient series; `date` the date the value matched on (a
+    nullable date series); for date columns `raw` is the date itself, truncated
+    to the column's format."""
+
+    def __init__(self, kind, value, date=None, raw=None, date_format=None, default=None, condition=None):
+        self.kind, self.value, self.date, self.raw, self.date_format = kind, value, date, raw, date_format
+        self.default = DEFAULTS[kind] if default is None else default
+        # For a flag: the condition it is 1 for, used directly where the flag is
+        # tested (simpler plans, and dummy data sees what the population needs).
+        self.condition = condition
+
+
+def open_ended(frame):
+    """A sort key putting periods with no end date (TPP's 9999-12-31) last."""
+    return case(when(frame.end_date.is_null()).then(1), otherwise=0)
+
+
+def both(condition, other):
+    return condition if other is None else condition & other
+
+
+def flag(condition):
+    return case(when(condition).then(1), otherwise=0)
+
+
+def flag_column(condition, nullable=False, **kwargs):
+    """A flag column; its condition stands in for it only when never null (a null
+    condition gives 0, but its negation is not 1)."""
+    return Column("bool", flag(condition), condition=None if nullable else condition, **kwargs)
+
+
+def written(kind, series, default=None):
+    default = DEFAULTS[kind] if default is None else default
+    return series.when_null_then(default)
+
+
+def truncated(date, date_format):
+    if date_format in (None, "YYYY"):
+        return date.to_first_of_year()
+    if date_format == "YYYY-MM":
+        return date.to_first_of_month()
+    return date
+
+
+def date_column(date, date_format, match_date=None):
+    """A date column: written as text cut to its format, empty when missing."""
+    if date_format not in (None, *DATE_FORMATS):
+        raise StudyError(f"Unhandled date format: {date_format}")
+    text = function("FormatDate", "str", date, value_series(date_format or "YYYY", "str"))
+    return Column("date", text.when_null_then(""), date=match_date if match_date is not None else date, raw=truncated(date, date_format), date_format=date_format or "YYYY")
+
+
+class Lowering:
+    """Lowers the columns of one study definition at one index date, in order:
+    each column may refer to the ones before it."""
+
+    def __init__(self, index_date):
+        self.index_date = index_date
+        self.columns = {}
+
+    # ------------------------------------------------------------ dates
+
+    def date(self, text):
+        """A date argument: a date constant, or a patient series for an expression
+        over an earlier column (null where that column is empty)."""
+        if text is None:
+            return None
+        if dates.parse(text) is None:
+            return datetime.date.fromisoformat(text)
+        function_name, name, quantity, units = dates.parse(text)
+        column = self.columns.get(name)
+        if column is None:
+            raise StudyError(f"Unknown date column: {name} in: {text}")
+        if column.kind != "date":
+            raise StudyError(f"Column '{name}' is not a date in: {text}")
+        if column.date_format == "YYYY":
+            raise StudyError(f"Column '{name}' has a year-only date format 'YYYY' and so can't be used in date expressions in: {text}")
+        d = column.raw
+        if function_name:
+            d = column_function(function_name, d)
+        if units == "days":
+            d = d + days(quantity)
+        elif units:
+            d = add_months_clipped(d, quantity * (12 if units == "years" else 1))
+        return d
+
+    def in_period(self, date, between):
+        """Whether `date` lies in the period (both ends included); None when there
+        is no period."""
+        low, high = (self.date(b) for b in (between or (None, None)))
+        if low is not None and high is not None:
+            return date.is_on_or_between(low, high)
+        if low is not None:
+            return date.is_on_or_after(low)
+        if high is not None:
+            return date.is_on_or_before(high)
+        return None
+
+    def within(self, frame, date, between):
+        condition = self.in_period(date, between)
+        return frame if condition is None else frame.where(condition)
+
+    # ------------------------------------------------------------ queries
+
+    def lower(self, name, query_type, args):
+        method = getattr(self, f"q_{query_type}", None)
+        if method is None:
+            raise StudyError(f"{name}: patients.{query_type}() is not supported by ehrfusion yet")
+        column = method(**args)
+        self.columns[name] = column
+        return column
+
+    def q_fixed_value(self, value, column_type, date_format=None):
+        if column_type == "date":
+            d = datetime.date.fromisoformat(value)
+            return date_column(value_series(d, "date"), "YYYY-MM-DD")
+        ty = "int" if column_type == "bool" else column_type
+        return Column(column_type, value_series(int(value) if column_type == "bool" else value, ty))
+
+    def q_all(self, **_):
+        return flag_column(tpp.patients.exists_for_patient())
+
+    def q_sex(self, **_):
+        sex = tpp.patients.sex
+        letter = case(when(sex == "male").then("M"), when(sex == "female").then("F"), when(sex == "intersex").then("I"), when(sex == "unknown").then("U"))
+        return Column("str", written("str", letter))
+
+    def q_age_as_of(self, reference_date, **_):
+        age = (self.date(reference_date) - tpp.patients.date_of_birth).years
+        return Column("int", written("int", age))
+
+    def q_date_of_birth(self, date_format=None, **_):
+        return date_column(tpp.patients.date_of_birth, date_format)
+
+    def q_registered_as_of(self, reference_date, **_):
+        return self.q_registered_with_one_practice_between(reference_date, reference_date)
+
+    def q_registered_with_one_practice_between(self, start_date, end_date, **_):
+        regs = tpp.practice_registrations
+        start, end = self.date(start_date), self.date(end_date)
+        spanning = regs.where(regs.start_date.is_on_or_before(start) & (regs.end_date.is_after(end) | regs.end_date.is_null()))
+        return flag_column(spanning.exists_for_patient())
+
+    def _current(self, frame, date):
+        d = self.date(date)
+        return frame.where(frame.start_date.is_on_or_before(d) & (frame.end_date.is_after(d) | frame.end_date.is_null()))
+
+    def q_registered_practice_as_of(self, date, returning=None, **_):
+        columns = {"stp_code": ("str", "practice_stp"), "nuts1_region_name": ("str", "practice_nuts1_region_name"), "pseudo_id": ("int", "practice_pseudo_id")}
+        if returning in ("msoa", "msoa_code") or (returning or "").startswith("rct__"):
+            raise StudyError(f"registered_practice_as_of(returning={returning!r}): the TPP tables ehrfusion reads have no such practice property")
+        if returning not in columns:
+            raise StudyError(f"Unsupported `returning` value: {returning}")
+        kind, column = columns[returning]
+        regs = self._current(tpp.practice_registrations, date)
+        # Latest start first, then the longest (no end date is the longest).
+        latest = regs.sort_by(regs.start_date, open_ended(regs), regs.end_date, -regs.practice_pseudo_id).last_for_patient()
+        return Column(kind, written(kind, getattr(latest, column)))
+
+    def q_address_as_of(self, date, returning=None, round_to_nearest=None, **_):
+        if returning == "index_of_multiple_deprivation":
+            if round_to_nearest != 100:
+                raise StudyError("address_as_of(returning='index_of_multiple_deprivation') needs round_to_nearest=100")
+            kind, column, default = "int", "imd_rounded", -1
+        elif returning == "rural_urban_classification":
+            if round_to_nearest is not None:
+                raise StudyError("address_as_of(returning='rural_urban_classification') takes no round_to_nearest")
+            kind, column, default = "int", "rural_urban_classification", 0
+        elif returning in ("msoa", "msoa_code"):
+            kind, column, default = "str", "msoa_code", ""
+        else:
+            raise StudyError(f"Unsupported `returning` value: {returning}")
+        addresses = self._current(tpp.addresses, date)
+        # Latest start, then latest end, then one with a postcode, then the lowest id.
+        with_postcode = case(when(addresses.has_postcode).then(1), otherwise=0)
+        latest = addresses.sort_by(addresses.start_date, open_ended(addresses), addresses.end_date, with_postcode, -addresses.address_id).last_for_patient()
+        return Column(kind, written(kind, getattr(latest, column), default), default=default)
+
+    def q_died_from_any_cause(self, between=None, returning="binary_flag", date_format=None, **_):
+        return self.q_with_these_codes_on_death_certificate(None, between=between, returning=returning, date_format=date_format)
+
+    def q_with_these_codes_on_death_certificate(self, codelist=None, between=None, match_only_underlying_cause=False, returning="binary_flag", date_format=None, **_):
+        deaths = tpp.ons_deaths
+        condition = deaths.exists_for_patient()
+        if codelist is not None:
+            if codelist.system != "icd10":
+                raise StudyError(f"with_these_codes_on_death_certificate() needs an icd10 codelist, not {codelist.system}")
+            codes = valid_codes(codelist, "ICD10Code")
+            columns = ["underlying_cause_of_death"] + ([] if match_only_underlying_cause else [f"cause_of_death_{i:02d}" for i in range(1, 16)])
+            any_code = None
+            for c in columns:
+                hit = getattr(deaths, c).is_in(codes)
+                any_code = hit if any_code is None else any_code | hit
+            condition = condition & any_code
+        period = self.in_period(deaths.date, between)
+        if period is not None:
+            condition = condition & period
+        if returning == "binary_flag":
+            return flag_column(condition, nullable=True)
+        if returning == "date_of_death":
+            return date_column(case(when(condition).then(deaths.date)), date_format)
+        if returning == "underlying_cause_of_death":
+            return Column("str", written("str", case(when(condition).then(function("CastToStr", "str", deaths.underlying_cause_of_death)))))
+        raise StudyError(f"Unsupported `returning` value: {returning}")
+
+    def q_with_death_recorded_in_primary_care(self, between=None, returning="binary_flag", date_format=None, **_):
+        died = tpp.patients.date_of_death
+        # TPP records the living with a death date of 9999-12-31, outside any period.
+        condition = both(died.is_not_null(), self.in_period(died, between))
+        if returning == "binary_flag":
+            return flag_column(condition, nullable=True)
+        if returning == "date_of_death":
+            return date_column(case(when(condition).then(died)), date_format)
+        raise StudyError(f"Unsupported `returning` value: {returning}")
+
+    def q_date_deregistered_from_all_supported_practices(self, between=None, date_format=None, **_):
+        regs = tpp.practice_registrations
+        # An open registration (no end date) counts as ending on 9999-12-31: after any period.
+        still_registered = regs.where(regs.end_date.is_null()).exists_for_patient()
+        last_end = regs.end_date.maximum_for_patient()
+        condition = both(~still_registered & last_end.is_not_null(), self.in_period(last_end, between))
+        return date_column(case(when(condition).then(last_end)), date_format)
+
+    def q_with_vaccination_record(self, tpp=None, emis=None, **kwargs):
+        args = dict(tpp or {})
+        args.update({k: v for k, v in kwargs.items() if k in ("between", "returning", "date_format", "find_first_match_in_period", "find_last_match_in_period")})
+        return self.q_with_tpp_vaccination_record(**args)
+
+    def q_with_tpp_vaccination_record(self, target_disease_matches=None, product_name_matches=None, between=None, returning="binary_flag", date_format=None, find_first_match_in_period=None, find_last_match_in_period=None, **_):
+        vaccinations = tpp.vaccinations
+        rows = self.within(vaccinations, vaccinations.date, between)
+        if target_disease_matches:
+            rows = rows.where(rows.target_disease.is_in(as_list(target_disease_matches)))
+        if product_name_matches:
+            rows = rows.where(rows.product_name.is_in(as_list(product_name_matches)))
+        match_date = rows.date.minimum_for_patient() if find_first_match_in_period else rows.date.maximum_for_patient()
+        if returning == "binary_flag":
+            return flag_column(rows.exists_for_patient(), date=match_date)
+        if returning == "date":
+            return date_column(match_date, date_format)
+        raise StudyError(f"Unsupported `returning` value: {returning}")
+
+    def q_with_these_clinical_events(self, codelist, **kwargs):
+        code_column = {"ctv3": "ctv3_code", "snomed": "snomedct_code", "snomedct": "snomedct_code"}.get(codelist.system)
+        if code_column is None:
+            raise StudyError(f"with_these_clinical_events() needs a ctv3 or snomed codelist, not {codelist.system!r}")
+        return self._events(tpp.clinical_events, code_column, codelist, **kwargs)
+
+    def q_with_these_medications(self, codelist, **kwargs):
+        if codelist.system != "snomed":
+            raise StudyError(f"with_these_medications() needs a snomed (dm+d) codelist, not {codelist.system!r}")
+        if kwargs.get("returning") == "numeric_value":
+            raise StudyError("Unsupported `returning` value: numeric_value")
+        return self._events(tpp.medications, "dmd_code", codelist, **kwargs)
+
+    def _events(self, frame, code_column, codelist, between=None, find_first_match_in_period=None, find_last_match_in_period=None, returning="binary_flag", date_format=None, ignore_missing_values=False, ignore_days_where_these_codes_occur=None, episode_defined_as=None, **_):
+        if ignore_days_where_these_codes_occur is not None:
+            raise StudyError("ignore_days_where_these_codes_occur is not supported by ehrfusion yet")
+        if returning == "number_of_episodes" or episode_defined_as is not None:
+            raise StudyError("returning='number_of_episodes' is not supported by ehrfusion yet")
+        code = getattr(frame, code_column)
+        rows = frame.where(code.is_in(valid_codes(codelist, code._type)))
+        rows = self.within(rows, rows.date, between)
+        if ignore_missing_values:
+            rows = rows.where(rows.numeric_value != 0)
+        first = bool(find_first_match_in_period)
+        match_date = rows.date.minimum_for_patient() if first else rows.date.maximum_for_patient()
+        if returning == "binary_flag":
+            return flag_column(rows.exists_for_patient(), date=match_date)
+        if returning == "date":
+            return date_column(match_date, date_format)
+        if returning == "number_of_matches_in_period":
+            return Column("int", rows.count_for_patient(), date=match_date)
+        ordered = rows.sort_by(rows.date)
+        picked = ordered.first_for_patient() if first else ordered.last_for_patient()
+        if returning == "numeric_value":
+            return Column("float", written("float", picked.numeric_value), date=picked.date)
+        if returning == "code":
+            return Column("str", written("str", function("CastToStr", "str", getattr(picked, code_column))), date=picked.date)
+        if returning == "category":
+            if not codelist.has_categories:
+                raise StudyError("Cannot return categories because the supplied codelist does not have any categories defined")
+            categories = {c: cat for c, cat in valid_codes(codelist, code._type, with_categories=True)}
+            return Column("str", written("str", getattr(picked, code_column).to_category(categories)), date=picked.date)
+        raise StudyError(f"Unsupported `returning` value: {returning}")
+
+    def _summarised(self, how, codelist, on_most_recent_day_of_measurement=None, between=None, **_):
+        code_column = {"ctv3": "ctv3_code", "snomed": "snomedct_code"}.get(codelist.system)
+        if code_column is None:
+            raise StudyError(f"needs a ctv3 or snomed codelist, not {codelist.system!r}")
+        events = tpp.clinical_events
+        rows = events.where(getattr(events, code_column).is_in(valid_codes(codelist, getattr(events, code_column)._type)))
+        rows = self.within(rows, rows.date, between)
+        day = None
+        if on_most_recent_day_of_measurement:
+            day = rows.date.maximum_for_patient()
+            rows = rows.where(rows.date == day)
+        value = getattr(rows.numeric_value, how)()
+        return Column("float", written("float", value), date=day)
+
+    def q_mean_recorded_value(self, codelist, **kwargs):
+        return self._summarised("mean_for_patient", codelist, **kwargs)
+
+    def q_min_recorded_value(self, codelist, **kwargs):
+        return self._summarised("minimum_for_patient", codelist, **kwargs)
+
+    def q_max_recorded_value(self, codelist, **kwargs):
+        return self._summarised("maximum_for_patient", codelist, **kwargs)
+
+    def q_most_recent_bmi(self, between=None, minimum_age_at_measurement=16, **_):
+        events = tpp.clinical_events
+        dob = tpp.patients.date_of_birth
+        min_age = int(minimum_age_at_measurement)
+
+        def latest(codes, period):
+            rows = self.within(events.where(events.ctv3_code.is_in(codes)), events.date, period)
+            row = rows.sort_by(rows.date).last_for_patient()
+            # The age test applies to the latest reading (SQL's DATEDIFF counts year boundaries).
+            old_enough = (row.date.year - dob.year) >= min_age
+            return case(when(old_enough).then(row.numeric_value)), case(when(old_enough).then(row.date)), old_enough
+
+        weight, weight_date, _w = latest(["X76C7", "22A.."], between)
+        height, height_date, _h = latest(["XM01E", "229.."], (None, (between or (None, None))[1]))
+        bmi, bmi_date, _b = latest(["22K.."], between)
+        computed = case(when(height != 0.0).then(weight / (height * height)))
+        value = case(when(computed.is_not_null()).then(computed), otherwise=bmi)
+        rounded = ((value * 10.0 + 0.5) // 1).as_float() / 10.0
+        date = case(when(weight.is_null() | height.is_null()).then(bmi_date), otherwise=weight_date)
+        return Column("float", written("float", rounded), date=date)
+
+    def q_with_ethnicity_from_sus(self, returning=None, use_most_frequent_code=None, **_):
+        if returning not in ("code", "group_6", "group_16"):
+            raise StudyError(f"Unknown value for 'returning' ({returning}), valid options are: code, group_6, group_16")
+        if not use_most_frequent_code:
+            raise StudyError("use_most_frequent_code must be set to 'True'")
+        code = tpp.ethnicity_from_sus.code
+        if returning == "code":
+            return Column("str", written("str", code))
+        letters = "ABCDEFGHJKLMNPRS"
+        if returning == "group_16":
+            groups = {letter: str(i + 1) for i, letter in enumerate(letters)}
+        else:
+            groups = dict(zip(letters, "1112222333344455"))
+        return Column("str", written("str", code.map_values(groups), "0"), default="0")
+
+    def q_value_from(self, source, returning, date_format=None, **_):
+        column = self.columns[source]
+        if returning != "date":
+            raise StudyError(f"patients.{returning}_from() is not supported by ehrfusion yet")
+        if column.date is None:
+            raise StudyError(f"There is no date of match for column '{source}'")
+        return date_column(column.date, date_format)
+
+    def q_categorised_as(self, category_definitions, column_type, date_format=None, **_):
+        definitions = dict(category_definitions)
+        defaults = [k for k, v in definitions.items() if v == "DEFAULT"]
+        if len(defaults) != 1:
+            raise StudyError("At least one category must be given the definition 'DEFAULT'" if not defaults else "At most one default category can be defined")
+        default = defaults[0]
+        definitions.pop(default)
+        ty = {"bool": "int", "date": "str"}.get(column_type, column_type)
+        conditions = [(category, self.condition(expression)) for category, expression in definitions.items()]
+        cases = [when(c).then(category_value(category, ty)) for category, c in conditions]
+        value = case(*cases, otherwise=category_value(default, ty)) if cases else value_series(category_value(default, ty), ty)
+        if column_type == "bool" and list(definitions) == [1]:
+            return flag_column(conditions[0][1])
+        if column_type == "date":
+            iso = datetime.date.fromisoformat
+            raw = case(*[when(c).then(iso(category)) for category, c in conditions], otherwise=iso(default)) if conditions else value_series(iso(default), "date")
+            return Column("date", value, date=raw, raw=raw, date_format="YYYY-MM-DD")
+        return Column(column_type, value)
+
+    def condition(self, expression):
+        try:
+            return Parser(str(expression), _Operations(self.columns)).parse()
+        except InvalidExpressionError as e:
+            raise StudyError(str(e)) from None
+
+    def q_aggregate_of(self, column_names, aggregate_function, column_type, **_):
+        sources = [self.columns[n] for n in column_names]
+        pick = maximum_of if aggregate_function == "MAX" else minimum_of
+        # Empty values take no part, as if they were missing.
+        present = [case(when(c.value != c.default).then(c.value)) for c in sources]
+        value = pick(*present) if len(present) > 1 else present[0]
+        first = sources[0]
+        if column_type == "date":
+            raws = [c.raw for c in sources]
+            raw = pick(*raws) if len(raws) > 1 else raws[0]
+            return Column("date", value.when_null_then(""), date=raw, raw=raw, date_format=first.date_format)
+        return Column(column_type, value.when_null_then(first.default), default=first.default)
+
+
+class _Operations:
+    """Values of the expression language: (series or constant, type), the type
+    one of int, float, str or bool (a condition)."""
+
+    def __init__(self, columns):
+        self.columns = columns
+        self.conditions = {id(c.value): c.condition for c in columns.values() if c.condition is not None}
+
+    def column(self, name):
+        try:
+            c = self.columns[name]
+        except KeyError:
+            raise InvalidExpressionError(f"Unknown column: {name}") from None
+        return (c.value, {"bool": "int", "date": "str"}.get(c.kind, c.kind))
+
+    def empty(self, name):
+        c = self.columns[name]
+        return (c.default, type_of_constant(c.default))
+
+    def literal(self, value):
+        return (value, type_of_constant(value))
+
+    def compare(self, op, left, right):
+        (a, ta), (b, tb) = left, right
+        if "bool" in (ta, tb):
+            raise InvalidExpressionError(f"cannot compare a condition with {op}")
+        if op in ("=", "!=") and id(a) in self.conditions and type(b) is int and b in (0, 1):
+            holds = self.conditions[id(a)]
+            return (holds if (op == "=") == (b == 1) else ~holds, "bool")
+        if {ta, tb} == {"int", "float"}:
+            a, b = as_float(a), as_float(b)
+        elif ta != tb:
+            raise InvalidExpressionError(f"cannot compare a {ta} with a {tb}")
+        ops = {"=": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b, "<=": lambda: a <= b, ">": lambda: a > b, ">=": lambda: a >= b}
+        return (ops[op](), "bool")
+
+    def logical(self, op, left, right):
+        for _, t in (left, right):
+            if t != "bool":
+                raise InvalidExpressionError(f"{op} needs conditions on both sides")
+        a, b = left[0], right[0]
+        if not isinstance(a, BaseSeries) and not isinstance(b, BaseSeries):
+            return ((a and b) if op == "AND" else (a or b), "bool")
+        a, b = as_condition(a), as_condition(b)
+        return ((a & b) if op == "AND" else (a | b), "bool")
+
+    def negate(self, value):
+        if value[1] != "bool":
+            raise InvalidExpressionError("NOT needs a condition")
+        v = value[0]
+        return ((not v) if not isinstance(v, BaseSeries) else ~v, "bool")
+
+    def arithmetic(self, op, left, right):
+        (a, ta), (b, tb) = left, right
+        if ta not in ("int", "float") or tb not in ("int", "float"):
+            raise InvalidExpressionError(f"arithmetic ({op}) needs numbers")
+        ty = "int" if ta == tb == "int" else "float"
+        if ty == "float":
+            a, b = as_float(a), as_float(b)
+        if op == "/":
+            # SQL Server divides integers as integers.
+            return ((a // b) if ty == "int" else (a / b), ty)
+        return ({"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b}[op](), ty)
+
+    def as_condition(self, value):
+        if value[1] != "bool":
+            raise InvalidExpressionError("it is not a condition")
+        return as_condition(value[0])
+
+
+def as_condition(v):
+    return v if isinstance(v, BaseSeries) else value_series(bool(v), "bool")
+
+
+def as_float(v):
+    return v.as_float() if isinstance(v, BaseSeries) and v._type == "int" else (float(v) if not isinstance(v, BaseSeries) else v)
+
+
+def type_of_constant(v):
+    if isinstance(v, bool):
+        return "int"
+    return {int: "int", float: "float", str: "str"}[type(v)]
+
+
+def category_value(category, ty):
+    if ty == "str":
+        return str(category)
+    if ty == "float":
+        return float(category)
+    return int(category)
+
+
+def as_list(value):
+    return [value] if isinstance(value, str) else list(value)
+
+
+def valid_codes(codelist, ty, with_categories=False):
+    """The codes of a codelist that can occur in a column of type `ty` (a code that
+    is not a valid code of the column's system matches nothing, as in SQL)."""
+    out = []
+    for item in codelist:
+        code = item[0] if codelist.has_categories else item
+        try:
+            convert_value(code, ty)
+        except Exception:  # noqa: BLE001 (an invalid code cannot match)
+            continue
+        out.append((code, item[1] if codelist.has_categories else None) if with_categories else code)
+    return out
+
+
+def column_function(name, d):
+    """A date function of a date expression, applied per patient (as SQL Server's
+    EOMONTH and DATEFROMPARTS do)."""
+    first_of_year = d.to_first_of_year()
+    if name == "first_day_of_month":
+        return d.to_first_of_month()
+    if name == "last_day_of_month":
+        return d.to_first_of_month() + months(1) - days(1)
+    if name == "first_day_of_year":
+        return first_of_year
+    if name == "last_day_of_year":
+        return first_of_year + years(1) - days(1)
+    if name == "first_day_of_nhs_financial_year":
+        return case(when(d.month < 4).then(first_of_year - years(1) + months(3)), otherwise=first_of_year + months(3))
+    if name == "last_day_of_nhs_financial_year":
+        return case(when(d.month >= 4).then(first_of_year + years(1) + months(3) - days(1)), otherwise=first_of_year + months(3) - days(1))
+    if name == "first_day_of_school_year":
+        return case(when(d.month < 9).then(first_of_year - years(1) + months(8)), otherwise=first_of_year + months(8))
+    if name == "last_day_of_school_year":
+        return case(when(d.month >= 9).then(first_of_year + years(1) + months(8) - days(1)), otherwise=first_of_year + months(8) - days(1))
+    raise StudyError(f"Unknown date function '{name}'")
+
+
+def add_months_clipped(d, n):
+    """DATEADD(MONTH, n, d): a day past the end of the target month becomes its last
+    day (ehrQL's month arithmetic rolls forward instead)."""
+    rolled = d + months(n)
+    return case(when(rolled.day == d.day).then(rolled), otherwise=rolled.to_first_of_month() - days(1))
