@@ -295,7 +295,9 @@ class Lowering:
             raise StudyError("Unsupported `returning` value: numeric_value")
         return self._events(tpp.medications, "dmd_code", codelist, **kwargs)
 
-    def _events(self, frame, code_column, codelist, between=None, find_first_match_in_period=None, find_last_match_in_period=None, returning="binary_flag", date_format=None, ignore_missing_values=False, ignore_days_where_these_codes_occur=None, episode_defined_as=None, **_):
+    def _events(self, frame, code_column, codelist, between=None, find_first_match_in_period=None, find_last_match_in_period=None, returning="binary_flag", date_format=None, ignore_missing_values=False, ignore_days_where_these_codes_occur=None, episode_defined_as=None, include_reference_range_columns=False, **_):
+        if include_reference_range_columns:
+            frame = tpp.clinical_events_ranges
         if ignore_days_where_these_codes_occur is not None:
             raise StudyError("ignore_days_where_these_codes_occur is not supported by ehrfusion yet")
         if returning == "number_of_episodes" or episode_defined_as is not None:
@@ -316,7 +318,9 @@ class Lowering:
         ordered = rows.sort_by(rows.date)
         picked = ordered.first_for_patient() if first else ordered.last_for_patient()
         if returning == "numeric_value":
-            return Column("float", written("float", picked.numeric_value), date=picked.date)
+            column = Column("float", written("float", picked.numeric_value), date=picked.date)
+            column.picked = picked
+            return column
         if returning == "code":
             return Column("str", written("str", function("CastToStr", "str", getattr(picked, code_column))), date=picked.date)
         if returning == "category":
@@ -387,8 +391,12 @@ class Lowering:
 
     def q_value_from(self, source, returning, date_format=None, **_):
         column = self.columns[source]
+        if returning in ("lower_bound", "upper_bound"):
+            return Column("float", written("float", getattr(column.picked, returning)))
+        if returning == "comparator":
+            return Column("str", written("str", column.picked.comparator))
         if returning != "date":
-            raise StudyError(f"patients.{returning}_from() is not supported by ehrfusion yet")
+            raise StudyError(f"Unhandled returning type '{returning}'")
         if column.date is None:
             raise StudyError(f"There is no date of match for column '{source}'")
         return date_column(column.date, date_format)

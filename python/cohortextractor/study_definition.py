@@ -101,6 +101,7 @@ def process_covariate_definitions(covariates):
     definitions = add_fixed_values_for_aggregates(definitions)
     definitions = {name: (query_type, process_arguments(args)) for name, (query_type, args) in definitions.items()}
     definitions = add_date_of_match_columns(definitions)
+    mark_reference_range_sources(definitions)
     add_column_types(definitions)
     return definitions
 
@@ -196,6 +197,17 @@ def add_date_of_match_columns(definitions):
                 date_args["date_format"] = args.pop("date_format")
             out[name + suffix] = ("value_from", date_args)
     return out
+
+
+def mark_reference_range_sources(definitions):
+    """`comparator_from(x)` and the bound columns read x's reference range: x must be
+    a clinical events numeric value, which then comes from the events with ranges."""
+    for name, (query_type, args) in definitions.items():
+        if query_type == "value_from" and args["returning"] in ("comparator", "lower_bound", "upper_bound"):
+            source_type, source_args = definitions[args["source"]]
+            if source_type != "with_these_clinical_events" or source_args.get("returning") != "numeric_value":
+                raise ValueError(f"Can only fetch '{args['returning']}' from a column of the form: with_these_clinical_events(returning=\"numeric_value\")")
+            source_args["include_reference_range_columns"] = True
 
 
 def add_column_types(definitions):
