@@ -631,7 +631,7 @@ where
     };
     #[cfg(feature = "python")]
     if let Command::Cohortextractor { args } = cli.command {
-        return crate::cohort::exit_status(args);
+        return crate::cohort::exit_status(args, front_end.into());
     }
     let result = match cli.command {
         Command::GenerateDataset(a) => generate(a, front_end),

@@ -122,7 +122,7 @@ struct StudyColumn {
 }
 
 /// Run `ehrfusion cohortextractor ARGS...` and return its exit status.
-pub fn exit_status(args: Vec<String>) -> u8 {
+pub fn exit_status(args: Vec<String>, front_end: crate::frontend::FrontEnd) -> u8 {
     let cli = match CohortCli::try_parse_from(std::iter::once("ehrfusion cohortextractor".to_string()).chain(args)) {
         Ok(cli) => cli,
         Err(e) => {
@@ -130,7 +130,7 @@ pub fn exit_status(args: Vec<String>) -> u8 {
             return e.exit_code() as u8;
         }
     };
-    match run(cli) {
+    match run(cli, front_end) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
@@ -139,13 +139,13 @@ pub fn exit_status(args: Vec<String>) -> u8 {
     }
 }
 
-fn run(cli: CohortCli) -> Result<()> {
+fn run(cli: CohortCli, front_end: crate::frontend::FrontEnd) -> Result<()> {
     if cli.version {
         println!("ehrfusion {} (cohort-extractor study definitions)", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
     match cli.command {
-        Some(CohortCommand::GenerateCohort(a)) => generate_cohort(a),
+        Some(CohortCommand::GenerateCohort(a)) => generate_cohort(a, front_end),
         Some(CohortCommand::GenerateMeasures(_)) => Err(err!("cohortextractor generate_measures is not built yet in ehrfusion; run the study's measures with ehrQL's generate-measures, or cohort-extractor itself").or_kind(ErrorKind::Usage)),
         Some(CohortCommand::Other(a)) => {
             let name = a.first().cloned().unwrap_or_default();
@@ -186,7 +186,7 @@ fn split_output_file(file: &Path) -> Option<(PathBuf, String, String)> {
     Some((if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir }, stem.to_string(), format.to_string()))
 }
 
-fn generate_cohort(args: GenerateCohortArgs) -> Result<()> {
+fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEnd) -> Result<()> {
     let usage = |m: String| err!("generate_cohort: {m}").or_kind(ErrorKind::Usage);
     if args.database_url.is_some() || std::env::var_os("DATABASE_URL").is_some() {
         return Err(usage("ehrfusion reads data files, not a database: give --data DIR (one file per TPP table)".into()));
@@ -246,7 +246,7 @@ fn generate_cohort(args: GenerateCohortArgs) -> Result<()> {
     for (study, suffix) in &studies {
         let path = analysis.join(format!("{study}.py"));
         eprintln!("Generating cohort for {study} in {}", output_dir.display());
-        let (columns_json, runs) = crate::frontend::load_study(&path, &args.index_date_range, &params).or_kind(ErrorKind::Definition)?;
+        let (columns_json, runs) = crate::frontend::load_study(&path, &args.index_date_range, &params, front_end).or_kind(ErrorKind::Definition)?;
         let columns: Vec<StudyColumn> = serde_json::from_str(&columns_json).map_err(|e| err!("{}: {e}", path.display()))?;
         let name = output_name.clone().unwrap_or_else(|| "input".into());
         let suffix = if output_name.is_some() { "" } else { suffix.as_str() };

@@ -169,8 +169,8 @@ fn extract_sources() -> Result<PathBuf> {
 /// A cohort-extractor study definition run for each index date of `date_range`
 /// (empty: once, at the definition's own index date): its written columns (JSON:
 /// name, type, date_format) and, latest date first, (index date, query model).
-pub fn load_study(path: &Path, date_range: &str, params: &[(String, String)]) -> Result<(String, Vec<(String, QueryModel)>)> {
-    let (columns, runs): (String, Vec<(String, String)>) = call(FrontEnd::Embedded, path, "cohortextractor.loader", "study_documents_json", |py| {
+pub fn load_study(path: &Path, date_range: &str, params: &[(String, String)], front_end: FrontEnd) -> Result<(String, Vec<(String, QueryModel)>)> {
+    let (columns, runs): (String, Vec<(String, String)>) = call(front_end, path, "cohortextractor.loader", "study_documents_json", |py| {
         Ok((path.to_string_lossy().to_string(), date_range.to_string(), params.to_vec(), schemas(py)?).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
     })?;
     let runs = runs.into_iter().map(|(date, model)| Ok((date, parse_model(path, &model)?))).collect::<Result<Vec<_>>>()?;

@@ -1096,6 +1096,19 @@ fn s12_1_2_get_month() {
 fn s12_1_3_get_day() {
     check(P_DATES, "", |q| date_fn(q, "DayFromDate"), "1|2\n2|4\n3|");
 }
+// cohort-extractor's written dates (not part of ehrQL's spec): text cut to a format.
+#[test]
+fn cohort_format_date() {
+    for (format, expected) in [("YYYY", "1|1990\n2|2000\n3|2020\n4|"), ("YYYY-MM", "1|1990-01\n2|2000-12\n3|2020-12\n4|"), ("YYYY-MM-DD", "1|1990-01-01\n2|2000-12-15\n3|2020-12-31\n4|")] {
+        check("patient|d1\n1|1990-01-01\n2|2000-12-15\n3|2020-12-31\n4|", "", |q| {
+            let t = p(q);
+            let d = q.col(t, "d1");
+            let f = q.str(format);
+            q.f2("FormatDate", d, f)
+        }, expected);
+    }
+}
+
 #[test]
 fn s12_1_4_to_first_of_year() {
     check("patient|d1\n1|1990-01-01\n2|2000-12-15\n3|2020-12-31\n4|", "", |q| date_fn(q, "ToFirstOfYear"), "1|1990-01-01\n2|2000-01-01\n3|2020-01-01\n4|");

@@ -1,0 +1,194 @@
+"""cohort-extractor study definitions through `ehrfusion cohortextractor
+generate_cohort`, over hand-made TPP tables whose expected outputs follow the TPP
+backend's semantics (tpp_backend.py): registrations current when they end *after*
+the date, flags 1/0, missing values 0 or empty, dates cut to their format (the year
+alone by default), periods including both ends, date expressions over columns."""
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pyarrow.feather as feather
+import pytest
+
+BIN = os.environ.get("EHRFUSION_BIN", str(Path.home() / ".cache/ehrfusion-target/debug/ehrfusion"))
+pytestmark = pytest.mark.skipif(not Path(BIN).exists(), reason="the ehrfusion binary is not built (set EHRFUSION_BIN)")
+
+TABLES = {
+    "patients.csv": """\
+patient_id,date_of_birth,sex,date_of_death
+1,1980-05-01,female,
+2,2010-01-01,male,
+3,1950-01-01,male,2019-12-01
+4,1990-01-01,female,
+5,2000-03-01,intersex,
+""",
+    "practice_registrations.csv": """\
+patient_id,start_date,end_date,practice_pseudo_id,practice_stp,practice_nuts1_region_name,practice_systmone_go_live_date
+1,2015-01-01,,11,E1,London,
+1,2019-01-01,2020-06-01,12,E2,London,
+2,2019-05-01,2020-03-02,21,E3,East,
+3,2000-01-01,,31,E4,East,
+4,2010-01-01,2020-03-01,41,E4,East,
+5,2020-03-01,,51,E5,North East,
+""",
+    "ons_deaths.csv": "patient_id,date,underlying_cause_of_death,"
+    + ",".join(f"cause_of_death_{i:02d}" for i in range(1, 16))
+    + ",place\n3,2019-12-01,I21," + "," * 14 + ",Home\n",
+    "clinical_events.csv": """\
+patient_id,date,snomedct_code,ctv3_code,numeric_value,consultation_id
+1,2015-06-10,,H33..,,1
+1,2019-07-01,,H330.,,2
+1,2020-04-01,,H33..,,3
+1,2019-07-15,,2469.,120.0,4
+1,2020-02-10,,2469.,130.5,5
+2,2020-01-05,,2469.,,6
+5,2019-03-01,,H33..,,7
+5,2020-03-01,,H33..,,8
+""",
+}
+
+STUDY = '''\
+from cohortextractor import StudyDefinition, patients, codelist
+
+asthma = codelist(["H33..", "H330."], system="ctv3")
+bp = codelist(["2469."], system="ctv3")
+
+study = StudyDefinition(
+    index_date="2020-03-01",
+    default_expectations={"date": {"earliest": "1900-01-01", "latest": "today"}},
+    population=patients.satisfying(
+        "registered AND NOT died",
+        registered=patients.registered_as_of("index_date"),
+        died=patients.died_from_any_cause(on_or_before="index_date"),
+    ),
+    sex=patients.sex(),
+    age=patients.age_as_of("index_date"),
+    asthma=patients.with_these_clinical_events(asthma, on_or_before="index_date", include_date_of_match=True, date_format="YYYY-MM-DD"),
+    asthma_first=patients.with_these_clinical_events(asthma, returning="date", find_first_match_in_period=True),
+    asthma_count=patients.with_these_clinical_events(asthma, between=["index_date - 1 year", "index_date"], returning="number_of_matches_in_period"),
+    bp=patients.with_these_clinical_events(bp, returning="numeric_value", find_last_match_in_period=True, include_date_of_match=True, date_format="YYYY-MM"),
+    stp=patients.registered_practice_as_of("index_date", returning="stp_code"),
+    band=patients.categorised_as({"0-17": "age < 18", "18+": "age >= 18", "missing": "DEFAULT"}),
+    bp_after_asthma=patients.with_these_clinical_events(bp, on_or_after="asthma_date + 1 month", returning="binary_flag"),
+    last_asthma_code=patients.with_these_clinical_events(asthma, returning="code"),
+    asthma_kind=patients.with_these_clinical_events(
+        codelist([("H33..", "a"), ("H330.", "b")], system="ctv3"), on_or_before="index_date", returning="category"
+    ),
+    bp_mean=patients.mean_recorded_value(bp, on_most_recent_day_of_measurement=True, on_or_before="index_date"),
+)
+'''
+
+EXPECTED = """\
+patient_id,sex,age,asthma,asthma_date,asthma_first,asthma_count,bp,bp_date,stp,band,bp_after_asthma,last_asthma_code,asthma_kind,bp_mean
+1,F,39,1,2019-07-01,2015,1,130.5,2020-02,E2,18+,1,H33..,b,130.5
+2,M,10,0,,,0,0.0,2020-01,E3,0-17,0,,,0.0
+5,I,20,1,2020-03-01,2019,2,0.0,,E5,18+,0,H33..,a,0.0
+"""
+
+
+def make_study(tmp_path, study=STUDY, name="study_definition"):
+    (tmp_path / "analysis").mkdir(exist_ok=True)
+    (tmp_path / "analysis" / f"{name}.py").write_text(study)
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    for file, text in TABLES.items():
+        (data / file).write_text(text)
+    return tmp_path
+
+
+def generate(cwd, *args):
+    return subprocess.run([BIN, "cohortextractor", "generate_cohort", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_tpp_semantics_over_known_tables(tmp_path):
+    study = make_study(tmp_path)
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    # Python's csv module ends lines with CRLF, as cohort-extractor's files do.
+    assert (study / "output" / "input.csv").read_bytes() == EXPECTED.replace("\n", "\r\n").encode()
+
+
+def test_index_date_range_names_one_file_per_date_and_skips_existing(tmp_path):
+    study = make_study(tmp_path)
+    out = study / "output" / "data"
+    out.mkdir(parents=True)
+    (out / "input_2020-02-01.csv").write_text("kept\n")
+    run = generate(study, "--data", "data", "--index-date-range", "2020-01-01 to 2020-03-01 by month", "--output-dir=output/data", "--skip-existing")
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["input_2020-01-01.csv", "input_2020-02-01.csv", "input_2020-03-01.csv"]
+    assert (out / "input_2020-02-01.csv").read_text() == "kept\n"
+    assert (out / "input_2020-03-01.csv").read_bytes() == EXPECTED.replace("\n", "\r\n").encode()
+    # On 2020-01-01 patient 5 is not yet registered, and patient 3 (died 2019-12-01) is dead.
+    ids = [line.split(",")[0] for line in (out / "input_2020-01-01.csv").read_text().splitlines()[1:]]
+    assert ids == ["1", "2", "4"]
+
+
+def test_feather_has_pandas_types(tmp_path):
+    study = make_study(tmp_path)
+    run = generate(study, "--data", "data", "--output-format", "feather")
+    assert run.returncode == 0, run.stderr
+    table = feather.read_table(study / "output" / "input.feather")
+    types = {f.name: str(f.type) for f in table.schema}
+    assert types["asthma"] == "bool"
+    assert types["age"] == "int64"
+    assert types["bp"] == "double"
+    assert types["asthma_date"] == "timestamp[ns]"
+    assert types["sex"] == "dictionary<values=string, indices=int8, ordered=0>"
+    rows = table.to_pylist()
+    assert [r["asthma_first"].year if r["asthma_first"] else None for r in rows] == [2015, None, 2019]
+    # Categories in order of first appearance; the empty value is missing.
+    assert table.column("sex").chunk(0).dictionary.to_pylist() == ["F", "M", "I"]
+    assert [r["bp_date"] for r in rows][2] is None
+
+
+def test_output_file_and_params(tmp_path):
+    study = make_study(tmp_path, STUDY.replace('index_date="2020-03-01"', 'index_date=params["date"]').replace("from cohortextractor import", "from cohortextractor import params,"))
+    run = generate(study, "--data", "data", "--output-file", "output/cohort.csv.gz", "--param", "date=2020-03-01")
+    assert run.returncode == 0, run.stderr
+    import gzip
+
+    assert gzip.decompress((study / "output" / "cohort.csv.gz").read_bytes()) == EXPECTED.replace("\n", "\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    "change, line, message",
+    [
+        (("age >= 18", "agee >= 18"), 6, "Unknown column: agee"),
+        (("sex=patients.sex(),", "sex=patients.admitted_to_icu(),"), 6, "patients.admitted_to_icu() is not supported by ehrfusion yet"),
+        (("\"index_date - 1 year\"", "\"index_date - 1 fortnight\""), 6, "Unknown date unit 'fortnight'"),
+        (("registered AND NOT died", "registered AND NOT"), 6, "Invalid SQL expression"),
+    ],
+)
+def test_broken_definitions_give_one_line_naming_the_file(tmp_path, change, line, message):
+    study = make_study(tmp_path, STUDY.replace(*change))
+    run = generate(study, "--data", "data")
+    assert run.returncode == 10, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Generating cohort"), run.stderr
+    assert lines[1].startswith(f"error: analysis/study_definition.py, line {line}: ") and message in lines[1], lines[1]
+    assert not (study / "output" / "input.csv").exists()
+
+
+def test_usage_errors(tmp_path):
+    study = make_study(tmp_path)
+    missing = generate(study)
+    assert missing.returncode == 2 and "--expectations-population --dummy-data-file --data is required" in missing.stderr
+    unknown = generate(study, "--data", "data", "--study-definition", "study_definition_other")
+    assert unknown.returncode == 2 and "invalid choice 'study_definition_other'" in unknown.stderr
+    dta = generate(study, "--data", "data", "--output-format", "dta")
+    assert dta.returncode == 2 and "Stata files are not written" in dta.stderr
+
+
+def test_dummy_tables_from_expectations_population(tmp_path):
+    study = make_study(tmp_path)
+    run = generate(study, "--expectations-population", "50")
+    assert run.returncode == 0, run.stderr
+    lines = (study / "output" / "input.csv").read_text().splitlines()
+    assert lines[0] == EXPECTED.splitlines()[0]
+    assert len(lines) == 51
+    for line in lines[1:]:
+        values = dict(zip(lines[0].split(","), line.split(",")))
+        assert values["asthma"] in ("0", "1") and values["sex"] in ("M", "F", "I", "U")
+        assert (values["band"] == "18+") == (int(values["age"]) >= 18)
