@@ -176,3 +176,10 @@ pub fn load_study(path: &Path, date_range: &str, params: &[(String, String)], fr
     let runs = runs.into_iter().map(|(date, model)| Ok((date, parse_model(path, &model)?))).collect::<Result<Vec<_>>>()?;
     Ok((columns, runs))
 }
+
+/// The `measures` of a cohort-extractor study definition, as JSON.
+pub fn load_study_measures(path: &Path, params: &[(String, String)], front_end: FrontEnd) -> Result<String> {
+    call(front_end, path, "cohortextractor.loader", "measures_json", |py| {
+        Ok((path.to_string_lossy().to_string(), params.to_vec(), schemas(py)?).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
+    })
+}

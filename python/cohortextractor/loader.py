@@ -46,11 +46,7 @@ def index_dates(date_range):
 def study_documents_json(path, date_range="", params=(), schemas=None):
     """(columns JSON, [(index date or "", model JSON)]) for the `study` of a study
     definition file."""
-    if schemas:
-        from ehrfusion import schemas as schema_module
-
-        for name, text in schemas.items():
-            schema_module.provide(name, text)
+    _provide(schemas)
     cohortextractor.params.clear()
     cohortextractor.params.update(dict(params))
     namespace = run_definition(path)
@@ -72,3 +68,32 @@ def study_documents_json(path, date_range="", params=(), schemas=None):
             raise DefinitionError(_located(path, e) + where) from None
     columns = [{"name": n, "type": t, "date_format": f, "categorical_int": c} for n, t, f, c in study.output_columns()]
     return json.dumps(columns), runs
+
+
+def _provide(schemas):
+    """Use the engine's built-in table schemas."""
+    if schemas:
+        from ehrfusion import schemas as schema_module
+
+        for name, text in schemas.items():
+            schema_module.provide(name, text)
+
+
+def measures_json(path, params=(), schemas=None):
+    """The `measures` list of a study definition file, as JSON (id, numerator,
+    denominator, group_by, small_number_suppression)."""
+    from .measure import Measure
+
+    _provide(schemas)
+    cohortextractor.params.clear()
+    cohortextractor.params.update(dict(params))
+    namespace = run_definition(path)
+    measures = namespace.get("measures")
+    if measures is None:
+        raise DefinitionError(f"{path}: Did not find a variable called 'measures' in the study definition file")
+    if not all(isinstance(m, Measure) for m in measures):
+        raise DefinitionError(f"{path}: 'measures' must be a list of cohortextractor.Measure")
+    return json.dumps([
+        {"id": m.id, "numerator": m.numerator, "denominator": m.denominator, "group_by": list(m.group_by), "small_number_suppression": bool(m.small_number_suppression)}
+        for m in measures
+    ])

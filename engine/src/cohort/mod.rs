@@ -22,6 +22,8 @@ use crate::run::{self, Prepared};
 use crate::source::{Format, Tables};
 use crate::{bail, err};
 
+mod measures;
+
 const FORMATS: [&str; 5] = ["csv", "csv.gz", "feather", "dta", "dta.gz"];
 
 #[derive(Parser)]
@@ -48,18 +50,28 @@ enum CohortCommand {
     /// Extract the cohort of one study definition (or all) at one index date or a range.
     #[command(name = "generate_cohort")]
     GenerateCohort(GenerateCohortArgs),
-    /// cohort-extractor's measures from extracted cohorts (not built yet: refused).
+    /// Compute the study definitions' `measures` from the cohort files generate_cohort wrote.
     #[command(name = "generate_measures")]
-    GenerateMeasures(PassThrough),
+    GenerateMeasures(GenerateMeasuresArgs),
     /// cohort-extractor's other commands (refused with one line).
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
 
 #[derive(Args)]
-struct PassThrough {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    rest: Vec<String>,
+struct GenerateMeasuresArgs {
+    /// The directory holding the cohort files, where the measures are written.
+    #[arg(long, default_value = "output")]
+    output_dir: PathBuf,
+    /// The study definition whose `measures` to compute, or all of them.
+    #[arg(long, default_value = "all")]
+    study_definition: String,
+    /// Do not regenerate a measure file that already exists.
+    #[arg(long)]
+    skip_existing: bool,
+    /// key=value for the study's `params` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE", num_args = 1.., action = clap::ArgAction::Append)]
+    params: Vec<String>,
 }
 
 #[derive(Args)]
@@ -146,7 +158,7 @@ fn run(cli: CohortCli, front_end: crate::frontend::FrontEnd) -> Result<()> {
     }
     match cli.command {
         Some(CohortCommand::GenerateCohort(a)) => generate_cohort(a, front_end),
-        Some(CohortCommand::GenerateMeasures(_)) => Err(err!("cohortextractor generate_measures is not built yet in ehrfusion; run the study's measures with ehrQL's generate-measures, or cohort-extractor itself").or_kind(ErrorKind::Usage)),
+        Some(CohortCommand::GenerateMeasures(a)) => generate_measures(a, front_end),
         Some(CohortCommand::Other(a)) => {
             let name = a.first().cloned().unwrap_or_default();
             Err(err!("cohortextractor {name}: not provided by ehrfusion (it runs generate_cohort)").or_kind(ErrorKind::Usage))
@@ -173,6 +185,44 @@ fn study_definitions(analysis: &Path) -> Result<Vec<(String, String)>> {
         bail!("No study definitions found in {} (files named study_definition*.py)", analysis.display());
     }
     Ok(found)
+}
+
+fn parse_params(params: &[String]) -> std::result::Result<Vec<(String, String)>, String> {
+    params
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+            None => Err(format!("--param {p}: expected KEY=VALUE")),
+        })
+        .collect()
+}
+
+/// The study definitions `--study-definition` names (`all`: every one).
+fn select_studies(analysis: &Path, wanted: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let studies = study_definitions(analysis).map_err(|e| e.to_string())?;
+    if wanted == "all" {
+        return Ok(studies);
+    }
+    let chosen: Vec<_> = studies.iter().filter(|(n, _)| n == wanted).cloned().collect();
+    if chosen.is_empty() {
+        let names: Vec<_> = studies.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(format!("--study-definition: invalid choice '{wanted}' (choose from all, {})", names.join(", ")));
+    }
+    Ok(chosen)
+}
+
+fn generate_measures(args: GenerateMeasuresArgs, front_end: crate::frontend::FrontEnd) -> Result<()> {
+    let usage = |m: String| err!("generate_measures: {m}").or_kind(ErrorKind::Usage);
+    let params = parse_params(&args.params).map_err(usage)?;
+    let analysis = PathBuf::from("analysis");
+    for (study, suffix) in select_studies(&analysis, &args.study_definition).map_err(usage)? {
+        let path = analysis.join(format!("{study}.py"));
+        eprintln!("Generating measure for {study} in {}", args.output_dir.display());
+        let text = crate::frontend::load_study_measures(&path, &params, front_end).or_kind(ErrorKind::Definition)?;
+        let list: Vec<measures::Measure> = serde_json::from_str(&text).map_err(|e| err!("{}: {e}", path.display()))?;
+        measures::generate(&args.output_dir, &suffix, &list, args.skip_existing)?;
+    }
+    Ok(())
 }
 
 fn split_output_file(file: &Path) -> Option<(PathBuf, String, String)> {
@@ -218,24 +268,9 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
         "dta" | "dta.gz" => return Err(usage(format!("--output-format {format}: Stata files are not written by ehrfusion yet (use csv, csv.gz or feather)"))),
         other => return Err(usage(format!("--output-format: invalid choice '{other}' (choose from {})", FORMATS.join(", ")))),
     };
-    let params = args
-        .params
-        .iter()
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
-            None => Err(usage(format!("--param {p}: expected KEY=VALUE"))),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let params = parse_params(&args.params).map_err(usage)?;
     let analysis = PathBuf::from("analysis");
-    let mut studies = study_definitions(&analysis)?;
-    if args.study_definition != "all" {
-        let chosen: Vec<_> = studies.iter().filter(|(n, _)| *n == args.study_definition).cloned().collect();
-        if chosen.is_empty() {
-            let names: Vec<_> = studies.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(usage(format!("--study-definition: invalid choice '{}' (choose from all, {})", args.study_definition, names.join(", "))));
-        }
-        studies = chosen;
-    }
+    let studies = select_studies(&analysis, &args.study_definition).map_err(usage)?;
     if args.dummy_data_file.is_some() && studies.len() > 1 {
         return Err(usage("You can only provide dummy data for a single study definition".into()));
     }
