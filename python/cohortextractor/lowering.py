@@ -183,6 +183,48 @@ class Lowering:
         spanning = regs.where(regs.start_date.is_on_or_before(start) & (regs.end_date.is_after(end) | regs.end_date.is_null()))
         return flag_column(spanning.exists_for_patient())
 
+    def q_with_complete_gp_consultation_history_between(self, start_date, end_date, **_):
+        # As the TPP backend has it: one practice throughout, on SystmOne from the start.
+        regs = tpp.practice_registrations
+        start, end = self.date(start_date), self.date(end_date)
+        spanning = regs.where(regs.start_date.is_on_or_before(start) & (regs.end_date.is_after(end) | regs.end_date.is_null()) & regs.practice_systmone_go_live_date.is_on_or_before(start))
+        return flag_column(spanning.exists_for_patient())
+
+    def q_with_gp_consultations(self, between=None, find_first_match_in_period=None, returning="binary_flag", date_format=None, **_):
+        appointments = tpp.appointments
+        # The statuses TPP counts as a consultation that took place.
+        seen = appointments.where(appointments.status.is_in(["Arrived", "Waiting", "In Progress", "Finished", "Patient Walked Out", "Visit"]))
+        rows = self.within(seen, seen.seen_date, between)
+        match_date = rows.seen_date.minimum_for_patient() if find_first_match_in_period else rows.seen_date.maximum_for_patient()
+        if returning == "binary_flag":
+            return flag_column(rows.exists_for_patient(), date=match_date)
+        if returning == "date":
+            return date_column(match_date, date_format)
+        if returning == "number_of_matches_in_period":
+            return Column("int", rows.count_for_patient(), date=match_date)
+        raise StudyError(f"Unsupported `returning` value: {returning}")
+
+    def q_household_as_of(self, reference_date, returning=None, **_):
+        if reference_date != "2020-02-01":
+            raise StudyError("Household data only currently available for 2020-02-01")
+        columns = {"pseudo_id": "household_pseudo_id", "household_size": "household_size"}
+        if returning not in columns:
+            raise StudyError(f"household_as_of(returning={returning!r}): not in the TPP tables ehrfusion reads (pseudo_id and household_size are)")
+        return Column("int", written("int", getattr(tpp.household_memberships_2020, columns[returning])))
+
+    def q_which_exist_in_file(self, f_path, **_):
+        table = patients_file_table(f_path, None, None)
+        return flag_column(table.exists_for_patient())
+
+    def q_with_value_from_file(self, f_path, returning, returning_type, date_format="YYYY-MM-DD", **_):
+        if returning_type not in ("bool", "int", "float", "str", "date"):
+            raise StudyError(f"Unexpected type {returning_type}")
+        table = patients_file_table(f_path, returning, returning_type)
+        value = table.value
+        if returning_type == "date":
+            return date_column(value, date_format)
+        return Column(returning_type, written(returning_type, value))
+
     def _current(self, frame, date):
         d = self.date(date)
         return frame.where(frame.start_date.is_on_or_before(d) & (frame.end_date.is_after(d) | frame.end_date.is_null()))
@@ -534,6 +576,47 @@ def category_value(category, ty):
 
 def as_list(value):
     return [value] if isinstance(value, str) else list(value)
+
+
+def patients_file_table(f_path, returning, returning_type):
+    """A CSV file of patient_id (and a `returning` column) as a patient table, its
+    values typed as the TPP backend's upload types them (bool as 0/1)."""
+    import csv
+    import re
+
+    from ehrfusion.tables import PatientFrame, Series, table_from_rows
+
+    if not str(f_path).endswith((".csv", ".csv.gz")):
+        raise StudyError(f"Unexpected file type {f_path}")
+    if returning is not None and not re.fullmatch(r"\w+", returning, re.ASCII):
+        raise StudyError("The column name given by `returning` should contain only alphanumeric characters and the underscore character")
+    ty = {"bool": int, "int": int, "float": float, "str": str, "date": datetime.date, None: bool}[returning_type]
+    opener = __import__("gzip").open if str(f_path).endswith(".gz") else open
+    rows = []
+    with opener(f_path, "rt", newline="") as f:
+        reader = csv.DictReader(f)
+        for column in ["patient_id"] + ([returning] if returning else []):
+            if column not in (reader.fieldnames or []):
+                raise StudyError(f"{f_path}: no column named {column!r}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                pid = int(row["patient_id"])
+                text = row[returning] if returning else "1"
+                if text in ("", None):
+                    value = None
+                elif returning_type == "bool":
+                    value = 0 if text.strip().lower() in ("0", "false", "f") else 1
+                elif returning_type == "date":
+                    value = datetime.date.fromisoformat(text.strip()[:10])
+                elif returning_type is None:
+                    value = True
+                else:
+                    value = ty(text)
+            except ValueError as e:
+                raise StudyError(f"{f_path}, line {line}: {e}") from None
+            rows.append((pid, value))
+    cls = type("patients_from_file", (PatientFrame,), {"value": Series(ty)})
+    return table_from_rows(rows)(cls)
 
 
 def valid_codes(codelist, ty, with_categories=False):

@@ -192,3 +192,72 @@ def test_dummy_tables_from_expectations_population(tmp_path):
         values = dict(zip(lines[0].split(","), line.split(",")))
         assert values["asthma"] in ("0", "1") and values["sex"] in ("M", "F", "I", "U")
         assert (values["band"] == "18+") == (int(values["age"]) >= 18)
+
+
+MEASURES_STUDY = '''\
+from cohortextractor import StudyDefinition, Measure, patients
+
+study = StudyDefinition(
+    index_date="2020-01-01",
+    population=patients.all(),
+    region=patients.registered_practice_as_of("index_date", returning="nuts1_region_name"),
+    sex=patients.sex(),
+    flu=patients.with_tpp_vaccination_record(target_disease_matches="INFLUENZA", on_or_before="index_date"),
+)
+
+measures = [
+    Measure(id="flu_by_region", numerator="flu", denominator="population", group_by=["region"], small_number_suppression=True),
+    Measure(id="flu_by_region_sex", numerator="flu", denominator="population", group_by=["region", "sex"]),
+    Measure(id="flu_all", numerator="flu", denominator="population", group_by="population"),
+]
+'''
+
+# What the reference cohort-extractor's generate_measures wrote for these cohort files.
+REFERENCE_BY_REGION = """\
+region,flu,population,value,date
+,,,,2020-01-01
+East,,7.0,,2020-01-01
+London,8.0,20.0,0.4,2020-01-01
+North East,,7.0,,2020-01-01
+South West,,,,2020-01-01
+,,,,2020-02-01
+East,,,,2020-02-01
+London,6.0,15.0,0.4,2020-02-01
+North East,,,,2020-02-01
+"""
+REFERENCE_BY_REGION_SEX_FEB = """\
+region,sex,flu,population,value
+,F,1.0,3,0.3333333333333333
+,M,1.0,2,0.5
+East,F,1.0,3,0.3333333333333333
+East,M,1.0,2,0.5
+London,F,4.0,9,0.4444444444444444
+London,M,2.0,6,0.3333333333333333
+North East,F,2.0,3,0.6666666666666666
+North East,M,1.0,2,0.5
+"""
+REFERENCE_BY_REGION_SEX_JAN_TAIL = "South West,F,1.0,1,1.0\nSouth West,M,0.0,0,\n"
+REFERENCE_ALL = "flu,population,value,date\r\n18.0,41,0.43902439024390244,2020-01-01\r\n13.0,30,0.43333333333333335,2020-02-01\r\n"
+
+
+def test_generate_measures_matches_the_reference(tmp_path):
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "study_definition.py").write_text(MEASURES_STUDY)
+    out = tmp_path / "output"
+    out.mkdir()
+    regions = ["London", "London", "London", "East", "North East", ""]
+    rows = [f"{pid},{regions[pid * 7 % 6]},{'FM'[pid * 3 % 5 % 2]},{1 if pid * 11 % 7 < 3 else 0}" for pid in range(1, 41)] + ["41,South West,F,1"]
+    for i, date in enumerate(("2020-01-01", "2020-02-01")):
+        body = rows if i == 0 else rows[:30]
+        (out / f"input_{date}.csv").write_bytes(("patient_id,region,sex,flu\r\n" + "".join(r + "\r\n" for r in body)).encode())
+    run = subprocess.run([BIN, "cohortextractor", "generate_measures"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    # Combined files come from Python's csv module (CRLF); per-date files from pandas ("\n").
+    assert (out / "measure_flu_by_region.csv").read_bytes() == REFERENCE_BY_REGION.replace("\n", "\r\n").encode()
+    assert (out / "measure_flu_by_region_sex_2020-02-01.csv").read_bytes() == REFERENCE_BY_REGION_SEX_FEB.encode()
+    # Every combination of the categories is a row, even one nobody is in.
+    assert (out / "measure_flu_by_region_sex_2020-01-01.csv").read_text().endswith(REFERENCE_BY_REGION_SEX_JAN_TAIL)
+    assert (out / "measure_flu_all.csv").read_bytes() == REFERENCE_ALL.encode()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("measure_")) == sorted(
+        f"measure_{m}{d}.csv" for m in ("flu_by_region", "flu_by_region_sex", "flu_all") for d in ("", "_2020-01-01", "_2020-02-01")
+    )
