@@ -225,6 +225,53 @@ class Lowering:
             return date_column(value, date_format)
         return Column(returning_type, written(returning_type, value))
 
+    def q_admitted_to_hospital(self, between=None, returning="binary_flag", find_first_match_in_period=None, find_last_match_in_period=None, date_format=None,
+                               with_these_diagnoses=None, with_these_primary_diagnoses=None, with_these_procedures=None, with_admission_method=None,
+                               with_source_of_admission=None, with_discharge_destination=None, with_patient_classification=None,
+                               with_admission_treatment_function_code=None, with_administrative_category=None, with_at_least_one_day_in_critical_care=False, **_):
+        apcs = tpp.apcs
+        rows = self.within(apcs, apcs.admission_date, between)
+        unavailable = {"with_source_of_admission": with_source_of_admission, "with_admission_treatment_function_code": with_admission_treatment_function_code, "with_administrative_category": with_administrative_category}
+        for name, value in unavailable.items():
+            if value is not None:
+                raise StudyError(f"admitted_to_hospital({name}=...): the TPP tables ehrfusion reads have no such column")
+        for column, values in (("admission_method", with_admission_method), ("discharge_destination", with_discharge_destination), ("patient_classification", with_patient_classification)):
+            if values is not None:
+                rows = rows.where(getattr(rows, column).is_in(as_list(values)))
+        if with_at_least_one_day_in_critical_care:
+            rows = rows.where(rows.days_in_critical_care > 0)
+        if with_these_primary_diagnoses is not None:
+            if with_these_primary_diagnoses.system != "icd10":
+                raise StudyError("with_these_primary_diagnoses needs an icd10 codelist")
+            # LIKE 'CODE%': an ICD-10 code starts with its only letter, so a prefix is a substring.
+            primary = function("CastToStr", "str", rows.primary_diagnosis)
+            rows = rows.where(any_of([primary.contains(code) for code in plain_codes(with_these_primary_diagnoses)]))
+        for codes, column, system in ((with_these_diagnoses, "all_diagnoses", "icd10"), (with_these_procedures, "all_procedures", "opcs4")):
+            if codes is not None:
+                if codes.system != system:
+                    raise StudyError(f"with_these_{'diagnoses' if system == 'icd10' else 'procedures'} needs an {system} codelist")
+                codes_in = getattr(rows, column)
+                rows = rows.where(any_of([codes_in.contains(code) for code in valid_codes(codes, "ICD10Code" if system == "icd10" else "OPCS4Code")]))
+        first = bool(find_first_match_in_period)
+        if returning == "binary_flag":
+            return flag_column(rows.exists_for_patient(), date=rows.admission_date.minimum_for_patient() if first else rows.admission_date.maximum_for_patient())
+        if returning in ("date_admitted", "date_discharged"):
+            dates = rows.admission_date if returning == "date_admitted" else rows.discharge_date
+            return date_column(dates.minimum_for_patient() if first else dates.maximum_for_patient(), date_format)
+        if returning == "number_of_matches_in_period":
+            return Column("int", rows.count_for_patient())
+        if returning == "total_critical_care_days_in_period":
+            raise StudyError("returning='total_critical_care_days_in_period' is not supported by ehrfusion yet")
+        picks = {"primary_diagnosis": ("str", lambda r: function("CastToStr", "str", r.primary_diagnosis)), "admission_method": ("str", lambda r: r.admission_method),
+                 "discharge_destination": ("str", lambda r: r.discharge_destination), "patient_classification": ("str", lambda r: r.patient_classification),
+                 "days_in_critical_care": ("str", None)}
+        if returning not in picks or picks[returning][1] is None:
+            raise StudyError(f"admitted_to_hospital(returning={returning!r}) is not supported by ehrfusion yet")
+        kind, value = picks[returning]
+        ordered = rows.sort_by(rows.admission_date, -rows.apcs_ident) if not first else rows.sort_by(rows.admission_date, rows.apcs_ident)
+        picked = ordered.first_for_patient() if first else ordered.last_for_patient()
+        return Column(kind, written(kind, value(picked)), date=picked.admission_date)
+
     def _current(self, frame, date):
         d = self.date(date)
         return frame.where(frame.start_date.is_on_or_before(d) & (frame.end_date.is_after(d) | frame.end_date.is_null()))
@@ -254,11 +301,33 @@ class Lowering:
             kind, column, default = "str", "msoa_code", ""
         else:
             raise StudyError(f"Unsupported `returning` value: {returning}")
+        latest = self._address_on(date)
+        return Column(kind, written(kind, getattr(latest, column), default), default=default)
+
+    def _address_on(self, date):
         addresses = self._current(tpp.addresses, date)
         # Latest start, then latest end, then one with a postcode, then the lowest id.
         with_postcode = case(when(addresses.has_postcode).then(1), otherwise=0)
-        latest = addresses.sort_by(addresses.start_date, open_ended(addresses), addresses.end_date, with_postcode, -addresses.address_id).last_for_patient()
-        return Column(kind, written(kind, getattr(latest, column), default), default=default)
+        return addresses.sort_by(addresses.start_date, open_ended(addresses), addresses.end_date, with_postcode, -addresses.address_id).last_for_patient()
+
+    def q_care_home_status_as_of(self, date, categorised_as, column_type, **_):
+        address = self._address_on(date)
+
+        def yes_no(flag):
+            return written("str", case(when(flag).then("Y"), when(~flag).then("N")))
+
+        # The names an expression may use, as the TPP backend defines them (a
+        # potential care home is the matched address's id there: non-zero).
+        names = {
+            "IsPotentialCareHome": Column("int", flag(address.care_home_is_potential_match)),
+            "LocationRequiresNursing": Column("str", yes_no(address.care_home_requires_nursing)),
+            "LocationDoesNotRequireNursing": Column("str", yes_no(address.care_home_does_not_require_nursing)),
+        }
+        category = self.q_categorised_as(categorised_as, column_type, columns=names)
+        # A patient with no address on the date gets the column's empty value, not the default category.
+        # (A current address has a start date on or before the date.)
+        value = case(when(address.start_date.is_not_null()).then(category.value), otherwise=DEFAULTS[column_type])
+        return Column(column_type, value)
 
     def q_died_from_any_cause(self, between=None, returning="binary_flag", date_format=None, **_):
         return self.q_with_these_codes_on_death_certificate(None, between=between, returning=returning, date_format=date_format)
@@ -443,7 +512,7 @@ class Lowering:
             raise StudyError(f"There is no date of match for column '{source}'")
         return date_column(column.date, date_format)
 
-    def q_categorised_as(self, category_definitions, column_type, date_format=None, **_):
+    def q_categorised_as(self, category_definitions, column_type, date_format=None, columns=None, **_):
         definitions = dict(category_definitions)
         defaults = [k for k, v in definitions.items() if v == "DEFAULT"]
         if len(defaults) != 1:
@@ -451,7 +520,7 @@ class Lowering:
         default = defaults[0]
         definitions.pop(default)
         ty = {"bool": "int", "date": "str"}.get(column_type, column_type)
-        conditions = [(category, self.condition(expression)) for category, expression in definitions.items()]
+        conditions = [(category, self.condition(expression, columns)) for category, expression in definitions.items()]
         cases = [when(c).then(category_value(category, ty)) for category, c in conditions]
         value = case(*cases, otherwise=category_value(default, ty)) if cases else value_series(category_value(default, ty), ty)
         if column_type == "bool" and list(definitions) == [1]:
@@ -462,9 +531,9 @@ class Lowering:
             return Column("date", value, date=raw, raw=raw, date_format="YYYY-MM-DD")
         return Column(column_type, value)
 
-    def condition(self, expression):
+    def condition(self, expression, columns=None):
         try:
-            return Parser(str(expression), _Operations(self.columns)).parse()
+            return Parser(str(expression), _Operations(self.columns if columns is None else columns)).parse()
         except InvalidExpressionError as e:
             raise StudyError(str(e)) from None
 
@@ -617,6 +686,19 @@ def patients_file_table(f_path, returning, returning_type):
             rows.append((pid, value))
     cls = type("patients_from_file", (PatientFrame,), {"value": Series(ty)})
     return table_from_rows(rows)(cls)
+
+
+def any_of(conditions):
+    if not conditions:
+        return value_series(False, "bool")
+    out = conditions[0]
+    for c in conditions[1:]:
+        out = out | c
+    return out
+
+
+def plain_codes(codelist):
+    return [item[0] if codelist.has_categories else item for item in codelist]
 
 
 def valid_codes(codelist, ty, with_categories=False):

@@ -261,3 +261,47 @@ def test_generate_measures_matches_the_reference(tmp_path):
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("measure_")) == sorted(
         f"measure_{m}{d}.csv" for m in ("flu_by_region", "flu_by_region_sex", "flu_all") for d in ("", "_2020-01-01", "_2020-02-01")
     )
+
+
+def test_hospital_admissions_care_homes_and_files(tmp_path):
+    study = make_study(tmp_path, '''\
+from cohortextractor import StudyDefinition, patients, codelist
+
+mi = codelist(["I21", "I22"], system="icd10")
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.registered_as_of("index_date"),
+    first_admission=patients.admitted_to_hospital(on_or_before="index_date", returning="date_admitted", date_format="YYYY-MM-DD", find_first_match_in_period=True),
+    mi_any=patients.admitted_to_hospital(with_these_diagnoses=mi, returning="binary_flag"),
+    mi_primary=patients.admitted_to_hospital(with_these_primary_diagnoses=mi, returning="primary_diagnosis"),
+    emergencies=patients.admitted_to_hospital(with_admission_method=["21", "22"], returning="number_of_matches_in_period"),
+    care_home=patients.care_home_status_as_of("index_date", categorised_as={"nursing": "IsPotentialCareHome AND LocationRequiresNursing = 'Y'", "other": "IsPotentialCareHome", "none": "DEFAULT"}),
+    listed=patients.which_exist_in_file("analysis/listed.csv"),
+    score=patients.with_value_from_file("analysis/listed.csv", returning="score", returning_type="int"),
+)
+''')
+    (tmp_path / "analysis" / "listed.csv").write_text("patient_id,score\n2,7\n5,\n")
+    header = "patient_id,apcs_ident,admission_date,discharge_date,discharge_destination,discharge_method,spell_core_hrg_sus,admission_method,primary_diagnosis,secondary_diagnosis,all_diagnoses,all_procedures,days_in_critical_care,patient_classification"
+    (tmp_path / "data" / "apcs.csv").write_text(
+        header + "\n"
+        "1,10,2018-01-05,2018-01-09,,,,21,J45,,J45,,0,1\n"
+        "1,11,2019-06-01,2019-06-02,,,,11,I210,,||I210 ||J45,,0,1\n"
+        "1,12,2020-05-01,2020-05-03,,,,22,K35,,K35,,0,1\n"
+        "2,20,2019-02-02,2019-02-03,,,,11,J45,,||J45 ||I22,,0,1\n"
+    )
+    (tmp_path / "data" / "addresses.csv").write_text(
+        "patient_id,address_id,start_date,end_date,address_type,rural_urban_classification,imd_rounded,msoa_code,has_postcode,care_home_is_potential_match,care_home_requires_nursing,care_home_does_not_require_nursing\n"
+        "1,100,2010-01-01,,1,1,100,E02000001,T,T,T,F\n"
+        "2,200,2010-01-01,,1,1,100,E02000001,T,T,F,T\n"
+        "5,500,2010-01-01,2019-01-01,1,1,100,E02000001,T,F,,\n"
+    )
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    # Patients 3 and 5 have no address on the index date: the column's empty value, not "none".
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,first_admission,mi_any,mi_primary,emergencies,care_home,listed,score",
+        "1,2018-01-05,1,I210,2,nursing,0,0",
+        "2,2019-02-02,1,,0,other,1,7",
+        "3,,0,,0,,0,0",
+        "5,,0,,0,,1,0",
+    ]
