@@ -12,8 +12,8 @@ A query returns a `Column`: its written value, and the date it matched on (for
 `date_of`, `include_date_of_match` and date expressions naming the column)."""
 
 import datetime
+import re
 
-from ehrfusion import codes as codes_module
 from ehrfusion.language import BaseSeries, case, convert_value, days, function, maximum_of, minimum_of, months, value_series, when, years
 from . import dates
 from .expressions import InvalidExpressionError, Parser
@@ -272,6 +272,62 @@ class Lowering:
         picked = ordered.first_for_patient() if first else ordered.last_for_patient()
         return Column(kind, written(kind, value(picked)), date=picked.admission_date)
 
+    def q_attended_emergency_care(self, between=None, returning="binary_flag", find_first_match_in_period=None, date_format=None, with_these_diagnoses=None, discharged_to=None, **_):
+        ec = tpp.emergency_care_attendances
+        rows = self.within(ec, ec.arrival_date, between)
+        if with_these_diagnoses:
+            codes = valid_codes(with_these_diagnoses, "SNOMEDCTCode") if hasattr(with_these_diagnoses, "has_categories") else [c for c in with_these_diagnoses]
+            rows = rows.where(any_of([getattr(rows, f"diagnosis_{i:02d}").is_in(codes) for i in range(1, 25)]))
+        if discharged_to:
+            rows = rows.where(rows.discharge_destination.is_in(list(discharged_to)))
+        first = bool(find_first_match_in_period)
+        arrived = rows.arrival_date.minimum_for_patient() if first else rows.arrival_date.maximum_for_patient()
+        if returning == "binary_flag":
+            return flag_column(rows.exists_for_patient(), date=arrived)
+        if returning == "date_arrived":
+            return date_column(arrived, date_format)
+        if returning == "number_of_matches_in_period":
+            return Column("int", rows.count_for_patient())
+        if returning == "discharge_destination":
+            ordered = rows.sort_by(rows.arrival_date, rows.id) if first else rows.sort_by(rows.arrival_date, -rows.id)
+            picked = ordered.first_for_patient() if first else ordered.last_for_patient()
+            return Column("str", written("str", function("CastToStr", "str", picked.discharge_destination)), date=picked.arrival_date)
+        raise StudyError(f"Unsupported `returning` value: {returning}")
+
+    def q_with_test_result_in_sgss(self, pathogen=None, test_result="any", between=None, find_first_match_in_period=None, restrict_to_earliest_specimen_date=True, returning="binary_flag", date_format=None, **_):
+        if pathogen != "SARS-CoV-2":
+            raise StudyError("with_test_result_in_sgss() needs pathogen='SARS-CoV-2'")
+        if test_result not in ("any", "positive", "negative"):
+            raise StudyError(f"Unsupported test_result '{test_result}'")
+        if returning == "number_of_matches_in_period" and restrict_to_earliest_specimen_date is not False:
+            raise StudyError("Due to limitations in the SGSS data we receive you can only use returning = 'number_of_matches_in_period' with restrict_to_earliest_specimen_date = False")
+        if returning not in ("binary_flag", "date", "number_of_matches_in_period"):
+            raise StudyError(f"with_test_result_in_sgss(returning={returning!r}) is not supported by ehrfusion yet")
+        tests = tpp.sgss_covid_all_tests
+        first = bool(find_first_match_in_period)
+
+        def of_result(positive):
+            rows = tests.where(tests.is_positive if positive else ~tests.is_positive)
+            # SGSS's "earliest specimen" tables: each patient's first specimen of that result.
+            return rows.specimen_taken_date.minimum_for_patient() if restrict_to_earliest_specimen_date else None
+
+        if restrict_to_earliest_specimen_date:
+            dates = {"positive": [of_result(True)], "negative": [of_result(False)], "any": [of_result(True), of_result(False)]}[test_result]
+            in_period = [both(d.is_not_null(), self.in_period(d, between)) for d in dates]
+            kept = [case(when(c).then(d)) for c, d in zip(in_period, dates)]
+            match_date = kept[0] if len(kept) == 1 else (minimum_of(*kept) if first else maximum_of(*kept))
+            if returning == "binary_flag":
+                return Column("bool", flag(match_date.is_not_null()), date=match_date)
+            return date_column(match_date, date_format)
+        rows = tests if test_result == "any" else tests.where(tests.is_positive if test_result == "positive" else ~tests.is_positive)
+        rows = self.within(rows, rows.specimen_taken_date, between)
+        match_date = rows.specimen_taken_date.minimum_for_patient() if first else rows.specimen_taken_date.maximum_for_patient()
+        if returning == "binary_flag":
+            return flag_column(rows.exists_for_patient(), date=match_date)
+        if returning == "date":
+            return date_column(match_date, date_format)
+        return Column("int", rows.count_for_patient())
+
     def _current(self, frame, date):
         d = self.date(date)
         return frame.where(frame.start_date.is_on_or_before(d) & (frame.end_date.is_after(d) | frame.end_date.is_null()))
@@ -411,8 +467,8 @@ class Lowering:
             frame = tpp.clinical_events_ranges
         if ignore_days_where_these_codes_occur is not None:
             raise StudyError("ignore_days_where_these_codes_occur is not supported by ehrfusion yet")
-        if returning == "number_of_episodes" or episode_defined_as is not None:
-            raise StudyError("returning='number_of_episodes' is not supported by ehrfusion yet")
+        if episode_defined_as is not None and returning != "number_of_episodes":
+            raise StudyError("episode_defined_as needs returning='number_of_episodes'")
         code = getattr(frame, code_column)
         rows = frame.where(code.is_in(valid_codes(codelist, code._type)))
         rows = self.within(rows, rows.date, between)
@@ -426,6 +482,16 @@ class Lowering:
             return date_column(match_date, date_format)
         if returning == "number_of_matches_in_period":
             return Column("int", rows.count_for_patient(), date=match_date)
+        if returning == "number_of_episodes":
+            # A new episode starts more than N days after the event before it (N = 0:
+            # every day with an event is one).
+            gap = 0
+            if episode_defined_as is not None:
+                m = re.match(r"^series of events each <= (\d+) days apart$", episode_defined_as)
+                if not m:
+                    raise StudyError("Argument `episode_defined_as` must match pattern: ^series of events each <= (\\d+) days apart$")
+                gap = int(m.group(1))
+            return Column("int", written("int", rows.date.count_episodes_for_patient(days(gap))))
         ordered = rows.sort_by(rows.date)
         picked = ordered.first_for_patient() if first else ordered.last_for_patient()
         if returning == "numeric_value":
@@ -651,7 +717,6 @@ def patients_file_table(f_path, returning, returning_type):
     """A CSV file of patient_id (and a `returning` column) as a patient table, its
     values typed as the TPP backend's upload types them (bool as 0/1)."""
     import csv
-    import re
 
     from ehrfusion.tables import PatientFrame, Series, table_from_rows
 

@@ -305,3 +305,70 @@ study = StudyDefinition(
         "3,,0,,0,,0,0",
         "5,,0,,0,,1,0",
     ]
+
+
+def test_number_of_episodes(tmp_path):
+    study = make_study(tmp_path, '''\
+from cohortextractor import StudyDefinition, patients, codelist
+
+asthma = codelist(["H33..", "H330."], system="ctv3")
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.registered_as_of("index_date"),
+    episodes=patients.with_these_clinical_events(asthma, returning="number_of_episodes", episode_defined_as="series of events each <= 365 days apart"),
+    days_with_asthma=patients.with_these_clinical_events(asthma, returning="number_of_episodes"),
+)
+''')
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    # Patient 1: 2015-06-10, then 2019-07-01 (a new episode), 2020-04-01 (275 days later: the same one).
+    # Patient 5: 2019-03-01 and 2020-03-01, 366 days apart (2020 is a leap year): two.
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,episodes,days_with_asthma",
+        "1,2,3",
+        "2,0,0",
+        "3,0,0",
+        "5,2,2",
+    ]
+
+
+def test_sgss_and_emergency_care(tmp_path):
+    study = make_study(tmp_path, '''\
+from cohortextractor import StudyDefinition, patients
+
+study = StudyDefinition(
+    index_date="2021-01-01",
+    population=patients.registered_as_of("2020-03-01"),
+    first_positive=patients.with_test_result_in_sgss(pathogen="SARS-CoV-2", test_result="positive", returning="date", date_format="YYYY-MM-DD"),
+    latest_first_result=patients.with_test_result_in_sgss(pathogen="SARS-CoV-2", returning="date", date_format="YYYY-MM-DD"),
+    tests_in_2020=patients.with_test_result_in_sgss(pathogen="SARS-CoV-2", restrict_to_earliest_specimen_date=False, between=["2020-01-01", "2020-12-31"], returning="number_of_matches_in_period"),
+    ae=patients.attended_emergency_care(on_or_before="index_date", returning="date_arrived", date_format="YYYY-MM-DD", find_first_match_in_period=True),
+    ae_home=patients.attended_emergency_care(discharged_to=["306689006"], returning="number_of_matches_in_period"),
+)
+''')
+    (tmp_path / "data" / "sgss_covid_all_tests.csv").write_text(
+        "patient_id,specimen_taken_date,is_positive,lab_report_date,was_symptomatic,sgtf_status,variant,variant_detection_method\n"
+        "1,2020-04-01,F,2020-04-02,,,,\n"
+        "1,2020-06-01,T,2020-06-02,,,,\n"
+        "1,2020-09-01,T,2020-09-02,,,,\n"
+        "1,2021-02-01,F,2021-02-02,,,,\n"
+        "2,2020-05-05,F,2020-05-06,,,,\n"
+    )
+    diagnoses = ",".join(f"diagnosis_{i:02d}" for i in range(1, 25))
+    (tmp_path / "data" / "emergency_care_attendances.csv").write_text(
+        f"patient_id,id,arrival_date,discharge_destination,{diagnoses}\n"
+        "1,1,2019-05-01,306689006" + "," * 24 + "\n"
+        "1,2,2018-05-01,1066331000000109" + "," * 24 + "\n"
+        "2,3,2021-05-01,306689006" + "," * 24 + "\n"
+    )
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    # The earliest positive and the earliest negative specimen stand for SGSS's
+    # first-result tables; "any" without find_first gives the later of the two.
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,first_positive,latest_first_result,tests_in_2020,ae,ae_home",
+        "1,2020-06-01,2020-06-01,3,2018-05-01,1",
+        "2,,2020-05-05,1,,1",
+        "3,,,0,,0",
+        "5,,,0,,0",
+    ]
