@@ -65,6 +65,36 @@ struct Column {
     /// Whether sums of it are floats.
     float: bool,
     numbers: Vec<f64>,
+    /// As a group column: its values in pandas' order (the categories, or the sorted
+    /// values seen) and each row's position among them.
+    levels: Vec<Key>,
+    codes: Vec<Option<u32>>,
+}
+
+impl Column {
+    fn new(keys: Vec<Option<Key>>, categories: Option<Vec<Key>>, float: bool, numbers: Vec<f64>) -> Column {
+        Column { keys, categories, float, numbers, levels: vec![], codes: vec![] }
+    }
+
+    /// Number the values, for grouping.
+    fn code(&mut self) {
+        self.levels = match &self.categories {
+            Some(c) => c.clone(),
+            None => {
+                let mut seen: Vec<Key> = Vec::new();
+                let mut known = std::collections::HashSet::new();
+                for k in self.keys.iter().flatten() {
+                    if known.insert(k.text()) {
+                        seen.push(k.clone());
+                    }
+                }
+                seen.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+                seen
+            }
+        };
+        let position: HashMap<String, u32> = self.levels.iter().enumerate().map(|(i, k)| (k.text(), i as u32)).collect();
+        self.codes = self.keys.iter().map(|k| k.as_ref().and_then(|k| position.get(&k.text()).copied())).collect();
+    }
 }
 
 /// The needed columns of one cohort file.
@@ -94,13 +124,17 @@ fn needed(measures: &[Measure]) -> (Vec<String>, Vec<String>) {
 fn load(path: &Path, numeric: &[String], groups: &[String]) -> Result<Cohort> {
     let name = path.to_string_lossy();
     let shown = path.display();
-    let mut cohort = if name.ends_with(".feather") { load_feather(path)? } else { load_csv(path, numeric)? };
+    let wanted = |c: &str| numeric.iter().chain(groups).any(|w| w == c);
+    let mut cohort = if name.ends_with(".feather") { load_feather(path, &wanted)? } else { load_csv(path, numeric)? };
     for c in numeric.iter().chain(groups) {
         if !cohort.columns.contains_key(c) {
             bail!("{shown}: no column named '{c}' (a measure uses it)");
         }
     }
     cohort.columns.retain(|k, _| numeric.contains(k) || groups.contains(k));
+    for g in groups {
+        cohort.columns.get_mut(g).expect("checked above").code();
+    }
     Ok(cohort)
 }
 
@@ -129,21 +163,21 @@ fn load_csv(path: &Path, numeric: &[String]) -> Result<Cohort> {
                 .enumerate()
                 .map(|(i, v)| v.parse::<f64>().map_err(|_| err!("{shown}, line {}: column {name}: '{v}' is not a number", i + 2)))
                 .collect::<Result<Vec<f64>>>()?;
-            Column { keys: vec![], categories: None, float: true, numbers }
+            Column::new(vec![], None, true, numbers)
         } else {
             // pandas reads text as a category whose categories are sorted; the empty
             // value is a category of its own (keep_default_na=False).
             let mut categories: Vec<String> = values.clone();
             categories.sort();
             categories.dedup();
-            Column { keys: values.into_iter().map(|v| Some(Key::Text(v))).collect(), categories: Some(categories.into_iter().map(Key::Text).collect()), float: true, numbers: vec![] }
+            Column::new(values.into_iter().map(|v| Some(Key::Text(v))).collect(), Some(categories.into_iter().map(Key::Text).collect()), true, vec![])
         };
         columns.insert(name, column);
     }
     Ok(Cohort { rows, columns })
 }
 
-fn load_feather(path: &Path) -> Result<Cohort> {
+fn load_feather(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Cohort> {
     let shown = path.display();
     let file = std::fs::File::open(path).map_err(|e| err!("{shown}: {e}"))?;
     let reader = arrow::ipc::reader::FileReader::try_new(file, None).map_err(|e| err!("{shown}: not a readable feather file: {e}"))?;
@@ -151,7 +185,7 @@ fn load_feather(path: &Path) -> Result<Cohort> {
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| err!("{shown}: {e}"))?;
     let batch = arrow::compute::concat_batches(&schema, &batches)?;
     let mut columns = HashMap::new();
-    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+    for (field, array) in schema.fields().iter().zip(batch.columns()).filter(|(f, _)| wanted(f.name())) {
         columns.insert(field.name().clone(), feather_column(array).map_err(|e| err!("{shown}: column {}: {e}", field.name()))?);
     }
     Ok(Cohort { rows: batch.num_rows(), columns })
@@ -167,7 +201,7 @@ fn feather_column(array: &ArrayRef) -> Result<Column> {
             _ => f64::NAN,
         });
         let numbers = numbers.collect();
-        Column { keys, categories: None, float, numbers }
+        Column::new(keys, None, float, numbers)
     };
     Ok(match array.data_type() {
         DataType::Boolean => {
@@ -191,7 +225,7 @@ fn feather_column(array: &ArrayRef) -> Result<Column> {
             };
             let categories = dictionary_values(&values)?;
             let keys = keys.into_iter().map(|k| k.map(|k| categories[k].clone())).collect();
-            Column { keys, categories: Some(categories), float: false, numbers: vec![] }
+            Column::new(keys, Some(categories), false, vec![])
         }
         DataType::Timestamp(..) | DataType::Utf8 => {
             let text = arrow::compute::cast(array, &DataType::Utf8)?;
@@ -248,61 +282,48 @@ fn calculate(m: &Measure, cohort: &Cohort) -> Result<String> {
         rows.push((vec![], inputs.iter().map(|(_, v)| v.iter().sum()).collect()));
     } else {
         let groups: Vec<&Column> = group_columns.iter().map(|g| &cohort.columns[*g]).collect();
-        let mut sums: HashMap<Vec<String>, (Vec<Key>, Vec<f64>)> = HashMap::new();
+        let sizes: Vec<u64> = groups.iter().map(|g| g.levels.len() as u64).collect();
+        // Each group as one number: its columns' positions in mixed radix, so that
+        // numeric order is pandas' sorted order.
+        let mut sums: HashMap<u64, Vec<f64>> = HashMap::new();
         'patients: for i in 0..cohort.rows {
-            let mut key = Vec::with_capacity(groups.len());
-            for g in &groups {
-                match &g.keys[i] {
-                    Some(k) => key.push(k.clone()),
+            let mut index = 0u64;
+            for (g, size) in groups.iter().zip(&sizes) {
+                match g.codes[i] {
+                    Some(c) => index = index * size + c as u64,
                     None => continue 'patients, // pandas drops missing group keys
                 }
             }
-            let text: Vec<String> = key.iter().map(Key::text).collect();
-            let entry = sums.entry(text).or_insert_with(|| (key, vec![0.0; inputs.len()]));
-            for (s, (_, v)) in entry.1.iter_mut().zip(&inputs) {
+            let entry = sums.entry(index).or_insert_with(|| vec![0.0; inputs.len()]);
+            for (s, (_, v)) in entry.iter_mut().zip(&inputs) {
                 *s += v[i];
             }
         }
-        let levels: Vec<Vec<Key>> = groups
-            .iter()
-            .map(|g| match &g.categories {
-                Some(c) => c.clone(),
-                None => {
-                    let mut seen: Vec<Key> = Vec::new();
-                    for k in g.keys.iter().flatten() {
-                        if !seen.contains(k) {
-                            seen.push(k.clone());
-                        }
-                    }
-                    seen.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-                    seen
-                }
-            })
-            .collect();
+        let decode = |mut index: u64| -> Vec<Key> {
+            let mut key = vec![Key::Int(0); groups.len()];
+            for (c, size) in sizes.iter().enumerate().rev() {
+                key[c] = groups[c].levels[(index % size) as usize].clone();
+                index /= size;
+            }
+            key
+        };
         if groups.iter().any(|g| g.categories.is_some()) {
             // observed=False: every combination of the levels, in order.
-            let mut combos: Vec<Vec<Key>> = vec![vec![]];
-            for level in &levels {
-                combos = combos.into_iter().flat_map(|c| level.iter().map(move |k| [c.clone(), vec![k.clone()]].concat())).collect();
-            }
-            for key in combos {
-                let text: Vec<String> = key.iter().map(Key::text).collect();
-                let values = sums.get(&text).map(|(_, v)| v.clone()).unwrap_or_else(|| vec![0.0; inputs.len()]);
-                rows.push((key, values));
+            let combinations: u64 = sizes.iter().product();
+            for index in 0..combinations {
+                let values = sums.get(&index).cloned().unwrap_or_else(|| vec![0.0; inputs.len()]);
+                rows.push((decode(index), values));
             }
         } else {
-            let position = |col: usize, k: &Key| levels[col].iter().position(|l| l == k).unwrap_or(0);
-            let mut observed: Vec<(Vec<Key>, Vec<f64>)> = sums.into_values().collect();
-            observed.sort_by_key(|(k, _)| k.iter().enumerate().map(|(c, k)| position(c, k)).collect::<Vec<_>>());
-            rows = observed;
+            let mut observed: Vec<(u64, Vec<f64>)> = sums.into_iter().collect();
+            observed.sort_by_key(|(index, _)| *index);
+            rows = observed.into_iter().map(|(index, values)| (decode(index), values)).collect();
         }
     }
     if m.small_number_suppression {
-        let mut seen = Vec::new();
         for c in [&m.numerator, &m.denominator] {
             if let Some(i) = value_columns.iter().position(|v| v == c) {
                 suppress(&mut rows, i, &mut float[i]);
-                seen.push(i);
             }
         }
     }
