@@ -328,6 +328,30 @@ class Lowering:
             return date_column(match_date, date_format)
         return Column("int", rows.count_for_patient())
 
+    def q_outpatient_appointment_date(self, returning="binary_flag", attended=None, is_first_attendance=None, with_these_treatment_function_codes=None, with_these_procedures=None, between=None, date_format="YYYY-MM-DD", find_first_match_in_period=None, **_):
+        if with_these_procedures is not None:
+            raise StudyError("outpatient_appointment_date(with_these_procedures=...) needs a join of two tables (opa and opa_proc) that ehrfusion cannot express yet")
+        opa = tpp.opa
+        rows = self.within(opa, opa.appointment_date, between)
+        if attended:
+            rows = rows.where(rows.attendance_status.is_in(["5", "6"]))
+        if is_first_attendance:
+            rows = rows.where(rows.first_attendance.is_in(["1", "3"]))
+        if with_these_treatment_function_codes:
+            rows = rows.where(rows.treatment_function_code.is_in(as_list(with_these_treatment_function_codes)))
+        first = bool(find_first_match_in_period)
+        if returning == "binary_flag":
+            return flag_column(rows.exists_for_patient())
+        if returning == "date":
+            return date_column(rows.appointment_date.minimum_for_patient() if first else rows.appointment_date.maximum_for_patient(), date_format)
+        if returning == "number_of_matches_in_period":
+            return Column("int", rows.count_for_patient())
+        if returning == "consultation_medium_used":
+            ordered = rows.sort_by(rows.appointment_date)
+            picked = ordered.first_for_patient() if first else ordered.last_for_patient()
+            return Column("str", written("str", picked.consultation_medium_used))
+        raise StudyError(f"Unsupported `returning` value: {returning}")
+
     def _current(self, frame, date):
         d = self.date(date)
         return frame.where(frame.start_date.is_on_or_before(d) & (frame.end_date.is_after(d) | frame.end_date.is_null()))

@@ -27,7 +27,7 @@ _RETURN_TYPES = {
     "date_discharged": "date", "date_arrived": "date", "admission_method": "str", "discharge_destination": "str",
     "patient_classification": "str", "primary_diagnosis": "str", "days_in_critical_care": "str", "source_of_admission": "str",
     "admission_treatment_function_code": "str", "administrative_category": "str", "duration_of_elective_wait": "str",
-    "total_bed_days_in_period": "int", "total_critical_care_days_in_period": "int",
+    "total_bed_days_in_period": "int", "total_critical_care_days_in_period": "int", "consultation_medium_used": "str",
 }
 _FIXED_TYPES = {"age_as_of": "int", "date_of_birth": "date", "sex": "str", "all": "bool", "random_sample": "bool",
                 "most_recent_bmi": "float", "mean_recorded_value": "float", "min_recorded_value": "float",

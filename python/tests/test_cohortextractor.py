@@ -372,3 +372,33 @@ study = StudyDefinition(
         "3,,,0,,0",
         "5,,,0,,0",
     ]
+
+
+def test_outpatient_appointments(tmp_path):
+    study = make_study(tmp_path, '''\
+from cohortextractor import StudyDefinition, patients
+
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.registered_as_of("index_date"),
+    attended_first=patients.outpatient_appointment_date(attended=True, is_first_attendance=True, between=["1900-01-01", "index_date"], returning="date"),
+    appointments=patients.outpatient_appointment_date(between=["2019-01-01", "2019-12-31"], returning="number_of_matches_in_period"),
+    medium=patients.outpatient_appointment_date(returning="consultation_medium_used"),
+)
+''')
+    (tmp_path / "data" / "opa.csv").write_text(
+        "patient_id,opa_ident,appointment_date,attendance_status,consultation_medium_used,first_attendance,hrg_code,outcome_of_attendance,referral_request_received_date,treatment_function_code\n"
+        "1,1,2019-02-01,5,01,1,,,,100\n"
+        "1,2,2019-08-01,2,02,1,,,,100\n"
+        "1,3,2020-01-15,6,03,2,,,,100\n"
+        "2,4,2018-03-03,6,04,3,,,,100\n"
+    )
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,attended_first,appointments,medium",
+        "1,2019-02-01,2,03",
+        "2,2018-03-03,0,04",
+        "3,,0,",
+        "5,,0,",
+    ]
