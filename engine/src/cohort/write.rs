@@ -1,0 +1,143 @@
+//! Writing a cohort as cohort-extractor writes it: CSV text as it is, feather with
+//! the types its pandas code gives each column.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::*;
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Int8Type, Int16Type, Int32Type, Schema as ArrowSchema};
+use arrow::ipc::writer::FileWriter;
+
+use super::StudyColumn;
+use crate::error::Result;
+use crate::err;
+use crate::model::types::date_to_days;
+use crate::output::{self, TableWriter};
+use crate::run;
+use crate::source::Format;
+
+pub fn write_cohort(path: &Path, format: Format, table: &run::TableResult, columns: &[StudyColumn]) -> Result<()> {
+    if format != Format::Arrow {
+        let mut writer = TableWriter::create(path, format, table.columns.clone())?;
+        for b in &table.batches {
+            writer.write(b)?;
+        }
+        return output::commit(vec![writer.finish()?]);
+    }
+    let batch = concat_batches(&table.batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(ArrowSchema::empty())), &table.batches)?;
+    let batch = if table.batches.is_empty() { empty_batch(&table.columns) } else { batch };
+    let typed = feather_batch(&batch, columns)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create directory: {e}", dir.display()))?;
+    let temp = tempfile::Builder::new().prefix(".ehrfusion-").tempfile_in(dir).map_err(|e| err!("{}: cannot write: {e}", dir.display()))?;
+    {
+        let file = temp.reopen().map_err(|e| err!("{}: {e}", path.display()))?;
+        let mut w = FileWriter::try_new(std::io::BufWriter::new(file), &typed.schema())?;
+        w.write(&typed)?;
+        w.finish()?;
+    }
+    temp.persist(path).map_err(|e| err!("{}: cannot write: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+fn empty_batch(columns: &[output::ColumnInfo]) -> RecordBatch {
+    let schema = Arc::new(ArrowSchema::new(columns.iter().map(|c| Field::new(&c.name, c.ty.arrow_type(), true)).collect::<Vec<_>>()));
+    RecordBatch::new_empty(schema)
+}
+
+/// The columns as cohort-extractor's pandas writes them to feather: flags as
+/// booleans, dates as nanosecond timestamps (a year alone is its 1 January),
+/// strings (and IMD, rural-urban) as categories in order of first appearance
+/// with the empty value missing.
+fn feather_batch(batch: &RecordBatch, columns: &[StudyColumn]) -> Result<RecordBatch> {
+    let mut fields = vec![Field::new("patient_id", DataType::Int64, false)];
+    let mut arrays: Vec<ArrayRef> = vec![batch.column(0).clone()];
+    for (i, c) in columns.iter().enumerate() {
+        let array = batch.column(i + 1);
+        let converted: ArrayRef = match (c.ty.as_str(), c.categorical_int) {
+            (_, true) => categorical_ints(array)?,
+            ("bool", _) => {
+                let ints = array.as_any().downcast_ref::<Int64Array>().ok_or_else(|| err!("column {}: expected 0/1", c.name))?;
+                Arc::new(ints.iter().map(|v| Some(v.unwrap_or(0) != 0)).collect::<BooleanArray>())
+            }
+            ("date", _) => Arc::new(timestamps(array, &c.name)?),
+            ("str", _) => categorical_strings(array)?,
+            _ => array.clone(),
+        };
+        fields.push(Field::new(&c.name, converted.data_type().clone(), true));
+        arrays.push(converted);
+    }
+    Ok(RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)?)
+}
+
+fn timestamps(array: &ArrayRef, name: &str) -> Result<TimestampNanosecondArray> {
+    let texts = array.as_any().downcast_ref::<StringArray>().ok_or_else(|| err!("column {name}: expected dates as text"))?;
+    let values = texts
+        .iter()
+        .map(|t| match t {
+            None | Some("") => Ok(None),
+            Some(t) => {
+                let full = match t.len() {
+                    4 => format!("{t}-01-01"),
+                    7 => format!("{t}-01"),
+                    _ => t.to_string(),
+                };
+                let date = chrono::NaiveDate::parse_from_str(&full, "%Y-%m-%d").map_err(|_| err!("column {name}: '{t}' is not a date"))?;
+                let days = date_to_days(date);
+                Ok(Some(days as i64 * 86_400_000_000_000))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(TimestampNanosecondArray::from(values))
+}
+
+/// Keys as pandas sizes them: int8 up to 127 categories, then int16, then int32.
+fn dictionary<T: Clone>(values: Vec<Option<T>>) -> (Vec<Option<i32>>, Vec<T>)
+where
+    T: std::hash::Hash + Eq,
+{
+    let mut position: std::collections::HashMap<T, i32> = std::collections::HashMap::new();
+    let mut categories = Vec::new();
+    let keys = values
+        .into_iter()
+        .map(|v| {
+            v.map(|v| {
+                *position.entry(v.clone()).or_insert_with(|| {
+                    categories.push(v);
+                    categories.len() as i32 - 1
+                })
+            })
+        })
+        .collect();
+    (keys, categories)
+}
+
+fn keyed(keys: Vec<Option<i32>>, values: ArrayRef, categories: usize) -> Result<ArrayRef> {
+    let keys = Int32Array::from(keys);
+    Ok(if categories < 128 {
+        let k: Int8Array = keys.iter().map(|k| k.map(|k| k as i8)).collect();
+        Arc::new(DictionaryArray::<Int8Type>::try_new(k, values)?)
+    } else if categories < 32768 {
+        let k: Int16Array = keys.iter().map(|k| k.map(|k| k as i16)).collect();
+        Arc::new(DictionaryArray::<Int16Type>::try_new(k, values)?)
+    } else {
+        Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values)?)
+    })
+}
+
+fn categorical_strings(array: &ArrayRef) -> Result<ArrayRef> {
+    let texts = array.as_any().downcast_ref::<StringArray>().ok_or_else(|| err!("expected text"))?;
+    let (keys, categories) = dictionary(texts.iter().map(|t| t.filter(|t| !t.is_empty()).map(str::to_string)).collect());
+    let n = categories.len();
+    keyed(keys, Arc::new(StringArray::from(categories)), n)
+}
+
+fn categorical_ints(array: &ArrayRef) -> Result<ArrayRef> {
+    let ints = array.as_any().downcast_ref::<Int64Array>().ok_or_else(|| err!("expected integers"))?;
+    // pandas counts 0 as empty (missing), as cohort-extractor's categoriser does.
+    let (keys, categories) = dictionary(ints.iter().map(|v| v.filter(|v| *v != 0)).collect());
+    let n = categories.len();
+    keyed(keys, Arc::new(Int64Array::from(categories)), n)
+}
+
