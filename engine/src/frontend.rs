@@ -183,3 +183,11 @@ pub fn load_study_measures(path: &Path, params: &[(String, String)], front_end: 
         Ok((path.to_string_lossy().to_string(), params.to_vec(), schemas(py)?).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
     })
 }
+
+/// cohort-extractor's expectations dummy data for a study definition: for each index
+/// date (latest first), (index date, CSV text).
+pub fn study_expectations(path: &Path, date_range: &str, params: &[(String, String)], population: usize, seed: u64, front_end: FrontEnd) -> Result<Vec<(String, String)>> {
+    call(front_end, path, "cohortextractor.loader", "expectations_json", |py| {
+        Ok((path.to_string_lossy().to_string(), date_range.to_string(), params.to_vec(), population, seed, schemas(py)?).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
+    })
+}

@@ -97,3 +97,27 @@ def measures_json(path, params=(), schemas=None):
         {"id": m.id, "numerator": m.numerator, "denominator": m.denominator, "group_by": list(m.group_by), "small_number_suppression": bool(m.small_number_suppression)}
         for m in measures
     ])
+
+
+def expectations_json(path, date_range="", params=(), population=1000, seed=0, schemas=None):
+    """For each index date (latest first), the dummy data cohort-extractor's
+    expectations give: (index date or "", CSV text)."""
+    from .expectations import Generator, csv_text
+
+    _provide(schemas)
+    cohortextractor.params.clear()
+    cohortextractor.params.update(dict(params))
+    namespace = run_definition(path)
+    study = namespace.get("study")
+    if not isinstance(study, StudyDefinition):
+        raise DefinitionError(f"{path}: Did not find a variable called 'study' (a cohortextractor.StudyDefinition) in the study definition file")
+    out = []
+    for n, index_date in enumerate(index_dates(date_range)):
+        try:
+            if index_date is not None:
+                study.set_index_date(index_date)
+            out.append((index_date or "", csv_text(Generator(study, population, seed + n).frame())))
+        except Exception as e:  # noqa: BLE001 (reported as one line)
+            where = f" (index date {index_date})" if index_date else ""
+            raise DefinitionError(f"{path}: {type(e).__name__}: {e}{where}") from None
+    return out

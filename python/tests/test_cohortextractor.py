@@ -181,9 +181,9 @@ def test_usage_errors(tmp_path):
     assert dta.returncode == 2 and "Stata files are not written" in dta.stderr
 
 
-def test_dummy_tables_from_expectations_population(tmp_path):
+def test_query_consistent_dummy_tables(tmp_path):
     study = make_study(tmp_path)
-    run = generate(study, "--expectations-population", "50")
+    run = generate(study, "--expectations-population", "50", "--dummy-data", "consistent")
     assert run.returncode == 0, run.stderr
     lines = (study / "output" / "input.csv").read_text().splitlines()
     assert lines[0] == EXPECTED.splitlines()[0]
@@ -402,3 +402,56 @@ study = StudyDefinition(
         "3,,0,",
         "5,,0,",
     ]
+
+
+EXPECTATIONS_STUDY = '''\
+from cohortextractor import StudyDefinition, patients, codelist
+
+asthma = codelist(["H33.."], system="ctv3")
+study = StudyDefinition(
+    index_date="2020-03-01",
+    default_expectations={"date": {"earliest": "2015-01-01", "latest": "index_date"}, "rate": "uniform", "incidence": 0.2},
+    population=patients.registered_as_of("index_date"),
+    sex=patients.sex(return_expectations={"rate": "universal", "category": {"ratios": {"M": 0.5, "F": 0.5}}}),
+    age=patients.age_as_of("index_date", return_expectations={"rate": "universal", "int": {"distribution": "population_ages"}}),
+    asthma=patients.with_these_clinical_events(asthma, returning="binary_flag", include_date_of_match=True, date_format="YYYY-MM-DD"),
+    recent=patients.with_these_clinical_events(asthma, returning="date", on_or_after="2019-01-01", date_format="YYYY-MM"),
+)
+'''
+
+
+def test_expectations_dummy_data(tmp_path):
+    study = make_study(tmp_path, EXPECTATIONS_STUDY)
+    run = generate(study, "--expectations-population", "1000", "--output-file", "output/a.csv")
+    assert run.returncode == 0, run.stderr
+    text = (study / "output" / "a.csv").read_text()
+    lines = text.splitlines()
+    # cohort-extractor's order: date columns first, then the others, patient_id last.
+    assert lines[0] == "asthma_date,recent,sex,age,asthma,patient_id"
+    assert "\r" not in text and len(lines) == 1001
+    rows = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+    ids = [int(r["patient_id"]) for r in rows]
+    assert len(set(ids)) == 1000 and max(ids) < 10000
+    # A flag follows its date of match's incidence; dates lie in the expectations' range.
+    assert all((r["asthma"] == "1") == (r["asthma_date"] != "") for r in rows)
+    shares = sum(r["asthma"] == "1" for r in rows) / 1000
+    assert 0.19 <= shares <= 0.21
+    assert all("2015-01-01" <= r["asthma_date"] <= "2020-03-01" for r in rows if r["asthma_date"])
+    # The static period empties dates outside it; a YYYY-MM format cuts the rest.
+    assert all(r["recent"] == "" or (len(r["recent"]) == 7 and r["recent"] >= "2019-01") for r in rows)
+    assert {r["sex"] for r in rows} == {"M", "F"} and all(0 <= int(r["age"]) < 110 for r in rows)
+    again = generate(study, "--expectations-population", "1000", "--output-file", "output/b.csv")
+    assert again.returncode == 0 and (study / "output" / "b.csv").read_text() == text
+    other_seed = generate(study, "--expectations-population", "1000", "--output-file", "output/c.csv", "--seed", "1")
+    assert other_seed.returncode == 0 and (study / "output" / "c.csv").read_text() != text
+    feather_run = generate(study, "--expectations-population", "100", "--output-format", "feather")
+    assert feather_run.returncode == 0, feather_run.stderr
+    table = feather.read_table(study / "output" / "input.feather")
+    assert [str(f.type) for f in table.schema] == ["timestamp[ns]", "timestamp[ns]", "dictionary<values=string, indices=int8, ordered=0>", "int64", "bool", "int64"]
+
+
+def test_expectations_need_expectations(tmp_path):
+    study = make_study(tmp_path, EXPECTATIONS_STUDY.replace('sex=patients.sex(return_expectations={"rate": "universal", "category": {"ratios": {"M": 0.5, "F": 0.5}}}),', "sex=patients.sex(),"))
+    run = generate(study, "--expectations-population", "10")
+    assert run.returncode == 10
+    assert "Column definition sex does not return expected type category" in run.stderr

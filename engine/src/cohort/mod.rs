@@ -92,9 +92,14 @@ struct GenerateCohortArgs {
     /// key=value for the study's `params` (repeatable).
     #[arg(long = "param", value_name = "KEY=VALUE", num_args = 1.., action = clap::ArgAction::Append)]
     params: Vec<String>,
-    /// Dummy patients to generate tables for (the queries then run over them).
+    /// Dummy data for N patients, drawn from the study's expectations (see --dummy-data).
     #[arg(long, value_name = "N", default_value_t = 0)]
     expectations_population: usize,
+    /// With --expectations-population: `expectations` draws each column from
+    /// default_expectations / return_expectations, as cohort-extractor does;
+    /// `consistent` generates TPP tables for N patients and runs the queries over them.
+    #[arg(long, value_enum, default_value_t = DummyData::Expectations)]
+    dummy_data: DummyData,
     /// Use this file as the output, after checking its columns.
     #[arg(long, value_name = "FILE")]
     dummy_data_file: Option<PathBuf>,
@@ -116,6 +121,12 @@ struct GenerateCohortArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DummyData {
+    Expectations,
+    Consistent,
 }
 
 /// A written column of a study: its cohort-extractor type and date format.
@@ -288,6 +299,19 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
             let out = target(runs.first().map(|r| r.0.as_str()).unwrap_or(""));
             copy_dummy_data_file(file, &out, &format, &columns)?;
             eprintln!("Successfully created cohort and covariates at {}", out.display());
+            continue;
+        }
+        if args.data.is_none() && args.dummy_data == DummyData::Expectations {
+            let frames = crate::frontend::study_expectations(&path, &args.index_date_range, &params, args.expectations_population, args.seed, front_end).or_kind(ErrorKind::Definition)?;
+            for (date, text) in frames {
+                let out = target(&date);
+                if args.skip_existing && out.exists() {
+                    eprintln!("Not regenerating pre-existing file at {}", out.display());
+                    continue;
+                }
+                write::write_text_cohort(&out, writer_format, &text, &columns)?;
+                eprintln!("Successfully created cohort and covariates at {}", out.display());
+            }
             continue;
         }
         let prepared = runs

@@ -17,6 +17,73 @@ use crate::output::{self, TableWriter};
 use crate::run;
 use crate::source::Format;
 
+/// Write dummy data given as CSV text (pandas' text, as cohort-extractor writes
+/// expectations data): as it is for csv and csv.gz, typed as for real data in feather.
+pub fn write_text_cohort(path: &Path, format: Format, text: &str, columns: &[StudyColumn]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create directory: {e}", dir.display()))?;
+    let temp = tempfile::Builder::new().prefix(".ehrfusion-").tempfile_in(dir).map_err(|e| err!("{}: cannot write: {e}", dir.display()))?;
+    {
+        let file = temp.reopen().map_err(|e| err!("{}: {e}", path.display()))?;
+        match format {
+            Format::Csv => std::io::Write::write_all(&mut std::io::BufWriter::new(file), text.as_bytes()).map_err(|e| err!("{}: {e}", path.display()))?,
+            Format::CsvGz => {
+                let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::new(6));
+                std::io::Write::write_all(&mut gz, text.as_bytes()).map_err(|e| err!("{}: {e}", path.display()))?;
+                gz.finish().map_err(|e| err!("{}: {e}", path.display()))?;
+            }
+            _ => {
+                let batch = typed_from_text(text, columns)?;
+                let mut w = FileWriter::try_new(std::io::BufWriter::new(file), &batch.schema())?;
+                w.write(&batch)?;
+                w.finish()?;
+            }
+        }
+    }
+    temp.persist(path).map_err(|e| err!("{}: cannot write: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// CSV text (any column order, patient_id among the columns) typed as the feather of
+/// real data is.
+fn typed_from_text(text: &str, columns: &[StudyColumn]) -> Result<RecordBatch> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().map_err(|e| err!("dummy data: {e}"))?.iter().map(str::to_string).collect();
+    let mut cells: Vec<Vec<String>> = vec![Vec::new(); header.len()];
+    for record in reader.records() {
+        let record = record.map_err(|e| err!("dummy data: {e}"))?;
+        for (i, v) in record.iter().enumerate() {
+            cells[i].push(v.to_string());
+        }
+    }
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (name, values) in header.iter().zip(cells) {
+        let column = columns.iter().find(|c| &c.name == name);
+        let ints = |values: &[String]| -> Result<Int64Array> {
+            values.iter().map(|v| if v.is_empty() { Ok(None) } else { v.parse::<i64>().map(Some).map_err(|_| err!("dummy data: column {name}: '{v}' is not an integer")) }).collect()
+        };
+        let texts: ArrayRef = Arc::new(StringArray::from_iter_values(values.iter()));
+        let array: ArrayRef = match column.map(|c| (c.ty.as_str(), c.categorical_int)) {
+            None => Arc::new(ints(&values)?),
+            Some((_, true)) => categorical_ints(&(Arc::new(ints(&values)?) as ArrayRef))?,
+            Some(("bool", _)) => Arc::new(values.iter().map(|v| Some(!v.is_empty() && v != "0")).collect::<BooleanArray>()),
+            Some(("int", _)) => Arc::new(ints(&values)?),
+            Some(("float", _)) => Arc::new(
+                values
+                    .iter()
+                    .map(|v| if v.is_empty() { Ok(None) } else { v.parse::<f64>().map(Some).map_err(|_| err!("dummy data: column {name}: '{v}' is not a number")) })
+                    .collect::<Result<Float64Array>>()?,
+            ),
+            Some(("date", _)) => Arc::new(timestamps(&texts, name)?),
+            _ => categorical_strings(&texts)?,
+        };
+        fields.push(Field::new(name, array.data_type().clone(), name != "patient_id"));
+        arrays.push(array);
+    }
+    Ok(RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)?)
+}
+
 pub fn write_cohort(path: &Path, format: Format, table: &run::TableResult, columns: &[StudyColumn]) -> Result<()> {
     if format != Format::Arrow {
         let mut writer = TableWriter::create(path, format, table.columns.clone())?;
