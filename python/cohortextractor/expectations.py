@@ -10,7 +10,10 @@ outside the column's static period emptied), a share `1 - incidence` of rows emp
 `poisson`, `population_ages`), floats (`normal`), flags (1, emptied to 0). A date of
 match (`date_of`, `include_date_of_match`) is drawn first and its column's value
 follows its incidence. `minimum_of`/`maximum_of` are computed from their columns;
-fixed values are repeated. Dates are then cut to their format. The columns come in
+fixed values are repeated. Dates are then cut to their format. As in
+cohort-extractor, `default_expectations` follow the index date being run, but a
+column's `return_expectations` and period stay those of the definition's own
+`index_date`. The columns come in
 cohort-extractor's order (dates first, then the others, then fixed values and
 aggregates) with `patient_id` last, distinct random ids below 10 N; the rows are in
 no particular order. The values differ from cohort-extractor's (its generator is
@@ -49,9 +52,10 @@ class Generator:
     def __init__(self, study, population, seed):
         self.study, self.population = study, population
         self.rng = random.Random(seed)
-        evaluate = dates.Evaluator(study.index_date)
-        self.defaults = self._dates_evaluated(study.default_expectations, evaluate)
-        self.evaluate = evaluate
+        self.defaults = self._dates_evaluated(study.default_expectations, dates.Evaluator(study.index_date))
+        # As cohort-extractor does: a column's own expectations and period are taken at
+        # the definition's index date, whichever index date is being run.
+        self.evaluate = dates.Evaluator(study.initial_index_date)
 
     @staticmethod
     def _dates_evaluated(expectations, evaluate):

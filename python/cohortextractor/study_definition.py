@@ -43,6 +43,9 @@ class StudyDefinition:
         self.covariate_definitions = process_covariate_definitions(covariates)
         self.default_expectations = default_expectations or {}
         self.set_index_date(index_date)
+        # cohort-extractor works out the columns' expectations (and the periods that
+        # filter dummy dates) once, at the definition's own index date.
+        self.initial_index_date = index_date
         # Lowering now finds a broken definition at the line that defines it.
         self.to_dataset()
 

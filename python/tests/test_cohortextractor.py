@@ -455,3 +455,16 @@ def test_expectations_need_expectations(tmp_path):
     run = generate(study, "--expectations-population", "10")
     assert run.returncode == 10
     assert "Column definition sex does not return expected type category" in run.stderr
+
+
+def test_expectations_use_the_definitions_own_index_date_for_column_periods(tmp_path):
+    # cohort-extractor works out each column's period for dummy dates once, at the
+    # definition's index_date, even when --index-date-range runs other dates.
+    study = make_study(tmp_path, EXPECTATIONS_STUDY.replace(
+        'on_or_after="2019-01-01"', 'between=["index_date", "last_day_of_month(index_date)"]'
+    ).replace('"incidence": 0.2}', '"incidence": 1.0}'))
+    run = generate(study, "--expectations-population", "2000", "--index-date-range", "2021-06-01")
+    assert run.returncode == 0, run.stderr
+    lines = (study / "output" / "input_2021-06-01.csv").read_text().splitlines()
+    recent = {line.split(",")[1] for line in lines[1:]} - {""}
+    assert recent == {"2020-03"}
