@@ -388,10 +388,12 @@ impl Analyzer<'_> {
                 out
             }
             Node::Value { ty, value } => patient(literal(ty, value)?, 0),
-            // Measures' rows carry their interval's bounds (see `intervals`).
+            // Measures' rows carry their interval's bounds, and a study's rows the
+            // values of its index date (see `intervals`).
             Node::Parameter { name, .. } => match name.as_str() {
                 "interval_start_date" => patient(col(super::intervals::START), 0),
-                _ => patient(col(super::intervals::END), 0),
+                "interval_end_date" => patient(col(super::intervals::END), 0),
+                other => patient(Expr::Column(datafusion::common::Column::new_unqualified(super::intervals::param_column(other))), 0),
             },
             Node::ValueSet { .. } => bail!("a set of values can only be used as the right-hand side of In"),
             _ => bail!("expected a series"),

@@ -4,6 +4,11 @@
 //! a table's rows are repeated for every interval, or, where every value read from
 //! the table keeps only rows dated inside the interval, each row goes to the one
 //! interval its date falls in (intervals are sorted and, for this, must not overlap).
+//!
+//! The same keying runs a dataset at several evaluations whose definitions differ
+//! only in constants (a cohort-extractor study at each index date): each constant
+//! that differs is a parameter, with one value per evaluation, read from the key
+//! as the interval's bounds are.
 
 use std::sync::Arc;
 
@@ -23,16 +28,52 @@ pub const INDEX: &str = "__interval";
 pub const START: &str = "__interval_start";
 pub const END: &str = "__interval_end";
 
-/// The intervals of a group of measures, sorted and distinct.
+/// The intervals of a group of measures, sorted and distinct, and the values the
+/// parameters take in each.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Intervals(pub Arc<Vec<(i32, i32)>>);
+pub struct Intervals(pub Arc<Vec<(i32, i32)>>, pub Arc<Vec<Param>>);
+
+/// A value fixed for each evaluation: one value per interval, in their order.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub values: ArrayRef,
+}
+
+impl PartialEq for Param {
+    fn eq(&self, other: &Param) -> bool {
+        self.name == other.name && self.values.as_ref() == other.values.as_ref()
+    }
+}
+
+impl Eq for Param {}
+
+impl std::hash::Hash for Param {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.values.len().hash(state);
+    }
+}
+
+/// The column a keyed row carries for parameter `name`.
+pub fn param_column(name: &str) -> String {
+    format!("{PARAM_PREFIX}{name}")
+}
+
+const PARAM_PREFIX: &str = "__param_";
 
 impl Intervals {
     pub fn new(intervals: &[(i32, i32)]) -> Intervals {
         let mut v = intervals.to_vec();
         v.sort();
         v.dedup();
-        Intervals(Arc::new(v))
+        Intervals(Arc::new(v), Arc::new(Vec::new()))
+    }
+
+    /// `k` evaluations told apart only by parameters (each with `k` values); their
+    /// bounds are placeholders no expression reads.
+    pub fn evaluations(k: usize, params: Vec<Param>) -> Intervals {
+        Intervals(Arc::new((0..k as i32).map(|i| (i, i)).collect()), Arc::new(params))
     }
 
     pub fn len(&self) -> i64 {
@@ -50,19 +91,22 @@ impl Intervals {
 
     /// The table of intervals: index, start and end.
     pub fn table(&self) -> Result<Arc<dyn TableProvider>> {
-        let schema = Arc::new(Schema::new(vec![
+        let mut fields = vec![
             Field::new(INDEX, DataType::Int64, false),
             Field::new(START, DataType::Date32, false),
             Field::new(END, DataType::Date32, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(0..self.len())),
-                Arc::new(Date32Array::from_iter_values(self.0.iter().map(|i| i.0))),
-                Arc::new(Date32Array::from_iter_values(self.0.iter().map(|i| i.1))),
-            ],
-        )?;
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(0..self.len())),
+            Arc::new(Date32Array::from_iter_values(self.0.iter().map(|i| i.0))),
+            Arc::new(Date32Array::from_iter_values(self.0.iter().map(|i| i.1))),
+        ];
+        for p in self.1.iter() {
+            fields.push(Field::new(param_column(&p.name), p.values.data_type().clone(), true));
+            columns.push(p.values.clone());
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
         Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
     }
 
@@ -91,6 +135,8 @@ pub enum Part {
     End,
     /// The index of the interval holding a date (shifted bounds, see [`Intervals::bucket`]).
     Bucket(i32, i32),
+    /// The value of the parameter at this position in the list.
+    Param(usize),
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -111,6 +157,7 @@ impl ScalarUDFImpl for IntervalFunction {
             Part::Start => "ehr_interval_start",
             Part::End => "ehr_interval_end",
             Part::Bucket(..) => "ehr_interval_of_date",
+            Part::Param(_) => "ehr_interval_parameter",
         }
     }
     fn signature(&self) -> &Signature {
@@ -120,6 +167,7 @@ impl ScalarUDFImpl for IntervalFunction {
         Ok(match self.part {
             Part::Index | Part::Bucket(..) => DataType::Int64,
             Part::Start | Part::End => DataType::Date32,
+            Part::Param(j) => self.intervals.1[j].values.data_type().clone(),
         })
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
@@ -138,6 +186,10 @@ impl ScalarUDFImpl for IntervalFunction {
                     return exec_err!("{}: expected int64 keys, got {}", self.name(), input.data_type());
                 };
                 let index = |key: i64| key.rem_euclid(k);
+                if let Part::Param(j) = part {
+                    let indexes = keys.unary::<_, arrow::datatypes::Int64Type>(index);
+                    return Ok(ColumnarValue::Array(arrow::compute::take(self.intervals.1[j].values.as_ref(), &indexes, None)?));
+                }
                 match part {
                     Part::Index => Arc::new(keys.unary::<_, arrow::datatypes::Int64Type>(index)),
                     Part::Start => Arc::new(keys.unary::<_, arrow::datatypes::Date32Type>(|key| iv[index(key) as usize].0)),
@@ -200,7 +252,7 @@ pub fn mentions_interval(e: &Expr) -> bool {
     let mut found = false;
     let _ = e.apply(|n| {
         if let Expr::Column(c) = n {
-            if c.name == START || c.name == END || c.name == INDEX {
+            if c.name == START || c.name == END || c.name == INDEX || c.name.starts_with(PARAM_PREFIX) {
                 found = true;
             }
         }

@@ -107,13 +107,13 @@ impl<'a> Planner<'a> {
 
     /// Scan a table's rows for the planned patients (for measures, once per interval).
     fn table_rows(&self, table: &str) -> Result<LogicalPlanBuilder> {
-        self.table_rows_with(table, &[])
+        self.table_rows_with(table, &[], None)
     }
 
     /// [`Self::table_rows`], with columns `before` (expressions of the row alone)
     /// added before rows are repeated for each interval.
-    fn table_rows_with(&self, table: &str, before: &[Expr]) -> Result<LogicalPlanBuilder> {
-        let rows = with_columns(self.patient_rows(table)?, before)?;
+    fn table_rows_with(&self, table: &str, before: &[Expr], keep: Option<Expr>) -> Result<LogicalPlanBuilder> {
+        let rows = keeping(with_columns(self.patient_rows(table)?, before)?, keep)?;
         match &self.intervals {
             None => Ok(rows),
             Some(iv) => {
@@ -126,8 +126,8 @@ impl<'a> Planner<'a> {
     /// A table's rows, each given to the one interval in which `x` (an expression of
     /// the row) lies between the interval's bounds, narrowed by `shift`; rows in no
     /// interval are dropped.
-    fn bucketed_rows(&self, table: &str, x: Expr, shift: (i32, i32), iv: &Intervals, before: &[Expr]) -> Result<LogicalPlanBuilder> {
-        let rows = with_columns(self.patient_rows(table)?, before)?;
+    fn bucketed_rows(&self, table: &str, x: Expr, shift: (i32, i32), iv: &Intervals, before: &[Expr], keep: Option<Expr>) -> Result<LogicalPlanBuilder> {
+        let rows = keeping(with_columns(self.patient_rows(table)?, before)?, keep)?;
         let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
         columns.push(iv.bucket(x, shift).alias("__bucket"));
         let every = self.scan("__intervals", &iv.table()?)?.build()?;
@@ -221,27 +221,37 @@ impl<'a> Planner<'a> {
                 let rows = if per_patient { self.patient_rows(&s.table)? } else { self.table_rows(&s.table)? };
                 rows.project(out)?.build()?
             }
+            // Values the same in every interval are computed once per patient.
+            SourceKind::Events if per_patient => {
+                let once = Planner { intervals: None, materialised: self.materialised.clone(), ..*self };
+                once.source_plan(s, values_only, false)?
+            }
             SourceKind::Events => {
                 let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
                 let (aggs, mut masks) = codesets::rewrite(aggs)?;
                 out.extend(s.columns.iter().map(|(name, _)| col(name.as_str())));
                 // For measures, what depends only on a row (codelist masks, sort keys)
                 // is computed before the row is repeated for each interval.
+                // Rows no value's filter can keep, whatever the interval, are dropped
+                // before that too.
                 let mut before = Vec::new();
+                let mut keep = None;
                 let aggs = match &self.intervals {
                     Some(_) => {
                         let schema = self.provider(&s.table)?.schema();
                         let (aggs, keys) = hoist_sort_keys(aggs, |e| e.column_refs().iter().all(|c| schema.field_with_name(&c.name).is_ok()))?;
                         before = std::mem::take(&mut masks);
                         before.extend(keys);
+                        let made: Vec<String> = before.iter().map(|e| e.schema_name().to_string()).collect();
+                        keep = own_filter(&aggs, |c| schema.field_with_name(c).is_ok() || made.iter().any(|m| m == c));
                         aggs
                     }
                     None => aggs,
                 };
                 let bucketing = self.bucketing(s, &aggs)?;
                 let mut rows = match (&bucketing, &self.intervals) {
-                    (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before)?, s.stage)?,
-                    _ => self.with_stage(self.table_rows_with(&s.table, &before)?, s.stage)?,
+                    (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before, keep)?, s.stage)?,
+                    _ => self.with_stage(self.table_rows_with(&s.table, &before, keep)?, s.stage)?,
                 };
                 if !masks.is_empty() {
                     let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
@@ -298,8 +308,13 @@ impl<'a> Planner<'a> {
             let values_only = matches!(s.kind, SourceKind::Events) && self.population_needs(&schema, &names(s));
             let required = values_only || self.population_needs(&schema, &[names(s), vec![s.presence.clone()]].concat());
             // For measures, a patient table joined onto (patient, interval) rows is
-            // read once, not once per interval.
-            let per_patient = self.intervals.is_some() && matches!(s.kind, SourceKind::PatientTable | SourceKind::Inline(_));
+            // read once, not once per interval, as is an event table whose values
+            // do not depend on the interval.
+            let per_patient = self.intervals.is_some()
+                && match s.kind {
+                    SourceKind::PatientTable | SourceKind::Inline(_) => true,
+                    SourceKind::Events => s.stage == 0 && !s.columns.iter().any(|(_, e)| intervals::mentions_interval(e)),
+                };
             chosen.push((*s, values_only, required, per_patient));
         }
         if !chosen.iter().any(|c| c.2) {
@@ -324,6 +339,9 @@ impl<'a> Planner<'a> {
         let mut columns: Vec<Expr> = frame.schema().columns().into_iter().filter(|c| !intervals::mentions_interval(&Expr::Column(c.clone()))).map(Expr::Column).collect();
         columns.push(iv.of_key(col(PID), Part::Start).alias(intervals::START));
         columns.push(iv.of_key(col(PID), Part::End).alias(intervals::END));
+        for (j, p) in iv.1.iter().enumerate() {
+            columns.push(iv.of_key(col(PID), Part::Param(j)).alias(intervals::param_column(&p.name)));
+        }
         Ok(LogicalPlanBuilder::from(frame).project(columns)?.build()?)
     }
 
@@ -475,7 +493,7 @@ fn join_all(joins: Vec<Join>, intervals: Option<&Intervals>) -> Result<LogicalPl
 /// Run a plan and keep its result in memory as a table.
 pub async fn materialise(ctx: &SessionContext, plan: LogicalPlan) -> Result<Arc<dyn TableProvider>> {
     let schema = Arc::new(plan.schema().as_arrow().clone());
-    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    let batches = crate::run::collect_with_metrics(ctx, plan, "an earlier stage's values").await?;
     Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
 }
 
@@ -495,6 +513,14 @@ fn keyed(rows: LogicalPlanBuilder, iv: &Intervals) -> Result<LogicalPlanBuilder>
         }
     }
     Ok(rows.project(out)?)
+}
+
+/// Rows that meet a condition, if there is one.
+fn keeping(rows: LogicalPlanBuilder, condition: Option<Expr>) -> Result<LogicalPlanBuilder> {
+    Ok(match condition {
+        Some(c) => rows.filter(c)?,
+        None => rows,
+    })
 }
 
 /// Rows with extra columns.
@@ -565,7 +591,23 @@ fn shared_conditions(aggs: &[Expr]) -> Option<Vec<Expr>> {
 /// conditions all filters share, and then any of the rest. Where the rest are all
 /// tests of codelist bits in one mask (see `codesets`), they become one test.
 fn any_filter(aggs: &[Expr]) -> Option<Expr> {
+    any_of(filter_parts(aggs)?)
+}
+
+/// For rows about to be repeated for every interval: the part of [`any_filter`] that
+/// a row's own columns (`own`) decide, which can drop rows before they are repeated.
+/// None when that keeps every row.
+fn own_filter(aggs: &[Expr], own: impl Fn(&str) -> bool) -> Option<Expr> {
     let filters = filter_parts(aggs)?;
+    let decided = |c: &Expr| !intervals::mentions_interval(c) && c.column_refs().iter().all(|r| own(&r.name));
+    let filters: Vec<Vec<Expr>> = filters.into_iter().map(|f| f.into_iter().filter(decided).collect()).collect();
+    if filters.iter().any(|f| f.is_empty()) {
+        return None;
+    }
+    any_of(filters)
+}
+
+fn any_of(filters: Vec<Vec<Expr>>) -> Option<Expr> {
     let common: Vec<Expr> = filters[0].iter().filter(|c| filters.iter().all(|f| f.contains(c))).cloned().collect();
     let rest: Vec<Option<Expr>> = filters.iter().map(|f| f.iter().filter(|c| !common.contains(c)).cloned().reduce(Expr::and)).collect();
     // A filter with nothing beyond the shared conditions keeps every row they keep.

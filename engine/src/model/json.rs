@@ -290,7 +290,11 @@ fn parse_node(index: usize, raw: &Json) -> Result<Node> {
         }
         "Parameter" => {
             f.only(&["name", "type"])?;
-            Node::Parameter { name: f.str("name")?.to_string(), ty: f.str("type")?.parse()? }
+            let name = f.str("name")?.to_string();
+            if name.starts_with(crate::model::measures::EVALUATION_PREFIX) {
+                return Err(err!("parameter '{name}': names starting {} are the engine's own", crate::model::measures::EVALUATION_PREFIX));
+            }
+            Node::Parameter { name, ty: f.str("type")?.parse()? }
         }
         "Value" => {
             f.only(&["type", "value", "set"])?;

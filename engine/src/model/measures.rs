@@ -16,6 +16,10 @@ use crate::{bail, err};
 /// The parameters a measure gives a value for each interval.
 pub const PARAMETERS: [&str; 2] = ["interval_start_date", "interval_end_date"];
 
+/// Parameters the engine makes when it runs one dataset at several evaluations that
+/// differ only in constants (see `compile::intervals`); never written by users.
+pub const EVALUATION_PREFIX: &str = "__evaluation_";
+
 /// Columns of the output, so not names for groups.
 pub const RESERVED_NAMES: [&str; 6] = ["measure", "numerator", "denominator", "ratio", "interval_start", "interval_end"];
 

@@ -198,6 +198,7 @@ fn node_info(model: &QueryModel, infos: &[NodeInfo], id: NodeId, node: &Node) ->
             let ty = ty.ok_or_else(|| err!("a case needs at least one non-null value"))?.clone();
             NodeInfo::Series { ty, dim: combine(&dims)? }
         }
+        Node::Parameter { name, ty } if name.starts_with(crate::model::measures::EVALUATION_PREFIX) => NodeInfo::Series { ty: ty.clone(), dim: Dim::Patient },
         Node::Parameter { name, ty } => {
             if !crate::model::measures::PARAMETERS.contains(&name.as_str()) {
                 bail!("unknown parameter '{name}' (measures define {})", crate::model::measures::PARAMETERS.join(" and "));
