@@ -1,8 +1,8 @@
 //! `ehrfusion cohortextractor ...`: cohort-extractor's command line over the same
 //! engine. A study definition (`analysis/study_definition*.py`) is lowered by the
-//! Python `cohortextractor` package to one query model per index date; each runs
-//! as a dataset does and is written as cohort-extractor writes its files
-//! (`output/input[_suffix][_YYYY-MM-DD].csv|csv.gz|feather`).
+//! Python `cohortextractor` package to one query model per index date; the dates
+//! run together in one pass over the tables (see [`onepass`]) and each is written as
+//! cohort-extractor writes its files (`output/input[_suffix][_YYYY-MM-DD].csv|csv.gz|feather`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,11 +12,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::dummy::{self, DummyOptions};
 use crate::error::{ErrorKind, Result, ResultExt};
+use crate::model::QueryModel;
 use crate::run::{self, Prepared};
 use crate::source::{Format, Tables};
 use crate::{bail, err};
 
 mod measures;
+mod onepass;
 mod write;
 
 const FORMATS: [&str; 5] = ["csv", "csv.gz", "feather", "dta", "dta.gz"];
@@ -121,6 +123,10 @@ struct GenerateCohortArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Run each index date of --index-date-range on its own, as cohort-extractor
+    /// does (by default all dates run in one pass over the tables).
+    #[arg(long)]
+    per_date: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,15 +320,20 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
             }
             continue;
         }
-        let prepared = runs
+        // Every date's model is checked before any runs.
+        let runs = runs
             .into_iter()
-            .map(|(date, model)| Ok((date, Prepared::new(model).map_err(|e| err!("{}: {e}", path.display()).or_kind(ErrorKind::Definition))?)))
+            .map(|(date, model)| {
+                Prepared::new(model.clone()).map_err(|e| err!("{}: {e}", path.display()).or_kind(ErrorKind::Definition))?;
+                Ok((date, model))
+            })
             .collect::<Result<Vec<_>>>()?;
-        let pending: Vec<_> = prepared.iter().filter(|(d, _)| !(args.skip_existing && target(d).exists())).collect();
-        for (d, _) in prepared.iter().filter(|(d, _)| args.skip_existing && target(d).exists()) {
+        for (d, _) in runs.iter().filter(|(d, _)| args.skip_existing && target(d).exists()) {
             eprintln!("Not regenerating pre-existing file at {}", target(d).display());
         }
+        let pending: Vec<(String, QueryModel)> = runs.into_iter().filter(|(d, _)| !(args.skip_existing && target(d).exists())).collect();
         let Some((_, first)) = pending.first() else { continue };
+        let first = Prepared::new(first.clone())?;
         let ctx = run::session(threads);
         let rt = run::runtime(threads)?;
         let providers = match &args.data {
@@ -330,7 +341,7 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
             None => {
                 let options = DummyOptions { population_size: args.expectations_population, seed: args.seed, timeout: dummy::DEFAULT_TIMEOUT, progress: true, profile: dummy::Profile::Query };
                 let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-                let outcome = rt.block_on(dummy::generate(&ctx, first, &options, threads, |name, rows| {
+                let outcome = rt.block_on(dummy::generate(&ctx, &first, &options, threads, |name, rows| {
                     tables.entry(name.to_string()).or_default().push(rows);
                     Ok(())
                 }))?;
@@ -342,17 +353,46 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
                         options.timeout.as_secs_f64()
                     );
                 }
-                dummy::into_providers(first, tables, threads)?
+                dummy::into_providers(&first, tables, threads)?
             }
         };
-        for (date, prepared) in pending {
+        let write = |date: &str, results: &run::TableResult| -> Result<()> {
+            let out = target(date);
+            write::write_cohort(&out, writer_format, results, &columns)?;
+            eprintln!("Successfully created cohort and covariates at {}", out.display());
+            Ok(())
+        };
+        let one_date = |date: &str, model: &QueryModel| -> Result<()> {
             if !date.is_empty() {
                 eprintln!("Setting index_date to {date}");
             }
-            let results = rt.block_on(run::execute(&ctx, prepared, &providers))?;
-            let out = target(date);
-            write::write_cohort(&out, writer_format, &results.dataset, &columns)?;
-            eprintln!("Successfully created cohort and covariates at {}", out.display());
+            let results = rt.block_on(run::execute(&ctx, &Prepared::new(model.clone())?, &providers))?;
+            write(date, &results.dataset)
+        };
+        if args.per_date || pending.len() == 1 {
+            for (date, model) in &pending {
+                one_date(date, model)?;
+            }
+            continue;
+        }
+        let models: Vec<QueryModel> = pending.iter().map(|(_, m)| m.clone()).collect();
+        let per_pass = rt.block_on(onepass::dates_per_pass(&ctx, &providers))?;
+        for pass in onepass::unify(&models) {
+            if pass.dates.len() == 1 {
+                let (date, model) = &pending[pass.dates[0]];
+                one_date(date, model)?;
+                continue;
+            }
+            let prepared = Prepared::for_measures(pass.model.clone())?;
+            let positions: Vec<usize> = (0..pass.dates.len()).collect();
+            for chunk in positions.chunks(per_pass) {
+                let dates: Vec<&str> = chunk.iter().map(|&k| pending[pass.dates[k]].0.as_str()).collect();
+                eprintln!("Setting index_date to each of {} dates, {} to {}, in one pass", dates.len(), dates[dates.len() - 1], dates[0]);
+                let results = rt.block_on(onepass::execute(&ctx, &prepared, &pass.intervals(chunk)?, &providers))?;
+                for (date, result) in dates.iter().zip(&results) {
+                    write(date, result)?;
+                }
+            }
         }
     }
     Ok(())
