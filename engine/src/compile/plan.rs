@@ -15,7 +15,8 @@ use datafusion::common::{Column, TableReference};
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit};
+use arrow::datatypes::DataType;
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit, when};
 use datafusion::prelude::SessionContext;
 
 use super::analyze::{Analysis, EventTable, Source, SourceKind};
@@ -176,6 +177,12 @@ impl<'a> Planner<'a> {
         Ok(out)
     }
 
+    /// The names of the values materialised before `stage`.
+    fn stage_columns(&self, stage: usize) -> Result<Vec<(String, DataType)>> {
+        let values = self.materialised.get(stage - 1).ok_or_else(|| err!("stage {stage} planned before it was materialised"))?;
+        Ok(values.schema().fields().iter().filter(|f| f.name() != PID).map(|f| (f.name().clone(), f.data_type().clone())).collect())
+    }
+
     /// Scan a table's rows for the planned patients.
     fn patient_rows(&self, table: &str) -> Result<LogicalPlanBuilder> {
         let b = self.scan(table, self.provider(table)?)?;
@@ -189,18 +196,27 @@ impl<'a> Planner<'a> {
 
     /// Scan an event table, joined to the values of earlier stages when it needs them.
     fn event_rows(&self, table: &str, stage: usize) -> Result<LogicalPlanBuilder> {
-        self.with_stage(self.table_rows(table)?, stage)
+        self.with_stage(self.table_rows(table)?, stage, &[])
     }
 
-    fn with_stage(&self, b: LogicalPlanBuilder, stage: usize) -> Result<LogicalPlanBuilder> {
+    /// Rows joined to the earlier stages' values, with `computed` (expressions of
+    /// those values alone) computed on the values' side, once per patient.
+    fn with_stage(&self, b: LogicalPlanBuilder, stage: usize, computed: &[Expr]) -> Result<LogicalPlanBuilder> {
         if stage == 0 {
             return Ok(b);
         }
         let values = self.materialised.get(stage - 1).ok_or_else(|| err!("stage {stage} planned before it was materialised"))?;
         let mut values = self.scan(&format!("__stage{stage}"), values)?;
-        if self.intervals.is_some() {
-            // The rows have their interval's columns already.
-            let keep: Vec<Expr> = values.schema().columns().into_iter().filter(|c| !intervals::mentions_interval(&Expr::Column(c.clone()))).map(Expr::Column).collect();
+        // For measures, the rows have their interval's columns already.
+        let keep: Vec<Expr> = values
+            .schema()
+            .columns()
+            .into_iter()
+            .filter(|c| self.intervals.is_none() || !intervals::mentions_interval(&Expr::Column(c.clone())))
+            .map(Expr::Column)
+            .chain(computed.iter().cloned())
+            .collect();
+        if self.intervals.is_some() || !computed.is_empty() {
             values = values.project(keep)?;
         }
         let values = values.build()?;
@@ -229,6 +245,10 @@ impl<'a> Planner<'a> {
             SourceKind::Events => {
                 let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
                 let (aggs, mut masks) = codesets::rewrite(aggs)?;
+                let (aggs, computed) = match s.stage {
+                    0 => (aggs, Vec::new()),
+                    stage => hoist_stage_values(aggs, &self.stage_columns(stage)?)?,
+                };
                 out.extend(s.columns.iter().map(|(name, _)| col(name.as_str())));
                 // For measures, what depends only on a row (codelist masks, sort keys)
                 // is computed before the row is repeated for each interval.
@@ -250,8 +270,8 @@ impl<'a> Planner<'a> {
                 };
                 let bucketing = self.bucketing(s, &aggs)?;
                 let mut rows = match (&bucketing, &self.intervals) {
-                    (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before, keep)?, s.stage)?,
-                    _ => self.with_stage(self.table_rows_with(&s.table, &before, keep)?, s.stage)?,
+                    (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before, keep)?, s.stage, &computed)?,
+                    _ => self.with_stage(self.table_rows_with(&s.table, &before, keep)?, s.stage, &computed)?,
                 };
                 if !masks.is_empty() {
                     let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
@@ -532,6 +552,54 @@ fn with_columns(rows: LogicalPlanBuilder, extra: &[Expr]) -> Result<LogicalPlanB
     columns.extend(extra.iter().cloned());
     Ok(rows.project(columns)?)
 }
+
+/// Replace the expressions inside the aggregates that read only an earlier stage's
+/// values (`stage`: their names and types), such as a window's start computed from
+/// an earlier date, by columns; those columns' definitions. They are then computed
+/// once per patient, not once per event row. A row whose patient has no values in
+/// the stage gets the expression over nulls, as it would have had.
+fn hoist_stage_values(aggs: Vec<Expr>, stage: &[(String, DataType)]) -> Result<(Vec<Expr>, Vec<Expr>)> {
+    use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+    let mut found: Vec<Expr> = Vec::new();
+    let of_stage = |e: &Expr| {
+        let refs = e.column_refs();
+        !refs.is_empty() && refs.iter().all(|c| stage.iter().any(|(n, _)| *n == c.name))
+    };
+    let over_nulls = |e: Expr| -> Result<Expr> {
+        let t = e.transform(|e| match &e {
+            Expr::Column(c) => match stage.iter().find(|(n, _)| *n == c.name) {
+                Some((_, ty)) => Ok(Transformed::yes(lit(datafusion::scalar::ScalarValue::try_from(ty)?))),
+                None => Ok(Transformed::no(e)),
+            },
+            _ => Ok(Transformed::no(e)),
+        })?;
+        Ok(t.data)
+    };
+    let mut out = Vec::with_capacity(aggs.len());
+    for agg in aggs {
+        let t = agg.transform_down(|e| {
+            if matches!(e, Expr::Column(_) | Expr::Literal(..) | Expr::Alias(_) | Expr::AggregateFunction(_)) || !of_stage(&e) {
+                return Ok(Transformed::no(e));
+            }
+            let i = found.iter().position(|k| *k == e).unwrap_or_else(|| {
+                found.push(e.clone());
+                found.len() - 1
+            });
+            let hoisted = when(col(STAGE_ROW).is_true(), col(format!("__stage_value{i}"))).otherwise(over_nulls(e).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?)?;
+            Ok(Transformed::new(hoisted, true, TreeNodeRecursion::Jump))
+        })?;
+        out.push(t.data);
+    }
+    if found.is_empty() {
+        return Ok((out, Vec::new()));
+    }
+    let mut computed: Vec<Expr> = found.into_iter().enumerate().map(|(i, e)| e.alias(format!("__stage_value{i}"))).collect();
+    computed.push(lit(true).alias(STAGE_ROW));
+    Ok((out, computed))
+}
+
+/// A column true on every row of an earlier stage's values.
+const STAGE_ROW: &str = "__stage_row";
 
 /// Replace the computed sort keys of the aggregates (picks) that are expressions of
 /// the row alone (`own`) by columns; those columns' definitions.
