@@ -44,12 +44,15 @@ class Column:
     nullable date series); for date columns `raw` is the date itself, truncated
     to the column's format."""
 
-    def __init__(self, kind, value, date=None, raw=None, date_format=None, default=None, condition=None):
+    def __init__(self, kind, value, date=None, raw=None, date_format=None, default=None, condition=None, categories=None):
         self.kind, self.value, self.date, self.raw, self.date_format = kind, value, date, raw, date_format
         self.default = DEFAULTS[kind] if default is None else default
         # For a flag: the condition it is 1 for, used directly where the flag is
         # tested (simpler plans, and dummy data sees what the population needs).
         self.condition = condition
+        # For a text column whose values are known (categorised_as): those values,
+        # so that a comparison with a number can convert them as SQL Server does.
+        self.categories = categories
 
 
 def open_ended(frame):
@@ -264,7 +267,8 @@ class Lowering:
             raise StudyError("returning='total_critical_care_days_in_period' is not supported by ehrfusion yet")
         picks = {"primary_diagnosis": ("str", lambda r: function("CastToStr", "str", r.primary_diagnosis)), "admission_method": ("str", lambda r: r.admission_method),
                  "discharge_destination": ("str", lambda r: r.discharge_destination), "patient_classification": ("str", lambda r: r.patient_classification),
-                 "days_in_critical_care": ("str", None)}
+                 # TPP's Spell_PbR_CC_Day is text: the days written as text.
+                 "days_in_critical_care": ("str", lambda r: function("CastToStr", "str", r.days_in_critical_care))}
         if returning not in picks or picks[returning][1] is None:
             raise StudyError(f"admitted_to_hospital(returning={returning!r}) is not supported by ehrfusion yet")
         kind, value = picks[returning]
@@ -434,6 +438,8 @@ class Lowering:
             return date_column(case(when(condition).then(deaths.date)), date_format)
         if returning == "underlying_cause_of_death":
             return Column("str", written("str", case(when(condition).then(function("CastToStr", "str", deaths.underlying_cause_of_death)))))
+        if returning == "place_of_death":
+            return Column("str", written("str", case(when(condition).then(deaths.place))))
         raise StudyError(f"Unsupported `returning` value: {returning}")
 
     def q_with_death_recorded_in_primary_care(self, between=None, returning="binary_flag", date_format=None, **_):
@@ -619,7 +625,7 @@ class Lowering:
             iso = datetime.date.fromisoformat
             raw = case(*[when(c).then(iso(category)) for category, c in conditions], otherwise=iso(default)) if conditions else value_series(iso(default), "date")
             return Column("date", value, date=raw, raw=raw, date_format="YYYY-MM-DD")
-        return Column(column_type, value)
+        return Column(column_type, value, categories=[str(k) for k in category_definitions] if column_type == "str" else None)
 
     def condition(self, expression, columns=None):
         try:
@@ -648,6 +654,7 @@ class _Operations:
     def __init__(self, columns):
         self.columns = columns
         self.conditions = {id(c.value): c.condition for c in columns.values() if c.condition is not None}
+        self.categories = {id(c.value): c.categories for c in columns.values() if c.categories is not None}
 
     def column(self, name):
         try:
@@ -667,6 +674,11 @@ class _Operations:
         (a, ta), (b, tb) = left, right
         if "bool" in (ta, tb):
             raise InvalidExpressionError(f"cannot compare a condition with {op}")
+        # SQL Server compares text with a number by converting the text.
+        if ta == "str" and tb in ("int", "float"):
+            a, ta = self.as_number(a, tb), tb
+        elif tb == "str" and ta in ("int", "float"):
+            b, tb = self.as_number(b, ta), ta
         if op in ("=", "!=") and id(a) in self.conditions and type(b) is int and b in (0, 1):
             holds = self.conditions[id(a)]
             return (holds if (op == "=") == (b == 1) else ~holds, "bool")
@@ -676,6 +688,22 @@ class _Operations:
             raise InvalidExpressionError(f"cannot compare a {ta} with a {tb}")
         ops = {"=": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b, "<=": lambda: a <= b, ">": lambda: a > b, ">=": lambda: a >= b}
         return (ops[op](), "bool")
+
+    def as_number(self, text, ty):
+        """Text as SQL Server converts it to an int or float, for a constant or a
+        column whose values are known."""
+        def convert(t):
+            try:
+                return int(t) if ty == "int" else float(t)
+            except ValueError:
+                raise InvalidExpressionError(f"Conversion failed when converting the varchar value '{t}' to data type {ty}") from None
+
+        if not isinstance(text, BaseSeries):
+            return convert(text)
+        categories = self.categories.get(id(text))
+        if categories is None:
+            raise InvalidExpressionError(f"cannot compare a str column with a {ty}: only the values of categorised_as columns convert to numbers")
+        return case(*[when(text == c).then(convert(c)) for c in categories])
 
     def logical(self, op, left, right):
         for _, t in (left, right):
@@ -778,12 +806,14 @@ def patients_file_table(f_path, returning, returning_type):
 
 
 def any_of(conditions):
+    """The OR of the conditions, as a balanced tree: a codelist of thousands of
+    codes nests only a dozen deep."""
     if not conditions:
         return value_series(False, "bool")
-    out = conditions[0]
-    for c in conditions[1:]:
-        out = out | c
-    return out
+    if len(conditions) == 1:
+        return conditions[0]
+    half = len(conditions) // 2
+    return any_of(conditions[:half]) | any_of(conditions[half:])
 
 
 def plain_codes(codelist):

@@ -28,6 +28,14 @@ _RETURN_TYPES = {
     "patient_classification": "str", "primary_diagnosis": "str", "days_in_critical_care": "str", "source_of_admission": "str",
     "admission_treatment_function_code": "str", "administrative_category": "str", "duration_of_elective_wait": "str",
     "total_bed_days_in_period": "int", "total_critical_care_days_in_period": "int", "consultation_medium_used": "str",
+    # Types of values ehrfusion's tables cannot give: typed as the reference types
+    # them, so the function itself is refused with its reason.
+    "case_category": "str", "had_advanced_respiratory_support": "bool", "had_basic_respiratory_support": "bool",
+    "had_respiratory_support": "bool", "has_members_in_other_ehr_systems": "bool", "is_prison": "bool",
+    "latest_creatinine": "int", "latest_egfr": "float", "percentage_of_members_with_data_in_this_backend": "int",
+    "region": "str", "renal_centre": "str", "risk_group": "str", "rrt_start_date": "date", "s_gene_target_failure": "str",
+    "symptomatic": "str", "therapeutic": "str", "treatment_modality_start": "str", "treatment_modality_prevalence": "str",
+    "variant": "str", "variant_detection_method": "str",
 }
 _FIXED_TYPES = {"age_as_of": "int", "date_of_birth": "date", "sex": "str", "all": "bool", "random_sample": "bool",
                 "most_recent_bmi": "float", "mean_recorded_value": "float", "min_recorded_value": "float",

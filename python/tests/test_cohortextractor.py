@@ -338,6 +338,79 @@ study = StudyDefinition(
     ]
 
 
+def test_text_compared_with_numbers_converts_as_sql_server_does_and_critical_care_days_and_place_of_death(tmp_path):
+    # Studies compare flags with "1" and categorised_as text categories with numbers;
+    # SQL Server converts the text side to the number's type.
+    big = [f"X{n:03d}" for n in range(3000)] + ["I21"]
+    study = make_study(tmp_path, f'''\
+from cohortextractor import StudyDefinition, patients, codelist
+
+big = codelist({big!r}, system="icd10")
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.satisfying(
+        "NOT died = '1'",
+        died=patients.died_from_any_cause(on_or_before="index_date", returning="binary_flag"),
+    ),
+    age=patients.age_as_of("index_date"),
+    band=patients.categorised_as({{"0": "DEFAULT", "1": "age >= 18 AND age < 30", "2": "age >= 30"}}),
+    adult=patients.satisfying("band > 0"),
+    band_one=patients.satisfying("band = '1'"),
+    critical_days=patients.admitted_to_hospital(returning="days_in_critical_care", find_first_match_in_period=True),
+    no_critical_care=patients.satisfying("critical_days = '0' OR critical_days = ''"),
+    big_codes=patients.admitted_to_hospital(with_these_diagnoses=big, returning="binary_flag"),
+    place=patients.died_from_any_cause(returning="place_of_death"),
+)
+''')
+    header = "patient_id,apcs_ident,admission_date,discharge_date,discharge_destination,discharge_method,spell_core_hrg_sus,admission_method,primary_diagnosis,secondary_diagnosis,all_diagnoses,all_procedures,days_in_critical_care,patient_classification"
+    (tmp_path / "data" / "apcs.csv").write_text(
+        header + "\n"
+        "1,10,2018-01-05,2018-01-09,,,,21,J45,,J45,,3,1\n"
+        "1,11,2019-06-01,2019-06-02,,,,11,I210,,||I210 ||J45,,0,1\n"
+        "2,20,2019-02-02,2019-02-03,,,,11,J45,,||J45,,0,1\n"
+    )
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    # Patient 3 died on 2019-12-01, so is not in the population (and no one else died).
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,age,band,adult,band_one,critical_days,no_critical_care,big_codes,place",
+        "1,39,2,1,0,3,0,1,",
+        "2,10,0,0,0,0,1,0,",
+        "4,30,2,1,0,,1,0,",
+        "5,20,1,1,1,,1,0,",
+    ]
+    everyone = study / "analysis" / "study_definition.py"
+    everyone.write_text(everyone.read_text().replace('"NOT died = \'1\'"', '"died = 1 OR NOT died"'))
+    run = generate(study, "--data", "data", "--output-file", "output/everyone.csv")
+    assert run.returncode == 0, run.stderr
+    assert [line.split(",")[-1] for line in (study / "output" / "everyone.csv").read_text().splitlines()] == ["place", "", "", "Home", "", ""]
+
+
+@pytest.mark.parametrize(
+    "expression, message",
+    [("sex = 1", "cannot compare a str column with a int: only the values of categorised_as columns convert to numbers"),
+     ("age = 'x'", "Conversion failed when converting the varchar value 'x' to data type int")],
+)
+def test_text_that_does_not_convert_to_a_number_is_an_error(tmp_path, expression, message):
+    study = make_study(tmp_path, f'''\
+from cohortextractor import StudyDefinition, patients
+
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.all(),
+    sex=patients.sex(),
+    age=patients.age_as_of("index_date"),
+    odd=patients.satisfying("{expression}"),
+)
+''')
+    run = generate(study, "--data", "data")
+    assert run.returncode != 0
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], run.stderr
+    assert errors[0].startswith("error: analysis/study_definition.py, line 3:")
+    assert not (study / "output" / "input.csv").exists()
+
+
 def test_number_of_episodes(tmp_path):
     study = make_study(tmp_path, '''\
 from cohortextractor import StudyDefinition, patients, codelist

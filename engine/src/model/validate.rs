@@ -398,7 +398,7 @@ fn function_info(infos: &[NodeInfo], function: Function, args: &[NodeId]) -> Res
             ValueType::Str
         }
         CastToStr => {
-            need(matches!(tys[0], ValueType::Str | ValueType::Code(_)), "only str and code series convert to str")?;
+            need(matches!(tys[0], ValueType::Str | ValueType::Code(_) | ValueType::Int), "only str, code and int series convert to str")?;
             ValueType::Str
         }
         MinimumOf | MaximumOf => {
