@@ -20,6 +20,7 @@ no particular order. The values differ from cohort-extractor's (its generator is
 numpy's, unseeded); `seed` makes ours repeatable."""
 
 import copy
+import csv
 import datetime
 import math
 import random
@@ -163,9 +164,14 @@ class Generator:
         visible = {n: (q, a) for n, (q, a) in definitions.items() if n != "population" and not a["hidden"]}
         columns = {}
         date_col_for = {a["source"]: n for n, (q, a) in visible.items() if q == "value_from" and a["column_type"] == "date"}
+        # As cohort-extractor does: a column from a file takes the file's patients
+        # and values, and the population becomes the file's (patient_id first).
         for name, (query_type, args) in visible.items():
             if query_type in ("with_value_from_file", "which_exist_in_file"):
-                raise StudyError(f"{name}: expectations dummy data from files is not supported by ehrfusion yet (use --dummy-data consistent)")
+                ids, values = self._from_file(name, args)
+                columns["patient_id"] = ids
+                columns[name] = values
+                self.population = len(ids)
         date_columns = [n for n, (q, a) in visible.items() if a["column_type"] == "date" and not (q == "categorised_as") and q not in _SKIPPED]
         for name in date_columns:
             query_type, args = visible[name]
@@ -204,13 +210,38 @@ class Generator:
                     raise StudyError(f"{name}: expectations dummy data for minimum_of/maximum_of over hidden columns is not supported by ehrfusion yet")
                 pick = min if args["aggregate_function"] == "MIN" else max
                 columns[name] = [pick([v for v in row if v not in (None, 0, 0.0, "")], default=None) for row in zip(*sources)]
-        for name in columns:
+        for name in [n for n in columns if n != "patient_id"]:
             query_type, args = visible[name]
             if args["column_type"] == "date" and query_type != "categorised_as":
                 width = {"YYYY-MM-DD": 10, "YYYY-MM": 7}.get(args.get("date_format"), 4)
                 columns[name] = [None if v is None else v.isoformat()[:width] for v in columns[name]]
-        columns["patient_id"] = self.rng.sample(range(self.population * 10), self.population)
+        if "patient_id" not in columns:
+            columns["patient_id"] = self.rng.sample(range(self.population * 10), self.population)
         return columns
+
+    def _from_file(self, name, args):
+        """The patient ids and the values (text as written; dates as dates) of a
+        column's file: 1 for each patient of `which_exist_in_file`."""
+        path = args["f_path"]
+        returning = args.get("returning")
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError as e:
+            raise StudyError(f"{name}: {path}: {e.strerror}") from None
+        for needed in ["patient_id"] + ([returning] if returning else []):
+            if rows and needed not in rows[0]:
+                raise StudyError(f"{name}: {path} has no column {needed!r}")
+        ids = [r["patient_id"] for r in rows]
+        if returning is None:
+            return ids, [1] * len(rows)
+        values = [r[returning] or None for r in rows]
+        if args["column_type"] == "date":
+            try:
+                values = [None if v is None else datetime.date.fromisoformat(v[:10]) for v in values]
+            except ValueError as e:
+                raise StudyError(f"{name}: {path}: {e}") from None
+        return ids, values
 
     def _static(self, between):
         if not between:

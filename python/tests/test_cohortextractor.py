@@ -554,6 +554,29 @@ def test_expectations_dummy_data(tmp_path):
     assert [str(f.type) for f in table.schema] == ["timestamp[ns]", "timestamp[ns]", "dictionary<values=string, indices=int8, ordered=0>", "int64", "bool", "int64"]
 
 
+def test_expectations_dummy_data_from_files_takes_the_files_patients_and_values(tmp_path):
+    study = make_study(tmp_path, """\
+from cohortextractor import StudyDefinition, patients
+
+study = StudyDefinition(
+    index_date="2020-03-01",
+    default_expectations={"date": {"earliest": "2015-01-01", "latest": "2020-03-01"}, "rate": "uniform", "incidence": 0.5},
+    population=patients.all(),
+    sex=patients.sex(return_expectations={"category": {"ratios": {"M": 0.5, "F": 0.5}}}),
+    matched_on=patients.with_value_from_file("analysis/matches.csv", returning="matched_on", returning_type="date"),
+    score=patients.with_value_from_file("analysis/matches.csv", returning="score", returning_type="int"),
+    listed=patients.which_exist_in_file("analysis/matches.csv"),
+)
+""")
+    (tmp_path / "analysis" / "matches.csv").write_text("patient_id,matched_on,score\n11,2020-01-02,3\n12,2020-02-03,\n13,2019-12-31,5\n")
+    run = generate(study, "--expectations-population", "1000")
+    assert run.returncode == 0, run.stderr
+    lines = (study / "output" / "input.csv").read_text().splitlines()
+    # As cohort-extractor: patient_id and the file's columns first, the file's patients only.
+    assert lines[0] == "patient_id,matched_on,score,listed,sex"
+    assert [line.split(",")[:4] for line in lines[1:]] == [["11", "2020-01-02", "3", "1"], ["12", "2020-02-03", "", "1"], ["13", "2019-12-31", "5", "1"]]
+
+
 def test_expectations_need_expectations(tmp_path):
     study = make_study(tmp_path, EXPECTATIONS_STUDY.replace('sex=patients.sex(return_expectations={"rate": "universal", "category": {"ratios": {"M": 0.5, "F": 0.5}}}),', "sex=patients.sex(),"))
     run = generate(study, "--expectations-population", "10")
