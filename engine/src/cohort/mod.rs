@@ -323,17 +323,13 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
         // Every date's model is checked before any runs.
         let runs = runs
             .into_iter()
-            .map(|(date, model)| {
-                Prepared::new(model.clone()).map_err(|e| err!("{}: {e}", path.display()).or_kind(ErrorKind::Definition))?;
-                Ok((date, model))
-            })
+            .map(|(date, model)| Ok((date, Prepared::new(model).map_err(|e| err!("{}: {e}", path.display()).or_kind(ErrorKind::Definition))?)))
             .collect::<Result<Vec<_>>>()?;
         for (d, _) in runs.iter().filter(|(d, _)| args.skip_existing && target(d).exists()) {
             eprintln!("Not regenerating pre-existing file at {}", target(d).display());
         }
-        let pending: Vec<(String, QueryModel)> = runs.into_iter().filter(|(d, _)| !(args.skip_existing && target(d).exists())).collect();
+        let pending: Vec<(String, Prepared)> = runs.into_iter().filter(|(d, _)| !(args.skip_existing && target(d).exists())).collect();
         let Some((_, first)) = pending.first() else { continue };
-        let first = Prepared::new(first.clone())?;
         let ctx = run::session(threads);
         let rt = run::runtime(threads)?;
         let providers = match &args.data {
@@ -362,25 +358,25 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
             eprintln!("Successfully created cohort and covariates at {}", out.display());
             Ok(())
         };
-        let one_date = |date: &str, model: &QueryModel| -> Result<()> {
+        let one_date = |date: &str, prepared: &Prepared| -> Result<()> {
             if !date.is_empty() {
                 eprintln!("Setting index_date to {date}");
             }
-            let results = rt.block_on(run::execute(&ctx, &Prepared::new(model.clone())?, &providers))?;
+            let results = rt.block_on(run::execute(&ctx, prepared, &providers))?;
             write(date, &results.dataset)
         };
         if args.per_date || pending.len() == 1 {
-            for (date, model) in &pending {
-                one_date(date, model)?;
+            for (date, prepared) in &pending {
+                one_date(date, prepared)?;
             }
             continue;
         }
-        let models: Vec<QueryModel> = pending.iter().map(|(_, m)| m.clone()).collect();
+        let models: Vec<QueryModel> = pending.iter().map(|(_, p)| p.model.clone()).collect();
         let per_pass = rt.block_on(onepass::dates_per_pass(&ctx, &providers))?;
         for pass in onepass::unify(&models) {
             if pass.dates.len() == 1 {
-                let (date, model) = &pending[pass.dates[0]];
-                one_date(date, model)?;
+                let (date, prepared) = &pending[pass.dates[0]];
+                one_date(date, prepared)?;
                 continue;
             }
             let prepared = Prepared::for_measures(pass.model.clone())?;
