@@ -337,7 +337,7 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
             None => {
                 let options = DummyOptions { population_size: args.expectations_population, seed: args.seed, timeout: dummy::DEFAULT_TIMEOUT, progress: true, profile: dummy::Profile::Query };
                 let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-                let outcome = rt.block_on(dummy::generate(&ctx, &first, &options, threads, |name, rows| {
+                let outcome = rt.block_on(dummy::generate(&ctx, first, &options, threads, |name, rows| {
                     tables.entry(name.to_string()).or_default().push(rows);
                     Ok(())
                 }))?;
@@ -349,7 +349,7 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
                         options.timeout.as_secs_f64()
                     );
                 }
-                dummy::into_providers(&first, tables, threads)?
+                dummy::into_providers(first, tables, threads)?
             }
         };
         let write = |date: &str, results: &run::TableResult| -> Result<()> {
