@@ -32,6 +32,7 @@ Examples:
   ehrfusion cohortextractor generate_cohort --expectations-population 1000   (every study definition, dummy data)
   ehrfusion cohortextractor generate_cohort --study-definition study_definition --index-date-range \"2019-01-01 to 2021-12-01 by month\" --output-dir=output/data --output-format=feather --expectations-population 1000
   ehrfusion cohortextractor generate_cohort --study-definition study_definition --data data/ --output-file output/input.csv.gz
+  ehrfusion cohortextractor generate_cohort --study-definition study_definition --index-date-range \"2021-01-01 to 2021-12-01 by month\" --data data/ --per-date   (each date on its own)
   ehrfusion cohortextractor generate_cohort --study-definition study_definition --param region=London --data data/"
 )]
 pub struct CohortCli {
