@@ -424,11 +424,7 @@ class Lowering:
                 raise StudyError(f"with_these_codes_on_death_certificate() needs an icd10 codelist, not {codelist.system}")
             codes = valid_codes(codelist, "ICD10Code")
             columns = ["underlying_cause_of_death"] + ([] if match_only_underlying_cause else [f"cause_of_death_{i:02d}" for i in range(1, 16)])
-            any_code = None
-            for c in columns:
-                hit = getattr(deaths, c).is_in(codes)
-                any_code = hit if any_code is None else any_code | hit
-            condition = condition & any_code
+            condition = condition & any_of([getattr(deaths, c).is_in(codes) for c in columns])
         period = self.in_period(deaths.date, between)
         if period is not None:
             condition = condition & period

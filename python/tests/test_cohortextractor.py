@@ -411,6 +411,28 @@ study = StudyDefinition(
     assert not (study / "output" / "input.csv").exists()
 
 
+def test_codes_on_death_certificate(tmp_path):
+    # Patient 3 died of I21 (underlying cause); no one has J45 among any cause.
+    study = make_study(tmp_path, """\
+from cohortextractor import StudyDefinition, patients, codelist
+
+mi = codelist(["I21"], system="icd10")
+asthma = codelist(["J45"], system="icd10")
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.all(),
+    mi=patients.with_these_codes_on_death_certificate(mi, returning="binary_flag"),
+    mi_date=patients.with_these_codes_on_death_certificate(mi, match_only_underlying_cause=True, returning="date_of_death", date_format="YYYY-MM-DD"),
+    asthma=patients.with_these_codes_on_death_certificate(asthma),
+)
+""")
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,mi,mi_date,asthma", "1,0,,0", "2,0,,0", "3,1,2019-12-01,0", "4,0,,0", "5,0,,0",
+    ]
+
+
 def test_number_of_episodes(tmp_path):
     study = make_study(tmp_path, '''\
 from cohortextractor import StudyDefinition, patients, codelist
