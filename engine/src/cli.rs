@@ -29,7 +29,8 @@ Examples:
   ehrfusion create-dummy-tables analysis/dataset_definition.py dummy_tables:parquet
   ehrfusion generate-dataset testdata/definitions/diagnoses.json --data testdata/data/csv
   ehrfusion generate-dataset definition.py --data data/ --output output/:parquet -- --start-date 2020-01-01
-  ehrfusion explain analysis/dataset_definition.py";
+  ehrfusion explain analysis/dataset_definition.py
+  ehrfusion run run_all                  (a study's project.yaml pipeline)";
 
 #[derive(Parser)]
 #[command(name = "ehrfusion", version, about = "Cohort extraction for health-record research: runs ehrQL dataset definitions with DataFusion.", after_help = EXAMPLES)]
@@ -84,6 +85,29 @@ Exit status 13 when a test fails, as in ehrQL.")]
     /// prints the plans (as `explain` does).
     #[command(hide = true)]
     DumpDatasetSql(DumpSqlArgs),
+    /// Run a study's project.yaml actions as a job request: each job in a fresh working
+    /// copy with only its `needs`' outputs, extraction actions on the engine, scripts
+    /// with local interpreters; states, logs and runtimes kept in metadata/.
+    #[command(after_help = "\
+Examples:
+  ehrfusion run run_all                              (every action that has not already succeeded)
+  ehrfusion run generate_measures                    (and whatever it needs that has not succeeded)
+  ehrfusion run generate_measures -f                 (its dependencies again too)
+  ehrfusion run run_all --continue-on-error -j 2 --project-dir ../my-study
+  ehrfusion run run_all --data data/                 (extraction actions over real tables)
+  ehrfusion jobs                                     (the last job request's page)
+
+Exit status 0 when every job succeeded, 1 when one failed, 2 for an invalid project.yaml.")]
+    Run(RunArgs),
+    /// Show a job request as the platform's page does: per action its status, status
+    /// code and message, job identifier and runtime.
+    #[command(after_help = "\
+Examples:
+  ehrfusion jobs                       (the latest request)
+  ehrfusion jobs --list                (every request)
+  ehrfusion jobs 3b5nqj2pkx7wcdte      (one request)
+  ehrfusion jobs --html request.html   (the page as one HTML file)")]
+    Jobs(JobsArgs),
     /// Run cohort-extractor study definitions: `ehrfusion cohortextractor generate_cohort ...`
     /// (see `ehrfusion cohortextractor --help`).
     #[command(disable_help_flag = true)]
@@ -94,6 +118,43 @@ Exit status 13 when a test fails, as in ehrQL.")]
     /// ehrQL commands that ehrfusion does not provide: refused with one line.
     #[command(external_subcommand)]
     Other(Vec<String>),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Actions to run (`run_all` for every action).
+    actions: Vec<String>,
+    /// Run the requested actions' dependencies again even if they already succeeded.
+    #[arg(short = 'f', long)]
+    force_run_dependencies: bool,
+    /// Keep starting jobs that do not depend on a failed one.
+    #[arg(long)]
+    continue_on_error: bool,
+    /// Jobs to run at once (extraction jobs take turns on the engine).
+    #[arg(short = 'j', long = "jobs", visible_short_alias = 'c', visible_alias = "concurrency", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: u64,
+    /// The study's folder, holding project.yaml (default: the current folder).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    project_dir: PathBuf,
+    /// Real tables for extraction actions (one file or folder per table); without it
+    /// they run on dummy data, as `opensafely run` does.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct JobsArgs {
+    /// The job request's identifier (default: the latest).
+    request: Option<String>,
+    /// The study's folder, holding project.yaml and metadata/ (default: the current folder).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    project_dir: PathBuf,
+    /// Write the page as one self-contained HTML file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// List every job request instead.
+    #[arg(long, conflicts_with_all = ["request", "html"])]
+    list: bool,
 }
 
 /// The definition and how to run it, common to every command.
@@ -633,6 +694,23 @@ where
     if let Command::Cohortextractor { args } = cli.command {
         return crate::cohort::exit_status(args, front_end.into());
     }
+    if let Command::Run(a) = cli.command {
+        let options = crate::pipeline::RunOptions {
+            actions: a.actions,
+            force_run_dependencies: a.force_run_dependencies,
+            continue_on_error: a.continue_on_error,
+            jobs: a.jobs as usize,
+            project_dir: a.project_dir,
+            data: a.data,
+        };
+        return match crate::pipeline::run(options, front_end) {
+            Ok(status) => status,
+            Err(e) => {
+                eprintln!("error: {e}");
+                e.kind().exit_code()
+            }
+        };
+    }
     let result = match cli.command {
         Command::GenerateDataset(a) => generate(a, front_end),
         Command::GenerateMeasures(a) => generate_measures(a, front_end),
@@ -643,6 +721,8 @@ where
             eprintln!("note: ehrfusion runs DataFusion plans, not SQL; these are the plans for {}", a.def.definition.display());
             explain(ExplainArgs { def: a.def, parameters: a.parameters }, front_end)
         }
+        Command::Jobs(a) => crate::pipeline::jobs(&a.project_dir, a.request.as_deref(), a.html.as_deref(), a.list),
+        Command::Run(_) => unreachable!("handled above"),
         Command::Other(args) => refuse(&args),
         Command::Cohortextractor { .. } => Err(err!("this build of ehrfusion has no Python support, which study definitions need")),
     };

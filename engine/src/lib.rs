@@ -4,7 +4,7 @@
 //! definition lowers to, and its validation), [`compile`] (query model to DataFusion
 //! plans), [`source`] (reading and checking input tables), [`output`] (writers), all
 //! driven by [`run`]. [`cohort`] runs cohort-extractor study definitions through
-//! the same path.
+//! the same path; [`pipeline`] runs a study's `project.yaml` actions as job requests.
 
 pub mod cli;
 #[cfg(feature = "python")]
@@ -17,6 +17,7 @@ pub mod frontend;
 pub mod measures;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod run;
 pub mod source;
 

@@ -1,0 +1,321 @@
+//! `ehrfusion run` and `ehrfusion jobs`: a study's `project.yaml` pipeline run
+//! natively, as the platform runs a job request. [`project`] parses and validates
+//! the file, [`schedule`] decides which jobs a request makes, [`execute`] runs one job
+//! in its working copy, and [`record`] keeps every job's state, status and times in
+//! `metadata/db.sqlite`, writes `metadata/ACTION.log`, and shows a request as the
+//! platform's job-request page does ([`page`]).
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, mpsc};
+
+use indexmap::IndexMap;
+
+use crate::cli::PythonFrontEnd;
+use crate::err;
+use crate::error::{ErrorKind, Result};
+
+pub mod execute;
+pub mod page;
+pub mod project;
+pub mod record;
+pub mod schedule;
+
+use execute::{Context, Outcome};
+use project::Project;
+use record::{Job, Record, State};
+use schedule::Previous;
+
+/// How a run was asked for.
+pub struct RunOptions {
+    pub actions: Vec<String>,
+    pub force_run_dependencies: bool,
+    pub continue_on_error: bool,
+    pub jobs: usize,
+    pub project_dir: PathBuf,
+    pub data: Option<PathBuf>,
+}
+
+/// The runner's own messages. They go to the standard error the program started
+/// with, even while an in-process job has the process's output pointed at its log.
+struct Console(Mutex<File>);
+
+impl Console {
+    fn new() -> Console {
+        // SAFETY: dup of our own standard error; the new descriptor is owned by the File.
+        let fd = unsafe { libc::dup(std::io::stderr().as_raw_fd()) };
+        let file = if fd >= 0 { unsafe { File::from_raw_fd(fd) } } else { File::options().write(true).open("/dev/null").expect("/dev/null") };
+        Console(Mutex::new(file))
+    }
+
+    fn say(&self, text: &str) {
+        let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "{text}");
+    }
+}
+
+/// Run a request; the exit status is 0 when every job succeeded.
+pub fn run(options: RunOptions, front_end: PythonFrontEnd) -> Result<u8> {
+    let project_dir = std::fs::canonicalize(&options.project_dir).map_err(|e| err!("{}: {e}", options.project_dir.display()).or_kind(ErrorKind::Usage))?;
+    let project = Project::load(&project_dir)?;
+    let console = Console::new();
+    for warning in &project.warnings {
+        console.say(&format!("warning: {warning}"));
+    }
+    if options.actions.is_empty() {
+        let names: Vec<&str> = project.actions.keys().map(String::as_str).collect();
+        return Err(err!("name the actions to run, or run_all; project.yaml has: {}", names.join(", ")).or_kind(ErrorKind::Usage));
+    }
+    let data = match &options.data {
+        Some(d) => Some(std::fs::canonicalize(d).map_err(|e| err!("--data {}: {e}", d.display()).or_kind(ErrorKind::Usage))?),
+        None => None,
+    };
+    let _lock = lock_project(&project_dir)?;
+    let record = Record::open(&project_dir)?;
+    let interrupted = record.recover_interrupted()?;
+    if !interrupted.is_empty() {
+        console.say(&format!("note: an earlier run was interrupted; its unfinished jobs are marked failed (internal_error): {}", interrupted.join(", ")));
+    }
+    let previous = |action: &str| -> Previous {
+        match record.latest_job(action) {
+            Ok(Some(job)) if job.state == State::Succeeded => {
+                if job.outputs.keys().all(|f| project_dir.join(f).is_file()) { Previous::Succeeded } else { Previous::OutputsMissing }
+            }
+            Ok(Some(_)) => Previous::Failed,
+            _ => Previous::Never,
+        }
+    };
+    let planned = schedule::plan(&project, &options.actions, options.force_run_dependencies, previous).map_err(|e| {
+        let names: Vec<&str> = std::iter::once("run_all").chain(project.actions.keys().map(String::as_str)).collect();
+        err!("{e} (the actions are: {})", names.join(", ")).or_kind(ErrorKind::Usage)
+    })?;
+    if planned.is_empty() {
+        console.say("=> All actions already completed successfully\n   Use -f option to force everything to re-run");
+        return Ok(0);
+    }
+    let request = record.create_request(&options.actions, options.force_run_dependencies)?;
+    let mut jobs: IndexMap<String, Job> = IndexMap::new();
+    for p in &planned {
+        let job = Job {
+            id: record::new_id(),
+            request_id: request.id.clone(),
+            action: p.action.clone(),
+            run_command: project.actions[&p.action].command_line(),
+            state: State::Pending,
+            status_code: "created".into(),
+            status_message: "Created".into(),
+            created_at: record::now(),
+            started_at: None,
+            completed_at: None,
+            exit_code: None,
+            outputs: IndexMap::new(),
+        };
+        record.insert_job(&job)?;
+        jobs.insert(p.action.clone(), job);
+    }
+    console.say(&format!("\nRunning actions: {}\n", jobs.keys().cloned().collect::<Vec<_>>().join(", ")));
+
+    let ctx = Context { project_dir: project_dir.clone(), project, data, front_end, engine: Mutex::new(()) };
+    let waits: IndexMap<&str, &[String]> = planned.iter().map(|p| (p.action.as_str(), p.waits_for.as_slice())).collect();
+    let mut outcomes: IndexMap<String, Outcome> = IndexMap::new();
+    let workers = options.jobs.max(1);
+    let mut stopping = false;
+    std::thread::scope(|scope| -> Result<()> {
+        let (done_tx, done_rx) = mpsc::channel::<(String, Outcome)>();
+        let mut running = 0usize;
+        loop {
+            // Jobs whose dependencies failed fail without starting; the others start
+            // when their dependencies have succeeded, up to `workers` at a time.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                for (action, needs) in &waits {
+                    if jobs[*action].state != State::Pending {
+                        continue;
+                    }
+                    let failed_dependency = needs.iter().any(|n| jobs[n].state == State::Failed);
+                    if failed_dependency || stopping {
+                        let job = jobs.get_mut(*action).expect("planned job");
+                        job.state = State::Failed;
+                        job.completed_at = Some(record::now());
+                        (job.status_code, job.status_message) = if failed_dependency {
+                            ("dependency_failed".into(), "Not starting as dependency failed".into())
+                        } else {
+                            ("cancelled_by_user".into(), "Not started: an earlier job failed (use --continue-on-error to run the others)".into())
+                        };
+                        record.update_job(job)?;
+                        progressed = true;
+                        continue;
+                    }
+                    let ready = needs.iter().all(|n| jobs[n].state == State::Succeeded);
+                    if ready && running < workers {
+                        let job = jobs.get_mut(*action).expect("planned job");
+                        job.state = State::Running;
+                        job.status_code = "executing".into();
+                        job.status_message = "Executing job on the backend".into();
+                        job.started_at = Some(record::now());
+                        record.update_job(job)?;
+                        let inputs = inputs_of(&ctx, &record, action)?;
+                        let tx = done_tx.clone();
+                        let (ctx, console, name, job_id, request_id) = (&ctx, &console, action.to_string(), job.id.clone(), request.id.clone());
+                        scope.spawn(move || {
+                            let action = &ctx.project.actions[&name];
+                            let progress = |message: &str| console.say(&format!("{name}: {message}"));
+                            let outcome = run_logged(ctx, action, (&job_id, &request_id), &inputs, &progress);
+                            progress(&outcome.message);
+                            let _ = tx.send((name.clone(), outcome));
+                        });
+                        running += 1;
+                        progressed = true;
+                    }
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let (action, outcome) = done_rx.recv().map_err(|e| err!("a job's thread stopped: {e}"))?;
+            running -= 1;
+            let job = jobs.get_mut(&action).expect("running job");
+            finish(job, &outcome);
+            record.update_job(job)?;
+            if job.state == State::Failed && !options.continue_on_error {
+                stopping = true;
+            }
+            outcomes.insert(action, outcome);
+        }
+        Ok(())
+    })?;
+
+    console.say(&summary(&jobs, &outcomes, &project_dir));
+    let all_succeeded = jobs.values().all(|j| j.state == State::Succeeded);
+    Ok(if all_succeeded { 0 } else { 1 })
+}
+
+/// The output files of the needed actions' last successful runs.
+fn inputs_of(ctx: &Context, record: &Record, action: &str) -> Result<Vec<String>> {
+    let mut files = vec![];
+    for need in &ctx.project.actions[action].needs {
+        if let Some(job) = record.latest_job(need)?.filter(|j| j.state == State::Succeeded) {
+            files.extend(job.outputs.keys().cloned());
+        }
+    }
+    Ok(files)
+}
+
+/// Run a job with its output in `metadata/ACTION.log`, followed by the summary the
+/// platform appends.
+fn run_logged(ctx: &Context, action: &project::Action, (job_id, request_id): (&str, &str), inputs: &[String], progress: &dyn Fn(&str)) -> Outcome {
+    let metadata = ctx.project_dir.join("metadata");
+    let log_path = metadata.join(format!("{}.log", action.name));
+    let partial = metadata.join(format!(".{}.log.partial", action.name));
+    let mut log = match File::create(&partial) {
+        Ok(f) => f,
+        Err(e) => return Outcome { status_code: "internal_error", message: format!("Internal error: {}: {e}", partial.display()), ..Default::default() },
+    };
+    let created = record::now();
+    let outcome = execute::run_job(ctx, action, inputs, &mut log, progress);
+    let _ = write!(log, "{}", record::log_summary(job_id, request_id, created, &outcome));
+    drop(log);
+    if std::fs::rename(&partial, &log_path).is_ok() {
+        progress(&format!("Logs written to: {}", log_path.display()));
+    }
+    outcome
+}
+
+fn finish(job: &mut Job, outcome: &Outcome) {
+    job.completed_at = Some(record::now());
+    job.exit_code = outcome.exit_code;
+    job.status_code = outcome.status_code.to_string();
+    job.status_message = outcome.message.clone();
+    job.outputs = outcome.outputs.clone();
+    job.state = if outcome.status_code == "succeeded" { State::Succeeded } else { State::Failed };
+}
+
+/// What the console says at the end, as `opensafely run` says it: a block per job
+/// that ran (failed ones last), with its message, log file, outputs and, for a job
+/// that exited with an error, the end of its log. Jobs that never started are on
+/// the job-request page (`ehrfusion jobs`) instead.
+fn summary(jobs: &IndexMap<String, Job>, outcomes: &IndexMap<String, Outcome>, project_dir: &Path) -> String {
+    let mut ran: Vec<&Job> = jobs.values().filter(|j| outcomes.contains_key(&j.action)).collect();
+    ran.sort_by(|a, b| (a.state == State::Failed).cmp(&(b.state == State::Failed)).then(a.started_at.partial_cmp(&b.started_at).unwrap_or(std::cmp::Ordering::Equal)));
+    if ran.is_empty() {
+        return "\n=> No jobs completed".into();
+    }
+    let mut text = String::new();
+    for job in ran {
+        let outcome = &outcomes[&job.action];
+        text.push_str(&format!("\n=> {}\n", job.action));
+        for line in job.status_message.lines().filter(|l| !l.trim().is_empty()) {
+            text.push_str(&format!("   {line}\n"));
+        }
+        if !outcome.unmatched_outputs.is_empty() {
+            text.push_str("\n   Did you mean to match one of these files instead?\n");
+            for file in &outcome.unmatched_outputs {
+                text.push_str(&format!("    - {file}\n"));
+            }
+        }
+        text.push_str(&format!("\n   log file: metadata/{}.log\n   outputs:\n", job.action));
+        text.push_str(&record::two_columns(&outcome.outputs, "(no outputs)", 5));
+        text.push('\n');
+        if !outcome.excluded.is_empty() {
+            text.push_str("   invalid moderately_sensitive outputs:\n");
+            text.push_str(&record::two_columns(&outcome.excluded, "", 5));
+            text.push('\n');
+        }
+        if job.status_code == "nonzero_exit" {
+            let log = std::fs::read_to_string(project_dir.join("metadata").join(format!("{}.log", job.action))).unwrap_or_default();
+            let output = log.split("\n=============JOB SUMMARY=============\n").next().unwrap_or("");
+            let lines: Vec<&str> = output.lines().map(str::trim).collect();
+            if !output.trim().is_empty() {
+                let shown = &lines[lines.len().saturating_sub(32)..];
+                text.push_str(&format!("\n   logs{}:\n\n", if lines.len() > 32 { " (truncated)" } else { "" }));
+                for line in shown {
+                    text.push_str(&format!("     {line}\n"));
+                }
+            }
+        }
+    }
+    text
+}
+
+/// Hold `metadata/.lock` for the run: one runner per project at a time. The lock
+/// goes with the process, so a killed runner leaves none behind.
+fn lock_project(project_dir: &Path) -> Result<File> {
+    let metadata = project_dir.join("metadata");
+    std::fs::create_dir_all(&metadata).map_err(|e| err!("{}: {e}", metadata.display()))?;
+    let path = metadata.join(".lock");
+    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| err!("{}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(err!("another `ehrfusion run` is running in {} (wait for it to finish)", project_dir.display()));
+    }
+    Ok(file)
+}
+
+/// `ehrfusion jobs`: a request as the platform's job-request page shows it.
+pub fn jobs(project_dir: &Path, request: Option<&str>, html: Option<&Path>, list: bool) -> Result<()> {
+    let project_dir = std::fs::canonicalize(project_dir).map_err(|e| err!("{}: {e}", project_dir.display()).or_kind(ErrorKind::Usage))?;
+    if !project_dir.join("metadata").join("db.sqlite").exists() {
+        return Err(err!("{}: no job requests yet (run `ehrfusion run ACTION` first)", project_dir.display()).or_kind(ErrorKind::Usage));
+    }
+    let record = Record::open(&project_dir)?;
+    if list {
+        for (id, created, count) in record.requests()? {
+            println!("{id}  {}  {count} job{}", page::timestamp(created), if count == 1 { "" } else { "s" });
+        }
+        return Ok(());
+    }
+    let Some((request, jobs)) = record.request(request)? else {
+        return Err(err!("no job request {} in {}", request.unwrap_or(""), project_dir.display()).or_kind(ErrorKind::Usage));
+    };
+    match html {
+        Some(path) => {
+            let text = page::html(&request, &jobs, &project_dir);
+            std::fs::write(path, text).map_err(|e| err!("{}: {e}", path.display()))?;
+        }
+        None => print!("{}", page::text(&request, &jobs)),
+    }
+    Ok(())
+}

@@ -1,0 +1,354 @@
+"""`ehrfusion run` and `ehrfusion jobs`: project.yaml pipelines run as job requests,
+in small study folders made here (ehrQL and cohort-extractor extractions on dummy
+data, Python scripts with the local interpreter), with the job runner's scheduling,
+statuses, logs and record."""
+
+import gzip
+import csv
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = os.environ.get("EHRFUSION_BIN", str(Path.home() / ".cache/ehrfusion-target/debug/ehrfusion"))
+pytestmark = pytest.mark.skipif(not Path(BIN).exists(), reason="the ehrfusion binary is not built (set EHRFUSION_BIN)")
+
+DATASET = """\
+from ehrql import create_dataset
+from ehrql.tables.core import patients
+
+dataset = create_dataset()
+dataset.define_population(patients.exists_for_patient())
+dataset.sex = patients.sex
+dataset.configure_dummy_data(population_size=40)
+"""
+
+# Counts the dataset's rows by sex: reads only what its `needs` gave it.
+SUMMARISE = """\
+import csv, gzip, os
+rows = list(csv.DictReader(gzip.open("output/dataset.csv.gz", "rt")))
+os.makedirs("output", exist_ok=True)
+with open("output/counts.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["rows"])
+    w.writerow([len(rows)])
+print("summarised", len(rows), "rows")
+"""
+
+PROJECT = """\
+version: '4'
+actions:
+  generate_dataset:
+    run: ehrql:v1 generate-dataset analysis/dataset_definition.py --output output/dataset.csv.gz
+    outputs:
+      highly_sensitive:
+        dataset: output/dataset.csv.gz
+  summarise:
+    run: python:v2 analysis/summarise.py
+    needs: [generate_dataset]
+    outputs:
+      moderately_sensitive:
+        counts: output/counts.csv
+"""
+
+
+def make_study(root, project=PROJECT, files=None):
+    files = {"analysis/dataset_definition.py": DATASET, "analysis/summarise.py": SUMMARISE, **(files or {})}
+    (root / "project.yaml").write_text(textwrap.dedent(project))
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def run(study, *args, check=None):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run([BIN, *args], cwd=study, capture_output=True, text=True, env=env, timeout=600)
+    if check is not None:
+        assert result.returncode == check, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def jobs_table(study):
+    """The record: (action, state, status_code, status_message) of every job, oldest first."""
+    with sqlite3.connect(study / "metadata" / "db.sqlite") as db:
+        return db.execute("SELECT action, state, status_code, status_message FROM job ORDER BY rowid").fetchall()
+
+
+def latest_request(study):
+    with sqlite3.connect(study / "metadata" / "db.sqlite") as db:
+        (rid,) = db.execute("SELECT id FROM job_request ORDER BY rowid DESC LIMIT 1").fetchone()
+        return db.execute("SELECT action, state, status_code FROM job WHERE job_request_id = ? ORDER BY rowid", (rid,)).fetchall()
+
+
+def test_run_all_runs_extraction_then_script_and_records_both(tmp_path):
+    study = make_study(tmp_path)
+    result = run(study, "run", "run_all", check=0)
+    # The extraction ran on dummy data in-process; the script read its output.
+    with gzip.open(study / "output/dataset.csv.gz", "rt") as f:
+        assert len(list(csv.DictReader(f))) == 40
+    assert (study / "output/counts.csv").read_text().splitlines() == ["rows", "40"]
+    assert jobs_table(study) == [
+        ("generate_dataset", "succeeded", "succeeded", "Completed successfully"),
+        ("summarise", "succeeded", "succeeded", "Completed successfully"),
+    ]
+    assert "=> generate_dataset\n   Completed successfully" in result.stderr
+    assert "output/counts.csv  - moderately_sensitive" in result.stderr
+    # Each job's log: its own output, then the platform's summary.
+    log = (study / "metadata/summarise.log").read_text()
+    assert log.startswith("summarised 40 rows\n")
+    assert "\n=============JOB SUMMARY=============\n" in log
+    assert "status_message: Completed successfully\n" in log
+    assert "exit_code: 0\n" in log
+    assert "outputs:\n  output/counts.csv  - moderately_sensitive\n" in log
+    page = run(study, "jobs", check=0).stdout
+    assert "(succeeded)" in page.splitlines()[0]
+    assert "summarise" in page and "succeeded: Completed successfully" in page
+
+
+def test_succeeded_dependencies_are_reused_unless_forced_or_their_outputs_are_gone(tmp_path):
+    study = make_study(tmp_path)
+    run(study, "run", "summarise", check=0)
+    assert latest_request(study) == [("generate_dataset", "succeeded", "succeeded"), ("summarise", "succeeded", "succeeded")]
+    run(study, "run", "summarise", check=0)
+    assert latest_request(study) == [("summarise", "succeeded", "succeeded")]
+    run(study, "run", "summarise", "-f", check=0)
+    assert [a for a, *_ in latest_request(study)] == ["generate_dataset", "summarise"]
+    (study / "output/dataset.csv.gz").unlink()
+    run(study, "run", "summarise", check=0)
+    assert [a for a, *_ in latest_request(study)] == ["generate_dataset", "summarise"]
+    # run_all: nothing left to do is a success.
+    result = run(study, "run", "run_all", check=0)
+    assert "=> All actions already completed successfully\n   Use -f option to force everything to re-run" in result.stderr
+
+
+FAILING = """\
+version: '4'
+actions:
+  broken:
+    run: python:v2 analysis/broken.py
+    outputs:
+      moderately_sensitive:
+        out: output/broken.csv
+  after_broken:
+    run: python:v2 analysis/summarise.py
+    needs: [broken]
+    outputs:
+      moderately_sensitive:
+        counts: output/counts.csv
+  independent:
+    run: python:v2 analysis/independent.py
+    outputs:
+      moderately_sensitive:
+        out: output/independent.csv
+"""
+
+FAILING_FILES = {
+    "analysis/broken.py": "import sys\nprint('about to fail', file=sys.stderr)\nsys.exit(3)\n",
+    "analysis/independent.py": "import os\nos.makedirs('output', exist_ok=True)\nopen('output/independent.csv', 'w').write('a\\n1\\n')\n",
+}
+
+
+def test_a_failure_fails_its_dependants_and_stops_the_rest_unless_asked_to_continue(tmp_path):
+    study = make_study(tmp_path, FAILING, FAILING_FILES)
+    result = run(study, "run", "run_all", "-j", "1", check=1)
+    assert jobs_table(study) == [
+        ("broken", "failed", "nonzero_exit", "Job exited with an error"),
+        ("after_broken", "failed", "dependency_failed", "Not starting as dependency failed"),
+        ("independent", "failed", "cancelled_by_user", "Not started: an earlier job failed (use --continue-on-error to run the others)"),
+    ]
+    assert "about to fail" in (study / "metadata/broken.log").read_text()
+    assert "exit_code: 3" in (study / "metadata/broken.log").read_text()
+    assert not (study / "output/independent.csv").exists()
+    assert "broken" in result.stderr
+
+    run(study, "run", "run_all", "-j", "1", "--continue-on-error", check=1)
+    assert latest_request(study) == [
+        ("broken", "failed", "nonzero_exit"),
+        ("after_broken", "failed", "dependency_failed"),
+        ("independent", "succeeded", "succeeded"),
+    ]
+    assert (study / "output/independent.csv").exists()
+
+
+def test_unmatched_patterns_fail_the_job_and_name_what_it_wrote(tmp_path):
+    files = {"analysis/summarise.py": SUMMARISE.replace("output/counts.csv", "output/count.csv")}
+    study = make_study(tmp_path, files=files)
+    result = run(study, "run", "summarise", check=1)
+    (action, state, code, message) = jobs_table(study)[-1]
+    assert (action, state, code) == ("summarise", "failed", "unmatched_patterns")
+    assert message == "No outputs found matching patterns:\n - output/counts.csv"
+    assert "Did you mean to match one of these files instead?\n    - output/count.csv" in result.stderr
+    log = (study / "metadata/summarise.log").read_text()
+    # The job runner's own layout, odd indentation included.
+    assert "status_message: \n  No outputs found matching patterns:\n - output/counts.csv\n" in log
+    assert "hint: \n  Did you mean to match one of these files instead?\n - output/count.csv\n" in log
+    assert not (study / "output/count.csv").exists()
+
+
+def test_a_job_sees_its_code_and_its_needs_outputs_only_and_keeps_only_declared_outputs(tmp_path):
+    project = PROJECT + """\
+  look:
+    run: python:v2 analysis/look.py
+    outputs:
+      moderately_sensitive:
+        seen: output/seen.txt
+"""
+    look = """\
+import os
+os.makedirs("output", exist_ok=True)
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(".") for f in fs)
+open("output/seen.txt", "w").write("\\n".join(files))
+open("scratch.txt", "w").write("not declared")
+print("backend", os.environ.get("OPENSAFELY_BACKEND"))
+"""
+    study = make_study(tmp_path, project, {"analysis/look.py": look})
+    run(study, "run", "generate_dataset", check=0)
+    run(study, "run", "look", check=0)
+    seen = (study / "output/seen.txt").read_text().splitlines()
+    assert "./analysis/dataset_definition.py" in seen and "./project.yaml" in seen
+    assert "./output/dataset.csv.gz" not in seen  # not a need of `look`
+    assert not any(s.startswith("./metadata") for s in seen)
+    assert not (study / "scratch.txt").exists()
+    assert "backend expectations" in (study / "metadata/look.log").read_text()
+
+
+def test_moderately_sensitive_outputs_are_checked_with_warnings(tmp_path):
+    project = PROJECT.replace("python:v2 analysis/summarise.py", "python:v2 analysis/leak.py")
+    leak = "import os\nos.makedirs('output', exist_ok=True)\nopen('output/counts.csv', 'w').write('patient_id,x\\n1,2\\n')\n"
+    study = make_study(tmp_path, project, {"analysis/leak.py": leak})
+    result = run(study, "run", "summarise", check=0)
+    assert "invalid moderately_sensitive outputs:\n     output/counts.csv  - File has patient_id column" in result.stderr
+    assert jobs_table(study)[-1][3] == "Completed successfully, but 1 file(s) marked as moderately_sensitive were excluded. See job log for details."
+    log = (study / "metadata/summarise.log").read_text()
+    assert "Invalid moderately_sensitive outputs:\n  output/counts.csv  - File has patient_id column" in log
+
+
+def test_cohortextractor_actions_get_the_projects_expectations_population(tmp_path):
+    project = """\
+    version: '3.0'
+    expectations:
+      population_size: 25
+    actions:
+      generate_study_population:
+        run: cohortextractor:latest generate_cohort --study-definition study_definition
+        outputs:
+          highly_sensitive:
+            cohort: output/input.csv
+      count:
+        run: python:latest analysis/count.py
+        needs: [generate_study_population]
+        outputs:
+          moderately_sensitive:
+            n: output/n.txt
+    """
+    study_definition = """\
+    from cohortextractor import StudyDefinition, patients
+    study = StudyDefinition(
+        default_expectations={"date": {"earliest": "1900-01-01", "latest": "today"}, "rate": "uniform", "incidence": 0.5},
+        index_date="2020-01-01",
+        population=patients.all(),
+        age=patients.age_as_of("index_date", return_expectations={"int": {"distribution": "population_ages"}, "rate": "universal"}),
+    )
+    """
+    count = "import csv\nn = len(list(csv.DictReader(open('output/input.csv'))))\nopen('output/n.txt', 'w').write(str(n))\n"
+    study = make_study(tmp_path, project, {"analysis/study_definition.py": study_definition, "analysis/count.py": count})
+    result = run(study, "run", "run_all", check=0)
+    assert (study / "output/n.txt").read_text() == "25", result.stderr
+
+
+def test_an_invalid_project_is_one_line_and_exit_2(tmp_path):
+    study = make_study(tmp_path, PROJECT.replace("needs: [generate_dataset]", "needs: [generate]"))
+    result = run(study, "run", "run_all", check=2)
+    assert result.stderr == "error: project.yaml: Action `summarise` references an unknown action in its `needs` list: generate\n"
+    study = make_study(tmp_path)
+    result = run(study, "run", "nope", check=2)
+    assert result.stderr.splitlines()[-1] == "error: Action 'nope' not found in project.yaml (the actions are: run_all, generate_dataset, summarise)"
+    assert not (study / "metadata" / "db.sqlite").exists() or jobs_table(study) == []
+
+
+def test_a_killed_run_leaves_its_jobs_failed_and_the_next_run_proceeds(tmp_path):
+    project = PROJECT + """\
+  slow:
+    run: python:v2 analysis/slow.py
+    outputs:
+      moderately_sensitive:
+        out: output/slow.txt
+"""
+    study = make_study(tmp_path, project, {"analysis/slow.py": "import time\ntime.sleep(120)\n"})
+    runner = subprocess.Popen([BIN, "run", "slow"], cwd=study, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if (study / "metadata/db.sqlite").exists() and ("slow", "running") in [(a, s) for a, s, *_ in jobs_table(study)]:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the slow job never started")
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    result = run(study, "run", "generate_dataset", check=0)
+    assert "an earlier run was interrupted" in result.stderr
+    assert jobs_table(study)[0] == ("slow", "failed", "internal_error", "Job was interrupted: its runner stopped before it finished")
+    assert jobs_table(study)[1][:3] == ("generate_dataset", "succeeded", "succeeded")
+
+
+def test_the_job_request_page_as_html(tmp_path):
+    study = make_study(tmp_path, FAILING, FAILING_FILES)
+    run(study, "run", "run_all", "-j", "1", "--continue-on-error", check=1)
+    run(study, "jobs", "--html", "page.html", check=0)
+    page = (study / "page.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "nonzero_exit: Job exited with an error" in page
+    assert "dependency_failed: Not starting as dependency failed" in page
+    assert '<span class="badge failed">failed</span>' in page
+    assert "<script" not in page and "http" not in page  # self-contained
+    listing = run(study, "jobs", "--list", check=0).stdout
+    assert "3 jobs" in listing
+
+
+def chromium():
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser"):
+        if path := shutil.which(name):
+            return path
+    # CI installs it (.ci/run); elsewhere the test says why it did not run.
+    if os.environ.get("CI"):
+        pytest.fail("no headless Chromium on PATH (CI installs Debian's chromium-headless-shell)")
+    pytest.skip("no headless Chromium on PATH: apt-get install --no-install-recommends chromium-headless-shell")
+
+
+def test_the_job_request_page_renders_in_a_browser(tmp_path):
+    from PIL import Image
+
+    browser = chromium()
+    study = make_study(tmp_path, FAILING, FAILING_FILES)
+    run(study, "run", "run_all", "-j", "1", "--continue-on-error", check=1)
+    run(study, "jobs", "--html", "page.html", check=0)
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1200,700", (study / "page.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1200, 700)
+    colours = image.getcolors(maxcolors=1 << 20)
+    counts = {rgb: n for n, rgb in colours}
+    # The badges are drawn: the failed jobs' red and the succeeded job's green fill
+    # whole areas of the page (the request's own badge is red too).
+    red, green = (0xFE, 0xE2, 0xE2), (0xD1, 0xFA, 0xE5)
+    assert counts.get(red, 0) > 500, "no failed badge on the page"
+    assert counts.get(green, 0) > 100, "no succeeded badge on the page"
+    # Text is drawn (dark pixels), not a blank page.
+    dark = sum(n for rgb, n in counts.items() if sum(rgb) < 200)
+    assert dark > 2000
