@@ -38,7 +38,7 @@ MEASURES_SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "duckdb", "polars"
 WORKLOADS = list(peers.WORKLOADS) + list(measures_peers.WORKLOADS)
 
 
-def measure(command, env=None, timeout=None):
+def measure(command, env=None, timeout=None, cwd=None):
     """Wall seconds and peak RSS (MiB) of a command, measured by GNU time: the
     command is its grandchild, so its peak is not inflated by this process's memory
     (Linux keeps a process's peak RSS across fork and exec). With `timeout`, None
@@ -46,7 +46,7 @@ def measure(command, env=None, timeout=None):
     in a process group of their own)."""
     with tempfile.NamedTemporaryFile("r") as report, tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
-        proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", report.name, *map(str, command)], env=env,
+        proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", report.name, *map(str, command)], env=env, cwd=cwd,
                                 stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
         try:
             proc.wait(timeout=timeout)

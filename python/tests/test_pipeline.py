@@ -265,6 +265,20 @@ def test_cohortextractor_actions_get_the_projects_expectations_population(tmp_pa
     assert (study / "output/n.txt").read_text() == "25", result.stderr
 
 
+def test_extractions_read_real_tables_with_data_and_drop_their_dummy_data_options(tmp_path):
+    data = Path(__file__).resolve().parents[2] / "testdata/data/csv"
+    project = PROJECT.replace("--output output/dataset.csv.gz", "--output output/dataset.csv.gz --dummy-data-file missing.csv")
+    study = make_study(tmp_path, project)
+    run(study, "run", "run_all", "--data", str(data), check=0)
+    direct = tmp_path / "direct.csv.gz"
+    run(study, "generate-dataset", "analysis/dataset_definition.py", "--data", str(data), "--output", str(direct), check=0)
+    with gzip.open(study / "output/dataset.csv.gz", "rt") as ours, gzip.open(direct, "rt") as theirs:
+        assert ours.read() == theirs.read()
+    with open(data / "patients.csv") as f:
+        patients = sum(1 for _ in f) - 1
+    assert (study / "output/counts.csv").read_text().splitlines() == ["rows", str(patients)]
+
+
 def test_an_invalid_project_is_one_line_and_exit_2(tmp_path):
     study = make_study(tmp_path, PROJECT.replace("needs: [generate_dataset]", "needs: [generate]"))
     result = run(study, "run", "run_all", check=2)

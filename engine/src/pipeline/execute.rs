@@ -247,28 +247,65 @@ fn run_command(ctx: &Context, action: &Action, work: &Path, log: &mut File) -> R
             crate::cli::exit_status(std::iter::once("ehrfusion".to_string()).chain(args), ctx.front_end)
         })),
         "cohortextractor" => Ok(in_process(ctx, work, log, || cohortextractor(ctx, action, args))),
-        "python" => script(work, log, "python3", &args, "Python"),
-        "r" => script(work, log, "Rscript", &args, "R"),
+        // As the platform's images do: `python ARGS`, unless the first argument names a
+        // program (`python analysis/x.py`, `jupyter nbconvert ...`), which then runs.
+        "python" => match args.split_first() {
+            Some((first, rest)) if matches!(first.as_str(), "python" | "python3") => script(work, log, "python3", rest, "Python"),
+            Some((first, rest)) if !first.contains('/') && on_path(first) => script(work, log, first, rest, "Python"),
+            _ => script(work, log, "python3", &args, "Python"),
+        },
+        "r" => match args.split_first() {
+            Some((first, rest)) if first == "Rscript" => script(work, log, "Rscript", rest, "R"),
+            _ => script(work, log, "Rscript", &args, "R"),
+        },
         "stata-mp" => script(work, log, "stata-mp", &["-b".into(), "do".into()].into_iter().chain(args).collect::<Vec<_>>(), "Stata"),
         "jupyter" => match args.split_first() {
             Some((program, rest)) => script(work, log, program, rest, "Jupyter"),
             None => Err(err!("the jupyter action {} names no command", action.name)),
         },
         "sqlrunner" => Err(err!("sqlrunner actions query the platform's database; ehrfusion cannot run {}", action.name)),
-        other => Err(err!("action {}: unknown image '{other}' (ehrfusion runs ehrql, cohortextractor, python, r, stata-mp and jupyter actions)", action.name)),
+        // Any other image is a reusable action (opensafely-actions/NAME at a tag), whose
+        // code the platform fetches from its repository.
+        other => Err(err!(
+            "action {}: {other}:{} is a reusable action (opensafely-actions/{other}); ehrfusion runs ehrql, cohortextractor, python, r, stata-mp and jupyter actions, and fetches no action code",
+            action.name,
+            action.run.version()
+        )),
     }
 }
 
 /// An ehrQL command line as the action gives it (the job runner adds nothing: dummy
-/// data is whatever the `run:` line asks for), with `--data` before the
-/// definition's own arguments (those after `--`) when the run has real tables.
+/// data is whatever the `run:` line asks for). When the run has real tables, their
+/// `--data` goes before the definition's own arguments (those after `--`) and the
+/// line's dummy data options are dropped, as a real backend ignores them.
 fn ehrql_args(ctx: &Context, mut args: Vec<String>) -> Vec<String> {
     let reads_tables = matches!(args.first().map(String::as_str), Some("generate-dataset" | "generate_dataset" | "generate-measures"));
     if let (Some(data), true) = (&ctx.data, reads_tables) {
+        args = without_options(args, &["--dummy-data-file", "--dummy-tables"]);
         let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
         args.splice(at..at, ["--data".to_string(), data.display().to_string()]);
     }
     args
+}
+
+/// The arguments without these options and their values (`--x V` or `--x=V`), up to
+/// a `--` (after which the arguments are the definition's).
+fn without_options(args: Vec<String>, options: &[&str]) -> Vec<String> {
+    let mut kept = vec![];
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            kept.push(arg);
+            kept.extend(args.by_ref());
+            break;
+        }
+        if options.contains(&arg.as_str()) {
+            args.next();
+        } else if !options.iter().any(|o| arg.starts_with(&format!("{o}="))) {
+            kept.push(arg);
+        }
+    }
+    kept
 }
 
 /// A cohort-extractor command line with what the job runner adds to
@@ -279,6 +316,9 @@ fn ehrql_args(ctx: &Context, mut args: Vec<String>) -> Vec<String> {
 fn cohortextractor(ctx: &Context, action: &Action, mut args: Vec<String>) -> u8 {
     let given = |args: &[String], flag: &str| args.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
     if args.first().is_some_and(|a| a == "generate_cohort") {
+        if ctx.data.is_some() {
+            args = without_options(args, &["--expectations-population", "--dummy-data-file"]);
+        }
         if !given(&args, "--data") && !given(&args, "--expectations-population") && !given(&args, "--dummy-data-file") {
             args.push(match (&ctx.data, &action.dummy_data_file) {
                 (Some(data), _) => format!("--data={}", data.display()),
@@ -318,8 +358,31 @@ fn in_process(ctx: &Context, work: &Path, log: &mut File, f: impl FnOnce() -> u8
     }
 }
 
+/// Whether a program of this name is on `PATH`.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+    })
+}
+
+/// The platform's images run in `/workspace`, and run lines may name it
+/// (`--output-dir=/workspace/output`): such an argument names the working copy here.
+fn in_working_copy(arg: &str, work: &Path) -> String {
+    const WORKSPACE: &str = "/workspace";
+    let (option, path) = match arg.split_once('=') {
+        Some((option, path)) if option.starts_with('-') => (format!("{option}="), path),
+        _ => (String::new(), arg),
+    };
+    match path.strip_prefix(WORKSPACE) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{option}{}{rest}", work.display()),
+        _ => arg.to_string(),
+    }
+}
+
 /// Run a script with a local interpreter.
 fn script(work: &Path, log: &mut File, program: &str, args: &[String], language: &str) -> Result<i64> {
+    let args: Vec<String> = args.iter().map(|a| in_working_copy(a, work)).collect();
     let out = log.try_clone().map_err(|e| err!("job log: {e}"))?;
     let err_out = log.try_clone().map_err(|e| err!("job log: {e}"))?;
     let status = std::process::Command::new(program)
@@ -401,4 +464,33 @@ fn persist_outputs(project: &Path, work: &Path, outputs: &IndexMap<String, Strin
         std::fs::rename(&partial, &target).map_err(|e| err!("{}: {e}", target.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{in_working_copy, without_options};
+    use std::path::Path;
+
+    #[test]
+    fn the_platforms_workspace_in_arguments_is_the_working_copy() {
+        let work = Path::new("/tmp/copy");
+        assert_eq!(in_working_copy("/workspace/analysis/a.ipynb", work), "/tmp/copy/analysis/a.ipynb");
+        assert_eq!(in_working_copy("--output-dir=/workspace/output", work), "--output-dir=/tmp/copy/output");
+        assert_eq!(in_working_copy("/workspace", work), "/tmp/copy");
+        assert_eq!(in_working_copy("/workspaces/x", work), "/workspaces/x");
+        assert_eq!(in_working_copy("analysis/a.py", work), "analysis/a.py");
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_are_dropped_with_their_values_but_not_after_the_definitions_arguments() {
+        let args = strings(&["generate-dataset", "d.py", "--dummy-data-file", "x.csv", "--output", "o.csv", "--dummy-tables=t", "--", "--dummy-tables", "kept"]);
+        assert_eq!(
+            without_options(args, &["--dummy-data-file", "--dummy-tables"]),
+            strings(&["generate-dataset", "d.py", "--output", "o.csv", "--", "--dummy-tables", "kept"])
+        );
+    }
 }

@@ -64,9 +64,9 @@ pub fn run(options: RunOptions, front_end: PythonFrontEnd) -> Result<u8> {
     for warning in &project.warnings {
         console.say(&format!("warning: {warning}"));
     }
+    let names = std::iter::once(project::RUN_ALL).chain(project.all_actions()).collect::<Vec<_>>().join(", ");
     if options.actions.is_empty() {
-        let names: Vec<&str> = project.actions.keys().map(String::as_str).collect();
-        return Err(err!("name the actions to run, or run_all; project.yaml has: {}", names.join(", ")).or_kind(ErrorKind::Usage));
+        return Err(err!("name the actions to run (the actions are: {names})").or_kind(ErrorKind::Usage));
     }
     let data = match &options.data {
         Some(d) => Some(std::fs::canonicalize(d).map_err(|e| err!("--data {}: {e}", d.display()).or_kind(ErrorKind::Usage))?),
@@ -78,26 +78,36 @@ pub fn run(options: RunOptions, front_end: PythonFrontEnd) -> Result<u8> {
     if !interrupted.is_empty() {
         console.say(&format!("note: an earlier run was interrupted; its unfinished jobs are marked failed (internal_error): {}", interrupted.join(", ")));
     }
-    let previous = |action: &str| -> Previous {
-        match record.latest_job(action) {
-            Ok(Some(job)) if job.state == State::Succeeded => {
-                if job.outputs.keys().all(|f| project_dir.join(f).is_file()) { Previous::Succeeded } else { Previous::OutputsMissing }
-            }
-            Ok(Some(_)) => Previous::Failed,
-            _ => Previous::Never,
-        }
-    };
-    let planned = schedule::plan(&project, &options.actions, options.force_run_dependencies, previous).map_err(|e| {
-        let names: Vec<&str> = std::iter::once("run_all").chain(project.actions.keys().map(String::as_str)).collect();
-        err!("{e} (the actions are: {})", names.join(", ")).or_kind(ErrorKind::Usage)
-    })?;
+    let mut previous = IndexMap::new();
+    for action in project.actions.keys() {
+        let last = match record.latest_job(action)? {
+            None => Previous::Never,
+            Some(job) if job.state != State::Succeeded => Previous::Failed,
+            Some(job) if job.outputs.keys().all(|f| project_dir.join(f).is_file()) => Previous::Succeeded,
+            Some(_) => Previous::OutputsMissing,
+        };
+        previous.insert(action.as_str(), last);
+    }
+    let planned = schedule::plan(&project, &options.actions, options.force_run_dependencies, |a| previous[a])
+        .map_err(|e| err!("{e} (the actions are: {names})").or_kind(ErrorKind::Usage))?;
     if planned.is_empty() {
         console.say("=> All actions already completed successfully\n   Use -f option to force everything to re-run");
         return Ok(0);
     }
     let request = record.create_request(&options.actions, options.force_run_dependencies)?;
-    let mut jobs: IndexMap<String, Job> = IndexMap::new();
-    for p in &planned {
+    let mut jobs = create_jobs(&record, &project, &request, &planned)?;
+    console.say(&format!("\nRunning actions: {}\n", jobs.keys().cloned().collect::<Vec<_>>().join(", ")));
+    let ctx = Context { project_dir, project, data, front_end, engine: Mutex::new(()) };
+    let outcomes = run_jobs(&ctx, &record, &console, &planned, &mut jobs, &options)?;
+    console.say(&summary(&jobs, &outcomes, &ctx.project_dir));
+    let all_succeeded = jobs.values().all(|j| j.state == State::Succeeded);
+    Ok(if all_succeeded { 0 } else { 1 })
+}
+
+/// The request's jobs, recorded as created.
+fn create_jobs(record: &Record, project: &Project, request: &record::Request, planned: &[schedule::Planned]) -> Result<IndexMap<String, Job>> {
+    let mut jobs = IndexMap::new();
+    for p in planned {
         let job = Job {
             id: record::new_id(),
             request_id: request.id.clone(),
@@ -115,82 +125,68 @@ pub fn run(options: RunOptions, front_end: PythonFrontEnd) -> Result<u8> {
         record.insert_job(&job)?;
         jobs.insert(p.action.clone(), job);
     }
-    console.say(&format!("\nRunning actions: {}\n", jobs.keys().cloned().collect::<Vec<_>>().join(", ")));
+    Ok(jobs)
+}
 
-    let ctx = Context { project_dir: project_dir.clone(), project, data, front_end, engine: Mutex::new(()) };
-    let waits: IndexMap<&str, &[String]> = planned.iter().map(|p| (p.action.as_str(), p.waits_for.as_slice())).collect();
-    let mut outcomes: IndexMap<String, Outcome> = IndexMap::new();
-    let workers = options.jobs.max(1);
+/// Run the jobs, each on a thread of its own once its dependencies have succeeded,
+/// at most `options.jobs` at a time; record every change of state. A job whose
+/// dependency failed fails without starting; after any failure nothing new starts
+/// unless `--continue-on-error`. Returns how each job that ran ended.
+fn run_jobs(ctx: &Context, record: &Record, console: &Console, planned: &[schedule::Planned], jobs: &mut IndexMap<String, Job>, options: &RunOptions) -> Result<IndexMap<String, Outcome>> {
+    let mut outcomes = IndexMap::new();
     let mut stopping = false;
     std::thread::scope(|scope| -> Result<()> {
         let (done_tx, done_rx) = mpsc::channel::<(String, Outcome)>();
         let mut running = 0usize;
         loop {
-            // Jobs whose dependencies failed fail without starting; the others start
-            // when their dependencies have succeeded, up to `workers` at a time.
-            let mut progressed = true;
-            while progressed {
-                progressed = false;
-                for (action, needs) in &waits {
-                    if jobs[*action].state != State::Pending {
-                        continue;
-                    }
-                    let failed_dependency = needs.iter().any(|n| jobs[n].state == State::Failed);
-                    if failed_dependency || stopping {
-                        let job = jobs.get_mut(*action).expect("planned job");
-                        job.state = State::Failed;
-                        job.completed_at = Some(record::now());
-                        (job.status_code, job.status_message) = if failed_dependency {
-                            ("dependency_failed".into(), "Not starting as dependency failed".into())
-                        } else {
-                            ("cancelled_by_user".into(), "Not started: an earlier job failed (use --continue-on-error to run the others)".into())
-                        };
-                        record.update_job(job)?;
-                        progressed = true;
-                        continue;
-                    }
-                    let ready = needs.iter().all(|n| jobs[n].state == State::Succeeded);
-                    if ready && running < workers {
-                        let job = jobs.get_mut(*action).expect("planned job");
-                        job.state = State::Running;
-                        job.status_code = "executing".into();
-                        job.status_message = "Executing job on the backend".into();
-                        job.started_at = Some(record::now());
-                        record.update_job(job)?;
-                        let inputs = inputs_of(&ctx, &record, action)?;
-                        let tx = done_tx.clone();
-                        let (ctx, console, name, job_id, request_id) = (&ctx, &console, action.to_string(), job.id.clone(), request.id.clone());
-                        scope.spawn(move || {
-                            let action = &ctx.project.actions[&name];
-                            let progress = |message: &str| console.say(&format!("{name}: {message}"));
-                            let outcome = run_logged(ctx, action, (&job_id, &request_id), &inputs, &progress);
-                            progress(&outcome.message);
-                            let _ = tx.send((name.clone(), outcome));
-                        });
-                        running += 1;
-                        progressed = true;
-                    }
+            // Dependencies come before the jobs that need them, so one pass settles
+            // every job whose dependency has failed.
+            for p in planned {
+                let job = jobs.get(&p.action).expect("planned job");
+                if job.state != State::Pending {
+                    continue;
+                }
+                let failed_dependency = p.waits_for.iter().any(|n| jobs[n].state == State::Failed);
+                let ready = p.waits_for.iter().all(|n| jobs[n].state == State::Succeeded);
+                let job = jobs.get_mut(&p.action).expect("planned job");
+                if failed_dependency || stopping {
+                    (job.status_code, job.status_message) = if failed_dependency {
+                        ("dependency_failed".into(), "Not starting as dependency failed".into())
+                    } else {
+                        ("cancelled_by_user".into(), "Not started: an earlier job failed (use --continue-on-error to run the others)".into())
+                    };
+                    job.state = State::Failed;
+                    job.completed_at = Some(record::now());
+                    record.update_job(job)?;
+                } else if ready && running < options.jobs.max(1) {
+                    job.state = State::Running;
+                    (job.status_code, job.status_message) = ("executing".into(), "Executing job on the backend".into());
+                    job.started_at = Some(record::now());
+                    record.update_job(job)?;
+                    let inputs = inputs_of(ctx, record, &p.action)?;
+                    let (tx, name, ids) = (done_tx.clone(), p.action.clone(), (job.id.clone(), job.request_id.clone()));
+                    scope.spawn(move || {
+                        let progress = |message: &str| console.say(&format!("{name}: {message}"));
+                        let outcome = run_logged(ctx, &ctx.project.actions[&name], (&ids.0, &ids.1), &inputs, &progress);
+                        progress(&outcome.message);
+                        let _ = tx.send((name.clone(), outcome));
+                    });
+                    running += 1;
                 }
             }
             if running == 0 {
-                break;
+                return Ok(());
             }
             let (action, outcome) = done_rx.recv().map_err(|e| err!("a job's thread stopped: {e}"))?;
             running -= 1;
             let job = jobs.get_mut(&action).expect("running job");
             finish(job, &outcome);
             record.update_job(job)?;
-            if job.state == State::Failed && !options.continue_on_error {
-                stopping = true;
-            }
+            stopping |= job.state == State::Failed && !options.continue_on_error;
             outcomes.insert(action, outcome);
         }
-        Ok(())
     })?;
-
-    console.say(&summary(&jobs, &outcomes, &project_dir));
-    let all_succeeded = jobs.values().all(|j| j.state == State::Succeeded);
-    Ok(if all_succeeded { 0 } else { 1 })
+    Ok(outcomes)
 }
 
 /// The output files of the needed actions' last successful runs.
