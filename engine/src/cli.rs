@@ -97,7 +97,8 @@ Examples:
   ehrfusion run run_all --data data/                 (extraction actions over real tables)
   ehrfusion jobs                                     (the last job request's page)
 
-Exit status 0 when every job succeeded, 1 when one failed, 2 for an invalid project.yaml.")]
+Exit status 0 when every job succeeded, 1 when one failed, 2 for an invalid project.yaml or an
+unknown action. See docs/pipelines.md.")]
     Run(RunArgs),
     /// Show a job request as the platform's page does: per action its status, status
     /// code and message, job identifier and runtime.
@@ -133,7 +134,7 @@ struct RunArgs {
     /// Jobs to run at once (extraction jobs take turns on the engine).
     #[arg(short = 'j', long = "jobs", visible_short_alias = 'c', visible_alias = "concurrency", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     jobs: u64,
-    /// The study's folder, holding project.yaml (default: the current folder).
+    /// The study's folder, holding project.yaml.
     #[arg(long, value_name = "DIR", default_value = ".")]
     project_dir: PathBuf,
     /// Real tables for extraction actions (one file or folder per table); without it
@@ -146,7 +147,7 @@ struct RunArgs {
 struct JobsArgs {
     /// The job request's identifier (default: the latest).
     request: Option<String>,
-    /// The study's folder, holding project.yaml and metadata/ (default: the current folder).
+    /// The study's folder, holding project.yaml and metadata/.
     #[arg(long, value_name = "DIR", default_value = ".")]
     project_dir: PathBuf,
     /// Write the page as one self-contained HTML file.

@@ -124,3 +124,22 @@ actions:
     assert!(quote.to_string().contains("unclosed quote"), "{quote}");
     assert!(Project::parse("").is_err());
 }
+
+#[test]
+fn an_actions_config_is_passed_as_the_job_runner_passes_it() {
+    let project = Project::parse(
+        "version: 5
+actions:
+  report:
+    run: python:v2 a.py
+    config: {a: 1, b: [x, \"it's\"], é: true, n: null, f: 1.5}
+    outputs: {moderately_sensitive: {table: output/t.csv}}
+",
+    )
+    .unwrap();
+    let command = project.action("report").unwrap().command();
+    // Python's json.dumps, with ' escaped, as the job runner adds it; and shlex.join.
+    let config = r#"{"a": 1, "b": ["x", "it\u0027s"], "\u00e9": true, "n": null, "f": 1.5}"#;
+    assert_eq!(command, ["python:v2", "a.py", "--config", config]);
+    assert_eq!(ehrfusion::pipeline::project::command_line(&command), format!("python:v2 a.py --config '{config}'"));
+}

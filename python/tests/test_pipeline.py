@@ -192,6 +192,9 @@ def test_unmatched_patterns_fail_the_job_and_name_what_it_wrote(tmp_path):
     assert "status_message: \n  No outputs found matching patterns:\n - output/counts.csv\n" in log
     assert "hint: \n  Did you mean to match one of these files instead?\n - output/count.csv\n" in log
     assert not (study / "output/count.csv").exists()
+    with sqlite3.connect(study / "metadata" / "db.sqlite") as db:
+        (unmatched,) = db.execute("SELECT unmatched_outputs FROM job WHERE action = 'summarise'").fetchone()
+    assert unmatched == '["output/count.csv"]'
 
 
 def test_a_job_sees_its_code_and_its_needs_outputs_only_and_keeps_only_declared_outputs(tmp_path):
@@ -228,6 +231,11 @@ def test_moderately_sensitive_outputs_are_checked_with_warnings(tmp_path):
     result = run(study, "run", "summarise", check=0)
     assert "invalid moderately_sensitive outputs:\n     output/counts.csv  - File has patient_id column" in result.stderr
     assert jobs_table(study)[-1][3] == "Completed successfully, but 1 file(s) marked as moderately_sensitive were excluded. See job log for details."
+    with sqlite3.connect(study / "metadata" / "db.sqlite") as db:
+        (excluded,) = db.execute("SELECT level4_excluded_files FROM job WHERE action = 'summarise'").fetchone()
+    assert excluded == '{"output/counts.csv":"File has patient_id column"}'
+    run(study, "jobs", "--html", "page.html", check=0)
+    assert "not releasable: File has patient_id column" in (study / "page.html").read_text()
     log = (study / "metadata/summarise.log").read_text()
     assert "Invalid moderately_sensitive outputs:\n  output/counts.csv  - File has patient_id column" in log
 
@@ -277,6 +285,68 @@ def test_extractions_read_real_tables_with_data_and_drop_their_dummy_data_option
     with open(data / "patients.csv") as f:
         patients = sum(1 for _ in f) - 1
     assert (study / "output/counts.csv").read_text().splitlines() == ["rows", str(patients)]
+
+
+def test_a_cohortextractor_pipeline_with_a_date_range_then_measures_then_a_script(tmp_path):
+    # As the seed studies' pipelines: monthly cohorts in feather, cohort-extractor's
+    # measures over them, then a script that reads the measures (only its `needs`).
+    project = """\
+    version: '3.0'
+    expectations:
+      population_size: 50
+    actions:
+      generate_study_population:
+        run: cohortextractor:latest generate_cohort --study-definition study_definition --index-date-range "2021-01-01 to 2021-03-01 by month" --output-format=feather
+        outputs:
+          highly_sensitive:
+            cohort: output/data/input_*.feather
+      generate_measures:
+        run: cohortextractor:latest generate_measures --study-definition study_definition --output-dir=output/data
+        needs: [generate_study_population]
+        outputs:
+          moderately_sensitive:
+            measure: output/data/measure_*.csv
+      tabulate:
+        run: python:latest python analysis/tabulate.py
+        needs: [generate_measures]
+        outputs:
+          moderately_sensitive:
+            table: output/table.csv
+    """
+    study_definition = """\
+    from cohortextractor import StudyDefinition, patients, Measure
+    study = StudyDefinition(
+        default_expectations={"date": {"earliest": "1900-01-01", "latest": "today"}, "rate": "uniform", "incidence": 0.5},
+        index_date="2021-01-01",
+        population=patients.all(),
+        sex=patients.sex(return_expectations={"rate": "universal", "category": {"ratios": {"M": 0.5, "F": 0.5}}}),
+        died=patients.died_from_any_cause(on_or_before="index_date", returning="binary_flag", return_expectations={"incidence": 0.1}),
+    )
+    measures = [Measure(id="deaths_by_sex", numerator="died", denominator="population", group_by=["sex"])]
+    """
+    tabulate = """\
+    import csv, glob, os
+    files = sorted(glob.glob("output/data/*"))
+    with open("output/table.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file"])
+        for name in files:
+            w.writerow([name])
+    """
+    study = make_study(tmp_path, project, {"analysis/study_definition.py": study_definition, "analysis/tabulate.py": tabulate})
+    result = run(study, "run", "run_all", check=0)
+    cohorts = sorted(p.name for p in (study / "output/data").glob("input_*.feather"))
+    assert cohorts == ["input_2021-01-01.feather", "input_2021-02-01.feather", "input_2021-03-01.feather"], result.stderr
+    # The script saw the measures its `needs` gave it, and not the cohorts.
+    seen = (study / "output/table.csv").read_text().splitlines()[1:]
+    assert seen == ["output/data/measure_deaths_by_sex.csv"] + [f"output/data/measure_deaths_by_sex_2021-0{m}-01.csv" for m in (1, 2, 3)]
+    # The job runner's additions to generate_cohort are part of the command recorded.
+    with sqlite3.connect(study / "metadata" / "db.sqlite") as db:
+        (command,) = db.execute("SELECT run_command FROM job WHERE action = 'generate_study_population'").fetchone()
+    assert command == (
+        "cohortextractor:latest generate_cohort --study-definition study_definition --index-date-range '2021-01-01 to 2021-03-01 by month'"
+        " --output-format=feather --expectations-population=50 --output-dir=output/data"
+    )
 
 
 def test_an_invalid_project_is_one_line_and_exit_2(tmp_path):

@@ -240,13 +240,10 @@ fn level4_problem(path: &Path, name: &str) -> Option<String> {
 
 /// Run the action's command in `work`, its output going to `log`; the exit status.
 fn run_command(ctx: &Context, action: &Action, work: &Path, log: &mut File) -> Result<i64> {
-    let args = action.command()[1..].to_vec();
+    let args = job_command(ctx, action)[1..].to_vec();
     match action.run.image() {
-        "ehrql" | "databuilder" => Ok(in_process(ctx, work, log, || {
-            let args = ehrql_args(ctx, args);
-            crate::cli::exit_status(std::iter::once("ehrfusion".to_string()).chain(args), ctx.front_end)
-        })),
-        "cohortextractor" => Ok(in_process(ctx, work, log, || cohortextractor(ctx, action, args))),
+        "ehrql" | "databuilder" => Ok(in_process(ctx, work, log, || crate::cli::exit_status(std::iter::once("ehrfusion".to_string()).chain(args), ctx.front_end))),
+        "cohortextractor" => Ok(in_process(ctx, work, log, || cohortextractor(ctx, args))),
         // As the platform's images do: `python ARGS`, unless the first argument names a
         // program (`python analysis/x.py`, `jupyter nbconvert ...`), which then runs.
         "python" => match args.split_first() {
@@ -272,6 +269,19 @@ fn run_command(ctx: &Context, action: &Action, work: &Path, log: &mut File) -> R
             action.run.version()
         )),
     }
+}
+
+/// The command a job runs, as the job runner records it: the action's (with its
+/// `config`), and what the runner adds to extraction commands.
+pub fn job_command(ctx: &Context, action: &Action) -> Vec<String> {
+    let mut command = action.command();
+    let args = command.split_off(1);
+    command.extend(match action.run.image() {
+        "ehrql" | "databuilder" => ehrql_args(ctx, args),
+        "cohortextractor" => cohortextractor_args(ctx, action, args),
+        _ => args,
+    });
+    command
 }
 
 /// An ehrQL command line as the action gives it (the job runner adds nothing: dummy
@@ -312,8 +322,7 @@ fn without_options(args: Vec<String>, options: &[&str]) -> Vec<String> {
 /// `generate_cohort`: the action's `dummy_data_file`, else the project's
 /// expectations population (here, `--data` when the run has real tables), and the
 /// outputs' folder when they share one.
-#[cfg(feature = "python")]
-fn cohortextractor(ctx: &Context, action: &Action, mut args: Vec<String>) -> u8 {
+fn cohortextractor_args(ctx: &Context, action: &Action, mut args: Vec<String>) -> Vec<String> {
     let given = |args: &[String], flag: &str| args.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
     if args.first().is_some_and(|a| a == "generate_cohort") {
         if ctx.data.is_some() {
@@ -331,11 +340,16 @@ fn cohortextractor(ctx: &Context, action: &Action, mut args: Vec<String>) -> u8 
             args.push(format!("--output-dir={}", dirs.first().expect("one folder")));
         }
     }
+    args
+}
+
+#[cfg(feature = "python")]
+fn cohortextractor(ctx: &Context, args: Vec<String>) -> u8 {
     crate::cohort::exit_status(args, ctx.front_end.into())
 }
 
 #[cfg(not(feature = "python"))]
-fn cohortextractor(_: &Context, _: &Action, _: Vec<String>) -> u8 {
+fn cohortextractor(_: &Context, _: Vec<String>) -> u8 {
     eprintln!("error: this build of ehrfusion has no Python support, which study definitions need");
     1
 }

@@ -95,9 +95,9 @@ pub fn run(options: RunOptions, front_end: PythonFrontEnd) -> Result<u8> {
         return Ok(0);
     }
     let request = record.create_request(&options.actions, options.force_run_dependencies)?;
-    let mut jobs = create_jobs(&record, &project, &request, &planned)?;
-    console.say(&format!("\nRunning actions: {}\n", jobs.keys().cloned().collect::<Vec<_>>().join(", ")));
     let ctx = Context { project_dir, project, data, front_end, engine: Mutex::new(()) };
+    let mut jobs = create_jobs(&ctx, &record, &request, &planned)?;
+    console.say(&format!("\nRunning actions: {}\n", jobs.keys().cloned().collect::<Vec<_>>().join(", ")));
     let outcomes = run_jobs(&ctx, &record, &console, &planned, &mut jobs, &options)?;
     console.say(&summary(&jobs, &outcomes, &ctx.project_dir));
     let all_succeeded = jobs.values().all(|j| j.state == State::Succeeded);
@@ -105,14 +105,14 @@ pub fn run(options: RunOptions, front_end: PythonFrontEnd) -> Result<u8> {
 }
 
 /// The request's jobs, recorded as created.
-fn create_jobs(record: &Record, project: &Project, request: &record::Request, planned: &[schedule::Planned]) -> Result<IndexMap<String, Job>> {
+fn create_jobs(ctx: &Context, record: &Record, request: &record::Request, planned: &[schedule::Planned]) -> Result<IndexMap<String, Job>> {
     let mut jobs = IndexMap::new();
     for p in planned {
         let job = Job {
             id: record::new_id(),
             request_id: request.id.clone(),
             action: p.action.clone(),
-            run_command: project.actions[&p.action].command_line(),
+            run_command: project::command_line(&execute::job_command(ctx, &ctx.project.actions[&p.action])),
             state: State::Pending,
             status_code: "created".into(),
             status_message: "Created".into(),
@@ -121,6 +121,8 @@ fn create_jobs(record: &Record, project: &Project, request: &record::Request, pl
             completed_at: None,
             exit_code: None,
             outputs: IndexMap::new(),
+            unmatched_outputs: vec![],
+            level4_excluded_files: IndexMap::new(),
         };
         record.insert_job(&job)?;
         jobs.insert(p.action.clone(), job);
@@ -226,6 +228,8 @@ fn finish(job: &mut Job, outcome: &Outcome) {
     job.status_code = outcome.status_code.to_string();
     job.status_message = outcome.message.clone();
     job.outputs = outcome.outputs.clone();
+    job.unmatched_outputs = outcome.unmatched_outputs.clone();
+    job.level4_excluded_files = outcome.excluded.clone();
     job.state = if outcome.status_code == "succeeded" { State::Succeeded } else { State::Failed };
 }
 

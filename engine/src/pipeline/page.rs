@@ -95,7 +95,15 @@ pub fn html(request: &Request, jobs: &[Job], project_dir: &Path) -> String {
     let status = request_status(jobs);
     let mut rows = String::new();
     for j in jobs {
-        let outputs: Vec<String> = j.outputs.iter().map(|(f, l)| format!("<li><code>{}</code> <span class=\"level\">{}</span></li>", escape(f), escape(l))).collect();
+        let mut outputs: Vec<String> = j
+            .outputs
+            .iter()
+            .map(|(f, l)| {
+                let excluded = j.level4_excluded_files.get(f).map(|why| format!(" <span class=\"excluded\">not releasable: {}</span>", escape(why))).unwrap_or_default();
+                format!("<li><code>{}</code> <span class=\"level\">{}</span>{excluded}</li>", escape(f), escape(l))
+            })
+            .collect();
+        outputs.extend(j.unmatched_outputs.iter().map(|f| format!("<li><code>{}</code> <span class=\"excluded\">written, matched no pattern</span></li>", escape(f))));
         rows.push_str(&format!(
             "<tr><td class=\"action\">{action}</td><td><span class=\"badge {state}\">{state}</span></td><td>{status}</td><td><code>{id}</code></td><td>{runtime}</td><td><ul>{outputs}</ul></td></tr>\n",
             state = j.state.as_str(),
@@ -128,6 +136,7 @@ ul {{ margin: 0; padding-left: 1rem; }}
 .running {{ background: #dbeafe; color: #1e40af; }}
 .pending {{ background: #f3f4f6; color: #374151; }}
 .level {{ color: #6b7280; font-size: 0.85rem; }}
+.excluded {{ color: #991b1b; font-size: 0.85rem; }}
 </style>
 </head>
 <body>

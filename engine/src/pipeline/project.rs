@@ -82,12 +82,6 @@ impl Action {
         parts
     }
 
-    /// The command as one line, quoted as a shell would need it.
-    pub fn command_line(&self) -> String {
-        let parts = self.command();
-        shlex::try_join(parts.iter().map(String::as_str)).unwrap_or_else(|_| parts.join(" "))
-    }
-
     /// Every output pattern with its privacy level.
     pub fn patterns(&self) -> impl Iterator<Item = (&str, &str)> {
         self.outputs.iter().flat_map(|(level, named)| named.values().map(move |p| (p.as_str(), level.as_str())))
@@ -613,6 +607,17 @@ fn python_float(f: f64) -> String {
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A command as one line, each part quoted as Python's `shlex.join` quotes it (as
+/// the job runner records commands): left alone when made only of word characters
+/// and `@%+=:,./-`, else in single quotes.
+pub fn command_line(parts: &[String]) -> String {
+    let quote = |part: &String| -> String {
+        let safe = |c: char| c.is_alphanumeric() || "_@%+=:,./-".contains(c);
+        if !part.is_empty() && part.chars().all(safe) { part.clone() } else { format!("'{}'", part.replace('\'', "'\"'\"'")) }
+    };
+    parts.iter().map(quote).collect::<Vec<_>>().join(" ")
 }
 
 /// JSON as Python's `json.dumps` writes it: `", "` and `": "` between items, and

@@ -58,6 +58,11 @@ pub struct Job {
     pub exit_code: Option<i64>,
     /// The outputs the job produced: path → privacy level.
     pub outputs: IndexMap<String, String>,
+    /// Files the job wrote that no output pattern matched (kept when a pattern
+    /// matched nothing, to show what the job did write).
+    pub unmatched_outputs: Vec<String>,
+    /// Moderately sensitive outputs that would not be released: path → why.
+    pub level4_excluded_files: IndexMap<String, String>,
 }
 
 impl Job {
@@ -102,7 +107,9 @@ CREATE TABLE IF NOT EXISTS job (
     started_at REAL,
     completed_at REAL,
     exit_code INTEGER,
-    outputs TEXT NOT NULL DEFAULT '{}'
+    outputs TEXT NOT NULL DEFAULT '{}',
+    unmatched_outputs TEXT NOT NULL DEFAULT '[]',
+    level4_excluded_files TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS job_action ON job(action, created_at);
 ";
@@ -175,7 +182,7 @@ impl Record {
                 params![
                     request.id,
                     request.created_at,
-                    serde_json::to_string(&request.requested_actions).unwrap_or_default(),
+                    json(&request.requested_actions),
                     request.force_run_dependencies,
                     request.runner_pid
                 ],
@@ -198,7 +205,7 @@ impl Record {
     pub fn update_job(&self, job: &Job) -> Result<()> {
         self.db
             .execute(
-                "UPDATE job SET state = ?2, status_code = ?3, status_message = ?4, started_at = ?5, completed_at = ?6, exit_code = ?7, outputs = ?8 WHERE id = ?1",
+                "UPDATE job SET state = ?2, status_code = ?3, status_message = ?4, started_at = ?5, completed_at = ?6, exit_code = ?7, outputs = ?8, unmatched_outputs = ?9, level4_excluded_files = ?10 WHERE id = ?1",
                 params![
                     job.id,
                     job.state.as_str(),
@@ -207,7 +214,9 @@ impl Record {
                     job.started_at,
                     job.completed_at,
                     job.exit_code,
-                    serde_json::to_string(&job.outputs).unwrap_or_default()
+                    json(&job.outputs),
+                    json(&job.unmatched_outputs),
+                    json(&job.level4_excluded_files)
                 ],
             )
             .map_err(db_error(&self.path()))?;
@@ -228,11 +237,10 @@ impl Record {
         let path = self.path();
         let select = "SELECT id, created_at, requested_actions, force_run_dependencies, runner_pid FROM job_request";
         let to_request = |r: &rusqlite::Row| -> rusqlite::Result<Request> {
-            let actions: String = r.get(2)?;
             Ok(Request {
                 id: r.get(0)?,
                 created_at: r.get(1)?,
-                requested_actions: serde_json::from_str(&actions).unwrap_or_default(),
+                requested_actions: from_json(r, 2)?,
                 force_run_dependencies: r.get(3)?,
                 runner_pid: r.get(4)?,
             })
@@ -265,11 +273,21 @@ impl Record {
     }
 }
 
-const JOB_COLUMNS: &str = "id, job_request_id, action, run_command, state, status_code, status_message, created_at, started_at, completed_at, exit_code, outputs";
+const JOB_COLUMNS: &str =
+    "id, job_request_id, action, run_command, state, status_code, status_message, created_at, started_at, completed_at, exit_code, outputs, unmatched_outputs, level4_excluded_files";
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("maps and lists of strings serialise")
+}
+
+/// A JSON column read back (an error, not an empty value, if it does not parse).
+fn from_json<T: serde::de::DeserializeOwned>(r: &rusqlite::Row, i: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
 
 fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
     let state: String = r.get(4)?;
-    let outputs: String = r.get(11)?;
     Ok(Job {
         id: r.get(0)?,
         request_id: r.get(1)?,
@@ -282,7 +300,9 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
         started_at: r.get(8)?,
         completed_at: r.get(9)?,
         exit_code: r.get(10)?,
-        outputs: serde_json::from_str(&outputs).unwrap_or_default(),
+        outputs: from_json(r, 11)?,
+        unmatched_outputs: from_json(r, 12)?,
+        level4_excluded_files: from_json(r, 13)?,
     })
 }
 
