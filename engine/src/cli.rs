@@ -624,7 +624,7 @@ fn assure(test_file: &Path, parameters: &[String], front_end: PythonFrontEnd) ->
     let threads = 1;
     let ctx = run::session(threads);
     let providers = prepared
-        .open_tables(Tables::DummyTables(&tables), threads)
+        .open_tables(Tables::TestData(&tables), threads)
         .map_err(|e| err!("{}: test data: {e}", test_file.display()).or_kind(ErrorKind::Definition))?;
     let results = scratch.path().join("results.csv");
     let destination = Destination::File(results.clone(), Format::Csv);

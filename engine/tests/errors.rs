@@ -384,3 +384,81 @@ fn duplicate_patient_in_a_parquet_patient_table() {
     let err = fails(&definition(), data.path());
     assert!(err.contains("patients.parquet: row 3, column 'patient_id': patient 2 appears more than once in patient-level table 'patients'"), "{err}");
 }
+
+/// The core patients table as one batch: ids, sexes (some may be missing).
+fn patients_batch(sexes: Vec<Option<&str>>) -> arrow::array::RecordBatch {
+    use arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let schema = ehrfusion::source::table_arrow_schema(ehrfusion::model::Schema::backend("core").unwrap().table("patients").unwrap());
+    let n = sexes.len();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(1..=n as i64)),
+            Arc::new(Date32Array::from(vec![3000; n])),
+            Arc::new(StringArray::from(sexes)),
+            Arc::new(Date32Array::from(vec![None; n])),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_value_outside_a_columns_categories_in_csv() {
+    let data = data_copy();
+    edit(&data.path().join("patients.csv"), |t| t.replacen(",male,", ",robot,", 1));
+    let err = fails(&definition(), data.path());
+    assert!(
+        err.contains("patients.csv: line 2, column 'sex': 'robot' is not one of the column's categories ('female', 'male', 'intersex', 'unknown')"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_value_in_a_not_null_column_in_csv() {
+    let data = data_copy();
+    edit(&data.path().join("patients.csv"), |t| t.replacen("1959-01-01,male,", "1959-01-01,,", 1));
+    let err = fails(&definition(), data.path());
+    assert!(err.contains("patients.csv: line 2, column 'sex': no value, but the column may not be null"), "{err}");
+}
+
+#[test]
+fn constraints_in_parquet_and_arrow_name_the_row() {
+    for (sexes, wanted) in [
+        (vec![Some("male"), Some("female"), Some("other")], "row 3, column 'sex': 'other' is not one of the column's categories"),
+        (vec![Some("male"), None, Some("female")], "row 2, column 'sex': no value, but the column may not be null"),
+    ] {
+        let batch = patients_batch(sexes);
+        let data = data_copy();
+        std::fs::remove_file(data.path().join("patients.csv")).unwrap();
+        let file = std::fs::File::create(data.path().join("patients.parquet")).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let err = fails(&definition(), data.path());
+        assert!(err.contains(&format!("patients.parquet: {wanted}")), "{err}");
+
+        std::fs::remove_file(data.path().join("patients.parquet")).unwrap();
+        let file = std::fs::File::create(data.path().join("patients.arrow")).unwrap();
+        let mut w = arrow::ipc::writer::FileWriter::try_new(file, &batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        let err = fails(&definition(), data.path());
+        assert!(err.contains(&format!("patients.arrow: {wanted}")), "{err}");
+    }
+}
+
+#[test]
+fn a_not_null_column_that_dummy_tables_lack_reads_as_null() {
+    // As in ehrQL: a column missing from a dummy table is null throughout, unchecked.
+    let data = data_copy();
+    edit(&data.path().join("patients.csv"), |t| t.lines().map(|l| l.splitn(3, ',').take(2).collect::<Vec<_>>().join(",") + "\n").collect());
+    let out = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
+        .args(["generate-dataset"])
+        .arg(definition())
+        .arg("--dummy-tables")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -110,6 +110,13 @@ pub fn read_csv(path: &Path, table: &TableSchema, columns: Columns) -> Result<(R
     Ok((RecordBatch::try_new(table_arrow_schema(table), columns)?, lines))
 }
 
+/// Which of the table's columns the file's header names.
+pub fn present_columns(path: &Path, table: &TableSchema) -> Result<Vec<bool>> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open_maybe_gzip(path)?);
+    let headers = reader.headers().map_err(|e| err!("{}: cannot read the header row: {e}", path.display()))?;
+    Ok(table.columns.iter().map(|c| headers.iter().any(|h| h == c.name)).collect())
+}
+
 fn describe(ty: &ValueType) -> String {
     match ty {
         ValueType::Bool => "bool (T or F)".into(),

@@ -4,6 +4,7 @@
 
 pub mod blocks;
 pub mod builder;
+pub mod constraints;
 pub mod csv;
 pub mod typed;
 
@@ -140,6 +141,9 @@ pub enum Tables<'a> {
     Data(&'a Path),
     /// Dummy tables written earlier: a missing table counts as empty.
     DummyTables(&'a Path),
+    /// An assurance test's data, written as dummy tables: its values are not held to
+    /// the columns' constraints here, as the tests report those themselves.
+    TestData(&'a Path),
     /// No data at all: every table is empty (used by `explain`).
     Empty,
 }
@@ -151,9 +155,10 @@ pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usi
     // writes only the columns a definition uses, and reads missing ones as null.
     let (dir, missing_ok) = match tables {
         Tables::Data(d) => (Some(d), false),
-        Tables::DummyTables(d) => (Some(d), true),
+        Tables::DummyTables(d) | Tables::TestData(d) => (Some(d), true),
         Tables::Empty => (None, true),
     };
+    let check_constraints = !matches!(tables, Tables::TestData(_));
     let columns = if missing_ok { Columns::MissingAreNull } else { Columns::AllRequired };
     let found = match dir {
         Some(d) => discover(d, &model.schema)?,
@@ -162,7 +167,7 @@ pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usi
     for name in used {
         let table = model.schema.table(name)?;
         let provider: Arc<dyn TableProvider> = match found.get(name) {
-            Some(files) => load(table, files, columns, partitions)?,
+            Some(files) => load(table, files, columns, check_constraints, partitions)?,
             None if missing_ok => Arc::new(MemTable::try_new(table_arrow_schema(table), vec![vec![]])?),
             None => bail!(
                 "{}: no file for table '{name}', which the dataset uses (expected {name}.csv, .csv.gz, .parquet, .arrow or .feather)",
@@ -206,7 +211,7 @@ fn table_from_file(path: &Path, table: &TableSchema, partitions: usize) -> Resul
     if !path.is_file() {
         bail!("{}: no such file (table_from_file)", path.display());
     }
-    load(table, &TableFiles { format, files: vec![path.to_path_buf()] }, Columns::Declared, partitions)
+    load(table, &TableFiles { format, files: vec![path.to_path_buf()] }, Columns::Declared, true, partitions)
 }
 
 /// A table given as Arrow batches (e.g. from Python), checked and converted like a file.
@@ -216,15 +221,16 @@ pub fn from_batches(what: &str, table: &TableSchema, batches: Vec<RecordBatch>, 
         None => return Ok(Arc::new(MemTable::try_new(table_arrow_schema(table), vec![vec![]])?)),
     };
     let batches = typed::conform(Path::new(what), &file_schema, batches, table, Columns::AllRequired)?;
+    constraints::check(Path::new(what), table, &batches, &vec![true; table.columns.len()], constraints::Place::Rows { before: 0 })?;
     if table.is_patient_level() {
         check_unique_patients(Path::new(what), table, &batches, None, &mut HashSet::new())?;
     }
     Ok(Arc::new(MemTable::try_new(table_arrow_schema(table), split(batches, partitions))?))
 }
 
-fn load(table: &TableSchema, files: &TableFiles, columns: Columns, partitions: usize) -> Result<Arc<dyn TableProvider>> {
+fn load(table: &TableSchema, files: &TableFiles, columns: Columns, check_constraints: bool, partitions: usize) -> Result<Arc<dyn TableProvider>> {
     if files.format == Format::Parquet {
-        return typed::parquet_table(&files.files, table, columns);
+        return typed::parquet_table(&files.files, table, columns, check_constraints);
     }
     let schema = table_arrow_schema(table);
     let mut batches = Vec::new();
@@ -238,6 +244,17 @@ fn load(table: &TableSchema, files: &TableFiles, columns: Columns, partitions: u
             Format::Parquet => unreachable!("parquet tables are streamed"),
             Format::Arrow => (typed::read_arrow(path, table, columns)?, None),
         };
+        if check_constraints {
+            let present = match files.format {
+                Format::Csv | Format::CsvGz => csv::present_columns(path, table)?,
+                _ => typed::present_columns(path, table)?,
+            };
+            let place = match &lines {
+                Some(lines) => constraints::Place::Lines(lines),
+                None => constraints::Place::Rows { before: 0 },
+            };
+            constraints::check(path, table, &file_batches, &present, place)?;
+        }
         if table.is_patient_level() {
             check_unique_patients(path, table, &file_batches, lines.as_deref(), &mut seen)?;
         }

@@ -17,6 +17,7 @@ use arrow::ipc::reader::{FileReader, StreamReader};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{Columns, table_arrow_schema};
+use super::constraints;
 use crate::error::Result;
 use crate::model::schema::TableSchema;
 use crate::model::types::ValueType;
@@ -25,7 +26,7 @@ use crate::{bail, err};
 /// Check parquet files against a table without reading their rows (their footers
 /// only, and the patient_id column of a patient-level table), and return a table
 /// provider that streams them, reading only the columns and row groups a query needs.
-pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema, columns: Columns) -> Result<Arc<dyn TableProvider>> {
+pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema, columns: Columns, check_constraints: bool) -> Result<Arc<dyn TableProvider>> {
     let mut seen = std::collections::HashSet::new();
     let mut urls = Vec::with_capacity(paths.len());
     for path in paths {
@@ -42,20 +43,32 @@ pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema, columns:
                 bail!("{shown}: column 'patient_id': patient_id must not be null");
             }
         }
-        if table.is_patient_level() {
-            let mask = ProjectionMask::roots(builder.parquet_schema(), [pid_at]);
+        // Constrained columns (categories, not null) are read and checked here, with
+        // patient_id for a patient-level table (each patient once); the large event
+        // tables have none, so their rows are not read before the query.
+        let constrained: Vec<usize> = table
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| check_constraints && indexes[i + 1].is_some() && (c.constraints.not_null || c.constraints.categories.is_some()))
+            .map(|(i, _)| i)
+            .collect();
+        if table.is_patient_level() || !constrained.is_empty() {
+            let roots = std::iter::once(pid_at).chain(constrained.iter().filter_map(|&i| indexes[i + 1]));
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
             let reader = builder.with_projection(mask).build().map_err(|e| err!("{shown}: {e}"))?;
+            let projected = arrow::array::RecordBatchReader::schema(&reader);
+            let mut present = vec![false; table.columns.len()];
+            constrained.iter().for_each(|&i| present[i] = true);
             let mut row = 0usize;
             for batch in reader {
                 let batch = batch.map_err(|e| err!("{shown}: {e}"))?;
-                let ids = cast(batch.column(0), &DataType::Int64)?;
-                let ids = ids.as_any().downcast_ref::<Int64Array>().expect("cast to int64");
+                let batches = conform_from(path, &projected, vec![batch], table, Columns::MissingAreNull, row)?;
+                constraints::check(path, table, &batches, &present, constraints::Place::Rows { before: row })?;
+                let ids = batches[0].column(0).as_any().downcast_ref::<Int64Array>().expect("canonical patient_id");
                 for i in 0..ids.len() {
                     row += 1;
-                    if ids.is_null(i) {
-                        bail!("{shown}: row {row}, column 'patient_id': patient_id must not be null");
-                    }
-                    if !seen.insert(ids.value(i)) {
+                    if table.is_patient_level() && !seen.insert(ids.value(i)) {
                         bail!("{shown}: row {row}, column 'patient_id': patient {} appears more than once in patient-level table '{}'", ids.value(i), table.name);
                     }
                 }
@@ -99,6 +112,17 @@ pub fn read_arrow(path: &Path, table: &TableSchema, columns: Columns) -> Result<
             conform(path, &schema, batches, table, columns)
         }
     }
+}
+
+/// Which of the table's columns an Arrow IPC file has (its schema alone is read).
+pub fn present_columns(path: &Path, table: &TableSchema) -> Result<Vec<bool>> {
+    let shown = path.display();
+    let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
+    let schema = match FileReader::try_new(file, None) {
+        Ok(reader) => reader.schema(),
+        Err(_) => StreamReader::try_new(File::open(path).map_err(|e| err!("{shown}: {e}"))?, None).map_err(|e| err!("{shown}: not an Arrow IPC file: {e}"))?.schema(),
+    };
+    Ok(table.columns.iter().map(|c| schema.field_with_name(&c.name).is_ok()).collect())
 }
 
 /// Whether values of `found` can stand for the column type without losing anything.
@@ -151,11 +175,16 @@ fn check_schema(path: &Path, file_schema: &SchemaRef, table: &TableSchema, colum
 }
 
 pub(super) fn conform(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordBatch>, table: &TableSchema, columns: Columns) -> Result<Vec<RecordBatch>> {
+    conform_from(path, file_schema, batches, table, columns, 0)
+}
+
+/// `conform` for batches that follow `before` rows of the same file (for messages).
+fn conform_from(path: &Path, file_schema: &SchemaRef, batches: Vec<RecordBatch>, table: &TableSchema, columns: Columns, before: usize) -> Result<Vec<RecordBatch>> {
     let shown = path.display();
     let target = table_arrow_schema(table);
     let indexes = check_schema(path, file_schema, table, columns)?;
     let mut out = Vec::with_capacity(batches.len());
-    let mut row = 0usize;
+    let mut row = before;
     for b in batches {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(indexes.len());
         for (field, at) in target.fields().iter().zip(&indexes) {
