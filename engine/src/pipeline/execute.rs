@@ -54,7 +54,7 @@ pub struct Outcome {
     /// Output file → privacy level.
     pub outputs: IndexMap<String, String>,
     /// Moderately sensitive outputs that would not be released, with why.
-    pub excluded: IndexMap<String, String>,
+    pub level4_excluded_files: IndexMap<String, String>,
 }
 
 /// Run `action` in a working copy; its output (stdout and stderr) goes to `log`.
@@ -126,12 +126,12 @@ fn run_in_working_copy(ctx: &Context, action: &Action, inputs: &[String], log: &
         if level == "moderately_sensitive"
             && let Some(why) = level4_problem(&work.join(file), file)
         {
-            outcome.excluded.insert(file.clone(), why);
+            outcome.level4_excluded_files.insert(file.clone(), why);
         }
     }
     outcome.status_code = "succeeded";
     outcome.log_message = Some("Completed successfully".to_string());
-    outcome.message = match outcome.excluded.len() {
+    outcome.message = match outcome.level4_excluded_files.len() {
         0 => "Completed successfully".to_string(),
         n => format!("Completed successfully, but {n} file(s) marked as moderately_sensitive were excluded. See job log for details."),
     };

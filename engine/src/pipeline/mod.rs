@@ -229,7 +229,7 @@ fn finish(job: &mut Job, outcome: &Outcome) {
     job.status_message = outcome.message.clone();
     job.outputs = outcome.outputs.clone();
     job.unmatched_outputs = outcome.unmatched_outputs.clone();
-    job.level4_excluded_files = outcome.excluded.clone();
+    job.level4_excluded_files = outcome.level4_excluded_files.clone();
     job.state = if outcome.status_code == "succeeded" { State::Succeeded } else { State::Failed };
 }
 
@@ -259,9 +259,9 @@ fn summary(jobs: &IndexMap<String, Job>, outcomes: &IndexMap<String, Outcome>, p
         text.push_str(&format!("\n   log file: metadata/{}.log\n   outputs:\n", job.action));
         text.push_str(&record::two_columns(&outcome.outputs, "(no outputs)", 5));
         text.push('\n');
-        if !outcome.excluded.is_empty() {
+        if !outcome.level4_excluded_files.is_empty() {
             text.push_str("   invalid moderately_sensitive outputs:\n");
-            text.push_str(&record::two_columns(&outcome.excluded, "", 5));
+            text.push_str(&record::two_columns(&outcome.level4_excluded_files, "", 5));
             text.push('\n');
         }
         if job.status_code == "nonzero_exit" {

@@ -326,9 +326,9 @@ pub fn log_summary(job_id: &str, request_id: &str, created_at: f64, outcome: &su
     }
     text.push_str("\noutputs:\n");
     text.push_str(&two_columns(&outcome.outputs, "(no outputs)", 2));
-    if !outcome.excluded.is_empty() {
+    if !outcome.level4_excluded_files.is_empty() {
         text.push_str("\n\nInvalid moderately_sensitive outputs:\n");
-        text.push_str(&two_columns(&outcome.excluded, "", 2));
+        text.push_str(&two_columns(&outcome.level4_excluded_files, "", 2));
     }
     text.push('\n');
     text
