@@ -179,6 +179,30 @@ def test_a_failure_fails_its_dependants_and_stops_the_rest_unless_asked_to_conti
     assert (study / "output/independent.csv").exists()
 
 
+def test_extraction_jobs_take_turns_on_the_engine_and_scripts_run_beside_them(tmp_path):
+    project = PROJECT + """\
+  second_dataset:
+    run: ehrql:v1 generate-dataset analysis/dataset_definition.py --output output/second.csv.gz
+    outputs:
+      highly_sensitive:
+        dataset: output/second.csv.gz
+  sleepy:
+    run: python:v2 analysis/sleepy.py
+    outputs:
+      moderately_sensitive:
+        out: output/sleepy.txt
+"""
+    sleepy = "import os, time\ntime.sleep(2)\nos.makedirs('output', exist_ok=True)\nopen('output/sleepy.txt', 'w').write('done')\n"
+    study = make_study(tmp_path, project, {"analysis/sleepy.py": sleepy})
+    run(study, "run", "generate_dataset", "second_dataset", "sleepy", "-j", "3", check=0)
+    with sqlite3.connect(study / "metadata" / "db.sqlite") as db:
+        times = {a: (s, c) for a, s, c in db.execute("SELECT action, started_at, completed_at FROM job")}
+    first, second = sorted([times["generate_dataset"], times["second_dataset"]])
+    assert second[0] >= first[1], "the second extraction started before the first ended"
+    # The script ran beside the first extraction, not after both.
+    assert times["sleepy"][0] < first[1]
+
+
 def test_unmatched_patterns_fail_the_job_and_name_what_it_wrote(tmp_path):
     files = {"analysis/summarise.py": SUMMARISE.replace("output/counts.csv", "output/count.csv")}
     study = make_study(tmp_path, files=files)

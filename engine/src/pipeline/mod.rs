@@ -140,6 +140,10 @@ fn run_jobs(ctx: &Context, record: &Record, console: &Console, planned: &[schedu
     std::thread::scope(|scope| -> Result<()> {
         let (done_tx, done_rx) = mpsc::channel::<(String, Outcome)>();
         let mut running = 0usize;
+        // The engine runs one extraction at a time (each uses every core), so a
+        // second waits for the first before it starts: its runtime is its own, and
+        // its slot can run a script meanwhile.
+        let mut extracting: Option<String> = None;
         loop {
             // Dependencies come before the jobs that need them, so one pass settles
             // every job whose dependency has failed.
@@ -160,7 +164,10 @@ fn run_jobs(ctx: &Context, record: &Record, console: &Console, planned: &[schedu
                     job.state = State::Failed;
                     job.completed_at = Some(record::now());
                     record.update_job(job)?;
-                } else if ready && running < options.jobs.max(1) {
+                } else if ready && running < options.jobs.max(1) && !(ctx.project.actions[&p.action].runs_on_engine() && extracting.is_some()) {
+                    if ctx.project.actions[&p.action].runs_on_engine() {
+                        extracting = Some(p.action.clone());
+                    }
                     job.state = State::Running;
                     (job.status_code, job.status_message) = ("executing".into(), "Executing job on the backend".into());
                     job.started_at = Some(record::now());
@@ -181,6 +188,9 @@ fn run_jobs(ctx: &Context, record: &Record, console: &Console, planned: &[schedu
             }
             let (action, outcome) = done_rx.recv().map_err(|e| err!("a job's thread stopped: {e}"))?;
             running -= 1;
+            if extracting.as_ref() == Some(&action) {
+                extracting = None;
+            }
             let job = jobs.get_mut(&action).expect("running job");
             finish(job, &outcome);
             record.update_job(job)?;

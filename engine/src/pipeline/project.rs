@@ -87,6 +87,12 @@ impl Action {
         self.outputs.iter().flat_map(|(level, named)| named.values().map(move |p| (p.as_str(), level.as_str())))
     }
 
+    /// Whether the action runs on ehrfusion's engine (in this process) rather than as
+    /// a script.
+    pub fn runs_on_engine(&self) -> bool {
+        matches!(self.run.image(), "ehrql" | "databuilder" | "cohortextractor")
+    }
+
     /// Whether the action reads the database (its outputs then come from the engine).
     pub fn is_database_action(&self) -> bool {
         let sub = self.run.args().first().map(String::as_str);
