@@ -9,7 +9,7 @@ import re
 
 _TOKENS = re.compile(
     r"""\s*(?:
-        (?P<comment>--[^\n]*)
+        (?P<comment>--[^\n]*|\#\ [^\n]*|/\*[\s\S]*?\*/)
       | (?P<number>\d+\.\d*|\.\d+|\d+)
       | (?P<string>'[^']*'|"[^"]*")
       | (?P<comparison>>=|<=|!=|<>|=|<|>)

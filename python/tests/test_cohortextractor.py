@@ -617,3 +617,13 @@ def test_expectations_use_the_definitions_own_index_date_for_column_periods(tmp_
     lines = (study / "output" / "input_2021-06-01.csv").read_text().splitlines()
     recent = {line.split(",")[1] for line in lines[1:]} - {""}
     assert recent == {"2020-03"}
+
+
+def test_comments_in_expressions_are_ignored_as_cohort_extractor_ignores_them():
+    # sqlparse, which cohort-extractor parses expressions with, takes `-- `, `# ` and
+    # `/* */` as comments; cohort-extractor 1.90.0 drops all three.
+    from cohortextractor.expressions import tokenize
+
+    plain = tokenize("registered AND age >= 18")
+    for comment in ["-- a comment", "# a comment", "/* a\n comment */"]:
+        assert tokenize(f"registered AND\n{comment}\n age >= 18") == plain

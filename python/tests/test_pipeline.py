@@ -391,23 +391,37 @@ def test_a_killed_run_leaves_its_jobs_failed_and_the_next_run_proceeds(tmp_path)
       moderately_sensitive:
         out: output/slow.txt
 """
-    study = make_study(tmp_path, project, {"analysis/slow.py": "import time\ntime.sleep(120)\n"})
+    slow = "import os, time\nopen('../../script.pid', 'w').write(str(os.getpid()))\ntime.sleep(120)\n"
+    study = make_study(tmp_path, project, {"analysis/slow.py": slow})
+    # The script writes its pid two folders up from its working copy: metadata/.work/COPY.
     runner = subprocess.Popen([BIN, "run", "slow"], cwd=study, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pid_file = study / "metadata" / "script.pid"
     try:
         deadline = time.time() + 60
-        while time.time() < deadline:
-            if (study / "metadata/db.sqlite").exists() and ("slow", "running") in [(a, s) for a, s, *_ in jobs_table(study)]:
-                break
+        while not (pid_file.exists() and pid_file.read_text()):
+            if time.time() > deadline:
+                pytest.fail("the slow job never started")
             time.sleep(0.2)
-        else:
-            pytest.fail("the slow job never started")
-    finally:
-        os.killpg(runner.pid, signal.SIGKILL)
+        # Only the runner is killed: its script must not outlive it.
+        runner.kill()
         runner.wait()
+        script = int(pid_file.read_text())
+        deadline = time.time() + 10
+        while os.path.exists(f"/proc/{script}") and time.time() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{script}") or open(f"/proc/{script}/stat").read().split()[2] == "Z", "the script outlived its runner"
+    finally:
+        try:
+            os.killpg(runner.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert [p.name.split("-")[0] for p in (study / "metadata/.work").iterdir()] == ["slow"]
     result = run(study, "run", "generate_dataset", check=0)
     assert "an earlier run was interrupted" in result.stderr
     assert jobs_table(study)[0] == ("slow", "failed", "internal_error", "Job was interrupted: its runner stopped before it finished")
     assert jobs_table(study)[1][:3] == ("generate_dataset", "succeeded", "succeeded")
+    # The killed run's working copy is cleared by the next run.
+    assert list((study / "metadata/.work").iterdir()) == []
 
 
 def test_the_job_request_page_as_html(tmp_path):

@@ -72,7 +72,10 @@ pub fn run_job(ctx: &Context, action: &Action, inputs: &[String], log: &mut File
 
 fn run_in_working_copy(ctx: &Context, action: &Action, inputs: &[String], log: &mut File, progress: &dyn Fn(&str)) -> Result<Outcome> {
     progress("Preparing your code and workspace files");
-    let copy = tempfile::Builder::new().prefix(&format!("ehrfusion-job-{}-", action.name)).tempdir().map_err(|e| err!("cannot make a working copy: {e}"))?;
+    let copy = tempfile::Builder::new()
+        .prefix(&format!("{}-", action.name))
+        .tempdir_in(work_dir(&ctx.project_dir))
+        .map_err(|e| err!("cannot make a working copy: {e}"))?;
     let work = copy.path();
     let every_output: Vec<glob::Pattern> = ctx.project.actions.values().flat_map(|a| a.patterns().map(|(p, _)| p.to_string())).filter_map(|p| glob::Pattern::new(&p).ok()).collect();
     progress(&format!("Copying in code from {}", ctx.project_dir.display()));
@@ -136,6 +139,12 @@ fn run_in_working_copy(ctx: &Context, action: &Action, inputs: &[String], log: &
         n => format!("Completed successfully, but {n} file(s) marked as moderately_sensitive were excluded. See job log for details."),
     };
     Ok(outcome)
+}
+
+/// Where jobs' working copies are made: `metadata/.work/` (on the project's own
+/// filesystem; a run that is killed leaves its copies there for the next to clear).
+pub fn work_dir(project_dir: &Path) -> PathBuf {
+    project_dir.join("metadata").join(".work")
 }
 
 /// Copy the project's files into the working copy: not `.git`, not `metadata/`, and
@@ -399,14 +408,18 @@ fn script(work: &Path, log: &mut File, program: &str, args: &[String], language:
     let args: Vec<String> = args.iter().map(|a| in_working_copy(a, work)).collect();
     let out = log.try_clone().map_err(|e| err!("job log: {e}"))?;
     let err_out = log.try_clone().map_err(|e| err!("job log: {e}"))?;
-    let status = std::process::Command::new(program)
-        .args(args)
-        .current_dir(work)
-        .env("OPENSAFELY_BACKEND", "expectations")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err_out)
-        .status();
+    let mut command = std::process::Command::new(program);
+    command.args(args).current_dir(work).env("OPENSAFELY_BACKEND", "expectations").stdin(Stdio::null()).stdout(out).stderr(err_out);
+    // The script ends when the runner does (a killed runner must not leave it
+    // writing into a working copy nobody will read).
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel for a signal.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let status = command.status();
     match status {
         Ok(status) => Ok(status.code().map(i64::from).unwrap_or_else(|| 128 + signal_of(&status))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(err!("{language} actions need `{program}` on PATH, and there is none")),

@@ -73,6 +73,12 @@ pub fn run(options: RunOptions, front_end: PythonFrontEnd) -> Result<u8> {
         None => None,
     };
     let _lock = lock_project(&project_dir)?;
+    // Holding the lock, no other run uses the working copies a killed run left.
+    let work = execute::work_dir(&project_dir);
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|e| err!("{}: {e}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work).map_err(|e| err!("{}: {e}", work.display()))?;
     let record = Record::open(&project_dir)?;
     let interrupted = record.recover_interrupted()?;
     if !interrupted.is_empty() {

@@ -182,7 +182,9 @@ impl Project {
         }
         if features.unique_output_path {
             let mut seen = BTreeSet::new();
-            for (pattern, _) in actions.values().flat_map(Action::patterns) {
+            // Levels in the library's order, whatever the file's.
+            let in_library_order = actions.values().flat_map(|a| LEVELS.iter().flat_map(|l| a.outputs.get(*l)).flat_map(|named| named.values()));
+            for pattern in in_library_order {
                 if !seen.insert(pattern) {
                     bail!("Output path {pattern} is not unique");
                 }
@@ -267,7 +269,11 @@ impl Action {
         };
         let needs = match config.get("needs") {
             None | Some(Value::Null) => vec![],
-            Some(Value::Sequence(items)) => items.iter().map(|v| scalar_text(v).ok_or_else(|| err!("`needs` section for action {name} must be a list of action names"))).collect::<Result<_>>()?,
+            // The library crashes on a name that is not a string (`needs: [2017]`).
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| err!("`needs` section for action {name} must list action names as strings, not {}", one_line(&serde_yaml_ng::to_string(v).unwrap_or_default()))))
+                .collect::<Result<_>>()?,
             Some(_) => bail!("`needs` section for action {name} must be a list"),
         };
         let action_config = match config.get("config") {
