@@ -31,7 +31,7 @@ fn convert(dir: &Path, ext: &str, folders: bool) {
     for entry in std::fs::read_dir(repo().join("testdata/data/csv")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        let (batch, _) = read_csv(&path, schema.table(&name).unwrap(), Columns::AllRequired).unwrap();
+        let (batch, _, _) = read_csv(&path, schema.table(&name).unwrap(), Columns::AllRequired).unwrap();
         let parts = if folders {
             std::fs::create_dir_all(dir.join(&name)).unwrap();
             let half = batch.num_rows() / 2;

@@ -48,8 +48,9 @@ pub fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// Read a whole CSV file of one table into a batch with the table's Arrow schema.
-/// Also returns the line of each row, for later error messages (duplicate patients).
-pub fn read_csv(path: &Path, table: &TableSchema, columns: Columns) -> Result<(RecordBatch, Vec<u64>)> {
+/// Also returns the line of each row, for later error messages (duplicate patients),
+/// and which of the table's columns the file has.
+pub fn read_csv(path: &Path, table: &TableSchema, columns: Columns) -> Result<(RecordBatch, Vec<u64>, Vec<bool>)> {
     let shown = path.display();
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open_maybe_gzip(path)?);
     let headers = reader.headers().map_err(|e| err!("{shown}: cannot read the header row: {e}"))?.clone();
@@ -107,14 +108,8 @@ pub fn read_csv(path: &Path, table: &TableSchema, columns: Columns) -> Result<(R
     }
     let mut columns: Vec<ArrayRef> = vec![Arc::new(pids.finish())];
     columns.extend(builders.iter_mut().map(ColumnBuilder::finish));
-    Ok((RecordBatch::try_new(table_arrow_schema(table), columns)?, lines))
-}
-
-/// Which of the table's columns the file's header names.
-pub fn present_columns(path: &Path, table: &TableSchema) -> Result<Vec<bool>> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open_maybe_gzip(path)?);
-    let headers = reader.headers().map_err(|e| err!("{}: cannot read the header row: {e}", path.display()))?;
-    Ok(table.columns.iter().map(|c| headers.iter().any(|h| h == c.name)).collect())
+    let present = at.iter().map(Option::is_some).collect();
+    Ok((RecordBatch::try_new(table_arrow_schema(table), columns)?, lines, present))
 }
 
 fn describe(ty: &ValueType) -> String {

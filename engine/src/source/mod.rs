@@ -236,19 +236,18 @@ fn load(table: &TableSchema, files: &TableFiles, columns: Columns, check_constra
     let mut batches = Vec::new();
     let mut seen: HashSet<i64> = HashSet::new();
     for path in &files.files {
-        let (file_batches, lines) = match files.format {
+        let (file_batches, lines, present) = match files.format {
             Format::Csv | Format::CsvGz => {
-                let (b, lines) = csv::read_csv(path, table, columns)?;
-                (vec![b], Some(lines))
+                let (b, lines, present) = csv::read_csv(path, table, columns)?;
+                (vec![b], Some(lines), present)
             }
             Format::Parquet => unreachable!("parquet tables are streamed"),
-            Format::Arrow => (typed::read_arrow(path, table, columns)?, None),
+            Format::Arrow => {
+                let (batches, present) = typed::read_arrow(path, table, columns)?;
+                (batches, None, present)
+            }
         };
         if check_constraints {
-            let present = match files.format {
-                Format::Csv | Format::CsvGz => csv::present_columns(path, table)?,
-                _ => typed::present_columns(path, table)?,
-            };
             let place = match &lines {
                 Some(lines) => constraints::Place::Lines(lines),
                 None => constraints::Place::Rows { before: 0 },

@@ -94,35 +94,23 @@ pub fn read_parquet(path: &Path, table: &TableSchema, columns: Columns) -> Resul
     conform(path, &file_schema, batches, table, columns)
 }
 
-pub fn read_arrow(path: &Path, table: &TableSchema, columns: Columns) -> Result<Vec<RecordBatch>> {
+/// Read an Arrow IPC file of one table; also says which of the table's columns the
+/// file has (the others read as null where that is allowed).
+pub fn read_arrow(path: &Path, table: &TableSchema, columns: Columns) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
     let shown = path.display();
     let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
     // Feather v2 and .arrow files use the IPC file format; accept the stream format too.
-    match FileReader::try_new(file, None) {
-        Ok(reader) => {
-            let schema = reader.schema();
-            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| err!("{shown}: {e}"))?;
-            conform(path, &schema, batches, table, columns)
-        }
+    let (schema, batches) = match FileReader::try_new(file, None) {
+        Ok(reader) => (reader.schema(), reader.collect::<Result<Vec<_>, _>>()),
         Err(_) => {
             let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
             let reader = StreamReader::try_new(file, None).map_err(|e| err!("{shown}: not an Arrow IPC file: {e}"))?;
-            let schema = reader.schema();
-            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| err!("{shown}: {e}"))?;
-            conform(path, &schema, batches, table, columns)
+            (reader.schema(), reader.collect::<Result<Vec<_>, _>>())
         }
-    }
-}
-
-/// Which of the table's columns an Arrow IPC file has (its schema alone is read).
-pub fn present_columns(path: &Path, table: &TableSchema) -> Result<Vec<bool>> {
-    let shown = path.display();
-    let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
-    let schema = match FileReader::try_new(file, None) {
-        Ok(reader) => reader.schema(),
-        Err(_) => StreamReader::try_new(File::open(path).map_err(|e| err!("{shown}: {e}"))?, None).map_err(|e| err!("{shown}: not an Arrow IPC file: {e}"))?.schema(),
     };
-    Ok(table.columns.iter().map(|c| schema.field_with_name(&c.name).is_ok()).collect())
+    let batches = batches.map_err(|e| err!("{shown}: {e}"))?;
+    let present = table.columns.iter().map(|c| schema.field_with_name(&c.name).is_ok()).collect();
+    Ok((conform(path, &schema, batches, table, columns)?, present))
 }
 
 /// Whether values of `found` can stand for the column type without losing anything.
