@@ -5,7 +5,7 @@ time, peak RSS and each system's time as a ratio to ehrfusion's.
 The measures workloads (`measures`: 60 monthly intervals, `measures-1`: one) run
 `generate-measures` instead, against the reference ehrQL itself (over an Arrow copy
 of the population, with a time limit), hand-written DuckDB and Polars queries and
-the scan floor; the combined outputs are compared as sets of rows.
+the decode floor; the combined outputs are compared as sets of rows.
 
 Run it through `benches/compare`, which builds ehrfusion and sets up the peers.
 """
@@ -31,10 +31,10 @@ sys.path.insert(0, str(HERE))
 import measures_peers  # noqa: E402
 import peers  # noqa: E402
 
-SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "duckdb-per-variable", "duckdb-fused", "duckdb", "polars", "scan-floor"]
+SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "duckdb-per-variable", "duckdb", "polars", "decode-floor"]
 # Which systems run which workloads.
-DATASET_SYSTEMS = ["ehrfusion", "ehrfusion-python", "duckdb-per-variable", "duckdb-fused", "polars", "scan-floor"]
-MEASURES_SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "duckdb", "polars", "scan-floor"]
+DATASET_SYSTEMS = ["ehrfusion", "ehrfusion-python", "duckdb-per-variable", "duckdb", "polars", "decode-floor"]
+MEASURES_SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "duckdb", "polars", "decode-floor"]
 WORKLOADS = list(peers.WORKLOADS) + list(measures_peers.WORKLOADS)
 
 
@@ -115,7 +115,18 @@ def is_measures(workload):
     return workload in measures_peers.WORKLOADS
 
 
+def decode_floor(binary, columns, data, output):
+    """The decode floor: arrow-rs decoding, on two threads, the columns a workload
+    reads (`ehrfusion-decode-floor`, built beside ehrfusion)."""
+    floor = Path(binary).with_name("ehrfusion-decode-floor")
+    files = [f"{Path(data) / table}.parquet:{','.join(cols)}" for table, cols in columns.items()]
+    return [floor, "--threads", "2", "--report", output, *files]
+
+
 def command(system, workload, data, output, binary, args=None):
+    if system == "decode-floor":
+        columns = measures_peers.TABLE_COLUMNS if is_measures(workload) else peers.WORKLOADS[workload].columns()
+        return decode_floor(binary, columns, data, output)
     if is_measures(workload):
         w = measures_peers.WORKLOADS[workload]
         definition = HERE / "workloads" / w["definition"]
@@ -310,7 +321,7 @@ def run(args):
                         report.unlink(missing_ok=True)
                         mask = pc.is_in(reference["interval_start"], value_set=pa.array(starts))
                         row["identical"] = measures_difference(reference.filter(mask), normalised_measures(complete), report) or True
-                elif row["system"] == "scan-floor" or row["seconds"] is None:
+                elif row["system"] == "decode-floor" or row["seconds"] is None:
                     row["identical"] = None
                 elif measures:
                     report = out / f"{row['system']}.differences.txt"

@@ -26,16 +26,7 @@ def measures(system, workload, data, output):
     elif system == "duckdb":
         measures_peers.run_duckdb(data, w["intervals"], output)
     elif system == "polars":
-        os.environ["POLARS_MAX_THREADS"] = "2"  # before Polars is imported
         measures_peers.run_polars(data, w["intervals"], output)
-    elif system == "scan-floor":
-        import pyarrow.dataset as ds
-
-        rows = 0
-        for table, columns in measures_peers.TABLE_COLUMNS.items():
-            for batch in ds.dataset(Path(data) / f"{table}.parquet").to_batches(columns=columns, use_threads=True):
-                rows += batch.num_rows
-        Path(output).write_text(f"{rows}\n")
     else:
         raise SystemExit(f"run_one.py: {system!r} does not run the measures workloads")
 
@@ -56,22 +47,17 @@ def main(system, workload, data, output):
     if system.startswith("duckdb"):
         import duckdb
 
-        sql = peers.duckdb_fused(w, data) if system == "duckdb-fused" else peers.duckdb_per_variable(w, data)
-        duckdb.connect().execute(f"COPY ({sql}) TO '{output}' (FORMAT parquet)")
+        sql = peers.duckdb_expert(w, data) if system == "duckdb" else peers.duckdb_per_variable(w, data)
+        connection = duckdb.connect()
+        connection.execute("SET threads = 2")
+        connection.execute(f"COPY ({sql}) TO '{output}' (FORMAT parquet)")
     elif system == "polars":
-        peers.polars_query(w, data).collect().write_parquet(output)
-    elif system == "scan-floor":
-        import pyarrow.dataset as ds
-
-        rows = 0
-        for table, columns in w.columns().items():
-            for batch in ds.dataset(Path(data) / f"{table}.parquet").to_batches(columns=columns, use_threads=True):
-                rows += batch.num_rows
-        Path(output).write_text(f"{rows}\n")
+        peers.polars_expert(w, data).collect().write_parquet(output)
     else:
         raise SystemExit(f"run_one.py: unknown system {system!r}")
 
 
 if __name__ == "__main__":
+    os.environ["POLARS_MAX_THREADS"] = "2"  # the peers get the two cores ehrfusion gets; set before Polars is imported
     sys.path.insert(0, str(HERE))
     main(*sys.argv[1:])
