@@ -7,6 +7,10 @@ The measures workloads (`measures`: 60 monthly intervals, `measures-1`: one) run
 of the population, with a time limit), hand-written DuckDB and Polars queries and
 the decode floor; the combined outputs are compared as sets of rows.
 
+The reference ehrQL also runs the dataset workloads (`ehrql`: its in-memory engine
+over Arrow copies of the tables; `ehrql-sqlite`: its SQLite query engine over a
+SQLite copy), each copy made once beside the population and not timed.
+
 Run it through `benches/compare`, which builds ehrfusion and sets up the peers.
 """
 import argparse
@@ -31,29 +35,54 @@ sys.path.insert(0, str(HERE))
 import measures_peers  # noqa: E402
 import peers  # noqa: E402
 
-SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "duckdb-per-variable", "duckdb", "polars", "decode-floor"]
+SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "ehrql-sqlite", "duckdb-per-variable", "duckdb", "polars", "decode-floor"]
 # Which systems run which workloads.
-DATASET_SYSTEMS = ["ehrfusion", "ehrfusion-python", "duckdb-per-variable", "duckdb", "polars", "decode-floor"]
+DATASET_SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "ehrql-sqlite", "duckdb-per-variable", "duckdb", "polars", "decode-floor"]
+# The reference ehrQL's engines: run with its own Python, with a time limit.
+REFERENCE_SYSTEMS = ["ehrql", "ehrql-sqlite"]
 MEASURES_SYSTEMS = ["ehrfusion", "ehrfusion-python", "ehrql", "duckdb", "polars", "decode-floor"]
 WORKLOADS = list(peers.WORKLOADS) + list(measures_peers.WORKLOADS)
 
 
-def measure(command, env=None, timeout=None, cwd=None):
+def group_rss_mib(group):
+    """The resident memory (MiB) of the processes in a process group, from /proc."""
+    pages = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # fields from the state on: state, ppid, pgrp, ...
+            pages += int(fields[21])  # rss
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measure(command, env=None, timeout=None, cwd=None, max_rss_mib=None):
     """Wall seconds and peak RSS (MiB) of a command, measured by GNU time: the
     command is its grandchild, so its peak is not inflated by this process's memory
-    (Linux keeps a process's peak RSS across fork and exec). With `timeout`, None
-    once the command has run that long (it is stopped: GNU time and the command are
-    in a process group of their own)."""
+    (Linux keeps a process's peak RSS across fork and exec). With `timeout` or
+    `max_rss_mib`, the command is stopped once it has run that long or its resident
+    memory (polled) grows past that (GNU time and the command are in a process
+    group of their own), and what stopped it is returned as a string."""
     with tempfile.NamedTemporaryFile("r") as report, tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
         proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", report.name, *map(str, command)], env=env, cwd=cwd,
                                 stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-            return None
+        while True:
+            left = None if timeout is None else max(0.0, started + timeout - time.perf_counter())
+            try:
+                proc.wait(timeout=left if max_rss_mib is None else 0.25 if left is None else min(0.25, left))
+                break
+            except subprocess.TimeoutExpired:
+                if left is not None and time.perf_counter() >= started + timeout:
+                    stopped = f"after {timeout:g} s"
+                elif max_rss_mib is not None and group_rss_mib(proc.pid) > max_rss_mib:
+                    stopped = f"at {max_rss_mib:,.0f} MiB"
+                else:
+                    continue
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                return stopped
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
             errors.seek(0)
@@ -82,31 +111,102 @@ def population(binary, patients, cache, seed):
     return out, facts
 
 
-def reference_tables(data):
-    """The tables the measures workloads read, as Arrow files for the reference ehrQL
-    (its --dummy-tables reads csv, csv.gz and arrow, not parquet), with only the
-    columns used (as ehrQL's create-dummy-tables writes them) and strings as plain
-    `string`. Written once beside the population."""
-    out = data.parent / f"{data.name}-arrow"
-    done = data.parent / f"{data.name}-arrow.done"
+def plain_table(data, name, columns):
+    """A parquet table's columns with strings as plain `string`."""
+    table = pq.read_table(data / f"{name}.parquet", columns=columns)
+    plain = []
+    for column in table.columns:
+        t = column.type
+        if pa.types.is_dictionary(t):
+            column, t = column.cast(t.value_type), t.value_type
+        if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            column = column.cast(pa.string())
+        plain.append(column)
+    return pa.table(plain, names=table.column_names)
+
+
+def reference_tables(data, workload=None):
+    """The tables a workload reads, as Arrow files for the reference ehrQL (its
+    --dummy-tables reads csv, csv.gz and arrow, not parquet), with only the columns
+    the workload uses and strings as plain `string`: one copy for the measures
+    workloads (DIR-arrow), one per dataset workload (DIR-arrow-W; ehrQL's file
+    reader takes a column missing from a file as all null, and converts to Python
+    every column a file has that the table's schema names). A file with the same
+    columns in another finished copy is hard-linked. Written once beside the
+    population."""
+    if workload is None or is_measures(workload):
+        out, wanted = data.parent / f"{data.name}-arrow", measures_peers.TABLE_COLUMNS
+    else:
+        out, wanted = data.parent / f"{data.name}-arrow-{workload}", peers.WORKLOADS[workload].columns()
+    done = out.with_name(out.name + ".done")
     if done.exists():
         return out
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     print(f"writing the reference's Arrow copy of the tables into {out} ...", file=sys.stderr, flush=True)
-    for name, columns in measures_peers.TABLE_COLUMNS.items():
-        table = pq.read_table(data / f"{name}.parquet", columns=columns)
-        plain = []
-        for column in table.columns:
-            t = column.type
-            if pa.types.is_dictionary(t):
-                column, t = column.cast(t.value_type), t.value_type
-            if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-                column = column.cast(pa.string())
-            plain.append(column)
-        table = pa.table(plain, names=table.column_names)
-        with pa.ipc.new_file(out / f"{name}.arrow", table.schema) as writer:
-            writer.write_table(table, max_chunksize=64_000)
+    for name, columns in wanted.items():
+        for other in data.parent.glob(f"{data.name}-arrow*/{name}.arrow"):
+            if other.parent.with_name(other.parent.name + ".done").exists() \
+                    and set(pa.ipc.open_file(pa.memory_map(str(other))).schema.names) == set(columns):
+                os.link(other, out / f"{name}.arrow")
+                break
+        else:
+            table = plain_table(data, name, columns)
+            with pa.ipc.new_file(out / f"{name}.arrow", table.schema) as writer:
+                writer.write_table(table, max_chunksize=64_000)
+    done.write_text("")
+    return out
+
+
+def sqlite_tables(data):
+    """The tables the dataset workloads read (the columns any of them uses), as a
+    SQLite database for the reference's SQLite query engine, laid out as ehrQL's own
+    tests lay out theirs: a table per ehrQL table, named as it and its columns are
+    (no backend translates them), dates as ISO text, booleans as 0 and 1;
+    `patients` keyed by `patient_id`, event tables by a `row_id` with `patient_id`
+    not null and no index. Written once beside the population."""
+    out = data.parent / f"{data.name}.sqlite"
+    done = data.parent / f"{data.name}.sqlite.done"
+    if done.exists():
+        return out
+    import sqlite3
+
+    out.unlink(missing_ok=True)
+    print(f"writing the reference's SQLite copy of the tables into {out} ...", file=sys.stderr, flush=True)
+    wanted = {}
+    for w in peers.WORKLOADS.values():
+        for name, columns in w.columns().items():
+            wanted.setdefault(name, {"patient_id"}).update(columns)
+    connection = sqlite3.connect(out)
+    connection.execute("PRAGMA journal_mode = OFF")
+    connection.execute("PRAGMA synchronous = OFF")
+    for name, columns in sorted(wanted.items()):
+        columns = ["patient_id"] + sorted(columns - {"patient_id"})
+        table = plain_table(data, name, columns)
+        declared = []
+        for field in table.schema:
+            t = field.type
+            declared.append(f"{field.name} " + ("INTEGER" if pa.types.is_integer(t) else "FLOAT" if pa.types.is_floating(t)
+                                                else "DATE" if pa.types.is_date(t) else "BOOLEAN" if pa.types.is_boolean(t)
+                                                else "VARCHAR"))
+        if name == "patients":  # the one table with one row per patient
+            declared[0] = "patient_id INTEGER PRIMARY KEY"
+            key = []
+        else:
+            declared[0] = "patient_id INTEGER NOT NULL"
+            key = ["row_id"]
+            declared.insert(0, "row_id INTEGER PRIMARY KEY")
+        connection.execute(f"CREATE TABLE {name} ({', '.join(declared)})")
+        insert = f"INSERT INTO {name} ({', '.join(key + columns)}) VALUES ({', '.join('?' * (len(key) + len(columns)))})"
+        row_id = 0
+        for batch in table.to_batches(max_chunksize=100_000):
+            values = [(c.cast(pa.string()) if pa.types.is_date(c.type) else c).to_pylist() for c in batch.columns]
+            if key:
+                values.insert(0, range(row_id + 1, row_id + 1 + batch.num_rows))
+                row_id += batch.num_rows
+            connection.executemany(insert, zip(*values))
+        connection.commit()
+    connection.close()
     done.write_text("")
     return out
 
@@ -139,6 +239,12 @@ def command(system, workload, data, output, binary, args=None):
         return [sys.executable, HERE / "run_one.py", system, workload, data, output]
     if system == "ehrfusion":
         return [binary, "generate-dataset", HERE / "workloads" / f"{workload}.py", "--data", data, "--output", output]
+    if system == "ehrql":
+        return [args.ehrql_python, "-m", "ehrql", "generate-dataset", HERE / "workloads" / f"{workload}.py",
+                "--dummy-tables", reference_tables(data, workload), "--output", output]
+    if system == "ehrql-sqlite":
+        return [args.ehrql_python, "-m", "ehrql", "generate-dataset", HERE / "workloads" / f"{workload}.py",
+                "--query-engine", "sqlite", "--dsn", f"sqlite:///{sqlite_tables(data)}", "--output", output]
     return [sys.executable, HERE / "run_one.py", system, workload, data, output]
 
 
@@ -210,8 +316,12 @@ def measures_difference(expected, got, report):
 
 def normalised(path):
     """The dataset as plain types (ehrfusion narrows integers and dictionary-encodes
-    categories in parquet), sorted by patient."""
-    table = pq.read_table(path)
+    categories in parquet, ehrQL in Arrow), sorted by patient."""
+    if Path(path).suffix == ".arrow":  # the reference ehrQL writes csv or arrow, not parquet
+        with pa.memory_map(str(path)) as source:
+            table = pa.ipc.open_file(source).read_all()
+    else:
+        table = pq.read_table(path)
     columns = []
     for field, column in zip(table.schema, table.columns):
         t = field.type
@@ -263,36 +373,46 @@ def run(args):
             measures = is_measures(workload)
             applicable = MEASURES_SYSTEMS if measures else DATASET_SYSTEMS
             systems = [s for s in args.systems if s in applicable]
-            if measures and "ehrql" in systems and not Path(args.ehrql_python).exists():
-                print(f"  {workload:10} ehrql: no reference ehrQL at {args.ehrql_python} (--ehrql-python); skipped", file=sys.stderr)
-                systems.remove("ehrql")
+            for system in [s for s in systems if s in REFERENCE_SYSTEMS]:
+                if not Path(args.ehrql_python).exists():
+                    print(f"  {workload:10} {system}: no reference ehrQL at {args.ehrql_python} (--ehrql-python); skipped", file=sys.stderr)
+                    systems.remove(system)
             rows = []
             for system in systems:
-                output = out / f"{system}.{'csv' if measures else 'parquet'}"
+                reference_output = system in REFERENCE_SYSTEMS and not measures
+                output = out / f"{system}.{'csv' if measures else 'arrow' if reference_output else 'parquet'}"
                 output.unlink(missing_ok=True)
                 env = args.env
-                timeout = None
-                if system == "ehrql":
+                timeout = max_rss = None
+                if system in REFERENCE_SYSTEMS:
                     # The reference must import its own ehrql, not ehrfusion's drop-in.
                     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
                     env["PYTHONHASHSEED"] = "0"
-                    timeout = args.ehrql_timeout
-                    reference_tables(data)  # the Arrow copy is written before timing starts
+                    timeout, max_rss = args.ehrql_timeout, args.ehrql_max_rss
+                    # The copies of the tables are written before timing starts.
+                    if system == "ehrql-sqlite":
+                        sqlite_tables(data)
+                    else:
+                        reference_tables(data, workload)
                 times = []
-                for _ in range(args.ehrql_repeat if system == "ehrql" else args.repeat):
-                    timed = measure(command(system, workload, data, output, binary, args), env=env, timeout=timeout)
-                    if timed is None:
+                for _ in range(args.ehrql_repeat if system in REFERENCE_SYSTEMS else args.repeat):
+                    timed = measure(command(system, workload, data, output, binary, args), env=env, timeout=timeout,
+                                    max_rss_mib=max_rss)
+                    if isinstance(timed, str):
                         break
                     times.append(timed)
                 if not times:
                     # ehrQL writes measures as it computes them, interval by
-                    # interval: what it finished is still checked.
-                    partial = out / f"{system}.partial.csv"
+                    # interval: what it finished is still checked. A dataset is
+                    # written at the end: nothing to check.
+                    partial = out / f"{system}.partial.{'csv' if measures else 'arrow'}"
                     partial.unlink(missing_ok=True)
-                    if output.exists():
+                    if output.exists() and measures:
                         output.rename(partial)
-                    rows.append({"system": system, "seconds": None, "peak_rss_mib": None, "output": partial, "timed_out": timeout})
-                    print(f"  {workload:10} {system:20} stopped after {timeout} s", file=sys.stderr, flush=True)
+                    output.unlink(missing_ok=True)
+                    rows.append({"system": system, "seconds": None, "peak_rss_mib": None, "output": partial,
+                                 "timed_out": timeout if timed.startswith("after") else None, "stopped": timed})
+                    print(f"  {workload:10} {system:20} stopped {timed}", file=sys.stderr, flush=True)
                     continue
                 seconds, rss = min(times)
                 rows.append({"system": system, "seconds": round(seconds, 3), "peak_rss_mib": round(rss), "output": output})
@@ -300,13 +420,13 @@ def run(args):
             # Systems not run this time keep their last figures (and are checked
             # again against this run's dataset), so one system can be rerun alone.
             for kept in previous.get(workload, {}).get("systems", []):
-                if kept["system"] not in systems and (Path(kept["output"]).exists() or kept.get("timed_out")):
+                if kept["system"] not in systems and (Path(kept["output"]).exists() or kept.get("timed_out") or kept.get("stopped")):
                     rows.append(dict(kept, output=Path(kept["output"]), rerun=False))
             rows.sort(key=lambda r: SYSTEMS.index(r["system"]))
-            # Measures are checked against the reference ehrQL where it finished,
-            # else against ehrfusion; datasets against ehrfusion.
+            # Checked against the reference ehrQL (its in-memory engine) where it
+            # finished, else against ehrfusion.
             finished = [r for r in rows if r["seconds"] is not None]
-            base_row = next((r for r in finished if r["system"] == "ehrql"), rows[0]) if measures else rows[0]
+            base_row = next((r for r in finished if r["system"] == "ehrql"), rows[0])
             if measures:
                 reference = normalised_measures(base_row["output"])
             else:
@@ -358,16 +478,19 @@ def table(result):
         if r["seconds"] is None:
             checked = r.get("intervals_checked", 0)
             if r["identical"] is None:
-                same = "not compared (no interval finished)"
+                same = "not compared (no interval finished)" if "intervals" in result else "not compared (no dataset written)"
             else:
                 same = (f"first {checked} of {result['intervals']} intervals: "
                         + ("yes" if r["identical"] is True else f"NO: {r['identical']}"))
-            lines.append(f"| {name} | > {r['timed_out']:g} (stopped) | | | {same} |")
+            if r.get("timed_out"):
+                lines.append(f"| {name} | > {r['timed_out']:g} (stopped) | | | {same} |")
+            else:
+                lines.append(f"| {name} | (stopped {r['stopped']}) | > {r['stopped'].split()[1]} | | {same} |")
             continue
         if r["identical"] is None:
             same = "n/a (reads only)"
         elif r["identical"] is True:
-            same = "reference" if r["system"] == result.get("checked_against") and "intervals" in result else "yes"
+            same = "reference" if r["system"] == result.get("checked_against") == "ehrql" else "yes"
         else:
             same = f"NO: {r['identical']}"
         lines.append(f"| {name} | {r['seconds']:.2f} | {r['peak_rss_mib']:,} | {r['ratio']:.2f} | {same} |")
@@ -427,8 +550,11 @@ def main():
     parser.add_argument("--cache", default=Path.home() / ".cache" / "ehrfusion-bench")
     parser.add_argument("--results", default=HERE / "results", type=Path)
     parser.add_argument("--ehrql-python", default="/work/ref/venv/bin/python",
-                        help="a Python with the reference ehrQL importable, for the measures workloads")
+                        help="a Python with the reference ehrQL importable (systems ehrql and ehrql-sqlite)")
     parser.add_argument("--ehrql-timeout", type=float, default=600, help="seconds before a reference ehrQL run is stopped")
+    parser.add_argument("--ehrql-max-rss", type=float, default=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 2 / 3,
+                        help="MiB of resident memory at which a reference ehrQL run is stopped (default two thirds of the "
+                             "machine's; its in-memory engine holds every row as Python objects)")
     parser.add_argument("--ehrql-repeat", type=int, default=1, help="runs of the reference ehrQL (minutes each); the fastest counts")
     parser.add_argument("--plot-only", action="store_true", help="only redraw the plot from the saved results")
     args = parser.parse_args()
