@@ -420,7 +420,8 @@ def run(args):
             # Systems not run this time keep their last figures (and are checked
             # again against this run's dataset), so one system can be rerun alone.
             for kept in previous.get(workload, {}).get("systems", []):
-                if kept["system"] not in systems and (Path(kept["output"]).exists() or kept.get("timed_out") or kept.get("stopped")):
+                # (Systems since retired, such as the old fused DuckDB, are dropped.)
+                if kept["system"] in SYSTEMS and kept["system"] not in systems and (Path(kept["output"]).exists() or kept.get("timed_out") or kept.get("stopped")):
                     rows.append(dict(kept, output=Path(kept["output"]), rerun=False))
             rows.sort(key=lambda r: SYSTEMS.index(r["system"]))
             # Checked against the reference ehrQL (its in-memory engine) where it

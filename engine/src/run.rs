@@ -112,6 +112,26 @@ pub async fn collect_with_metrics(ctx: &SessionContext, plan: datafusion::logica
     Ok(batches)
 }
 
+/// Stream a plan's rows into `sink`; with `EHRFUSION_METRICS` set, the executed
+/// plan with each operator's metrics goes to standard error once the stream ends.
+async fn stream_with_metrics(
+    ctx: &SessionContext,
+    plan: datafusion::logical_expr::LogicalPlan,
+    what: &str,
+    mut sink: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let physical = ctx.state().create_physical_plan(&plan).await?;
+    let mut rows = datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())?;
+    while let Some(batch) = rows.next().await {
+        sink(batch?)?;
+    }
+    if std::env::var_os("EHRFUSION_METRICS").is_some() {
+        let shown = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(true);
+        eprintln!("== {what}: executed plan with metrics ==\n{shown}");
+    }
+    Ok(())
+}
+
 /// The rows of one output table.
 pub struct TableResult {
     pub name: String,
@@ -170,22 +190,18 @@ async fn each_block(
     for range in blocks {
         let mut planner = Planner::new(&prepared.analysis, providers).for_patients(*range).all_tables_patients(prepared.patients_from_all_tables);
         planner.materialise_stages(ctx).await?;
-        let mut rows = ctx.execute_logical_plan(planner.dataset_plan()?).await?.execute_stream().await?;
         let mut ids = Vec::new();
-        while let Some(batch) = rows.next().await {
-            let batch = batch?;
+        stream_with_metrics(ctx, planner.dataset_plan()?, "the dataset", |batch| {
             if !event_tables.is_empty() {
                 ids.push(batch.project(&[0])?);
             }
-            sink(0, batch)?;
-        }
+            sink(0, batch)
+        })
+        .await?;
         if !event_tables.is_empty() {
             let population = population_table(&ids)?;
             for (i, t) in event_tables.iter().enumerate() {
-                let mut rows = ctx.execute_logical_plan(planner.event_table_plan(t, &population)?).await?.execute_stream().await?;
-                while let Some(batch) = rows.next().await {
-                    sink(i + 1, batch?)?;
-                }
+                stream_with_metrics(ctx, planner.event_table_plan(t, &population)?, &format!("event table {}", t.name), |batch| sink(i + 1, batch)).await?;
             }
         }
         progress.inc(1);

@@ -50,7 +50,7 @@ pub fn rewrite(exprs: Vec<Expr>) -> DFResult<(Vec<Expr>, Vec<Expr>)> {
             let mut map = CodeMap::default();
             for (bit, codes) in chunk.iter().enumerate() {
                 for code in codes {
-                    *map.entry(code.as_str().into()).or_default() |= 1 << bit;
+                    map.add(code, 1 << bit);
                 }
                 bits.insert((column.clone(), codes.clone()), (name.clone(), 1 << bit));
             }
@@ -78,23 +78,50 @@ pub fn rewrite(exprs: Vec<Expr>) -> DFResult<(Vec<Expr>, Vec<Expr>)> {
 /// Alternatives that are all bit tests of one mask, `(mask & b) != 0`, as one test
 /// of the union of their bits; other alternatives are returned unchanged.
 pub fn merge_bit_tests(alternatives: Vec<Expr>) -> Vec<Expr> {
-    let bit_test = |e: &Expr| -> Option<(String, u64)> {
-        let Expr::BinaryExpr(ne) = e else { return None };
-        let (Expr::BinaryExpr(and), Expr::Literal(ScalarValue::UInt64(Some(0)), _)) = (ne.left.as_ref(), ne.right.as_ref()) else { return None };
-        match (ne.op, and.op, and.left.as_ref(), and.right.as_ref()) {
-            (Operator::NotEq, Operator::BitwiseAnd, Expr::Column(c), Expr::Literal(ScalarValue::UInt64(Some(b)), _)) if c.name.starts_with("__codes_") => {
-                Some((c.name.clone(), *b))
-            }
-            _ => None,
-        }
-    };
     let tests: Option<Vec<(String, u64)>> = alternatives.iter().map(bit_test).collect();
     match tests {
         Some(tests) if tests.len() > 1 && tests.iter().all(|(m, _)| *m == tests[0].0) => {
             let bits = tests.iter().fold(0u64, |acc, (_, b)| acc | b);
-            vec![binary_expr(binary_expr(col(tests[0].0.as_str()), Operator::BitwiseAnd, lit(bits)), Operator::NotEq, lit(0u64))]
+            vec![test_bits(&tests[0].0, bits)]
         }
         _ => alternatives,
+    }
+}
+
+/// For alternatives that are each a conjunction (given as its conjuncts), one test
+/// that every alternative implies, when each has a bit test of the same mask among
+/// its conjuncts: the test of the union of those bits. ANDed before the
+/// alternatives, it lets a scan decide most rows from the code column alone.
+pub fn implied_bit_test(alternatives: &[Vec<Expr>]) -> Option<Expr> {
+    let mut mask: Option<String> = None;
+    let mut bits = 0u64;
+    for conjuncts in alternatives {
+        let (m, b) = conjuncts.iter().filter_map(bit_test).find(|(m, _)| mask.as_ref().is_none_or(|want| want == m))?;
+        bits |= b;
+        mask = Some(m);
+    }
+    Some(test_bits(&mask?, bits))
+}
+
+/// Whether `e` is a test of bits of a codelist mask.
+pub fn is_bit_test(e: &Expr) -> bool {
+    bit_test(e).is_some()
+}
+
+/// `(mask & bits) != 0`.
+fn test_bits(mask: &str, bits: u64) -> Expr {
+    binary_expr(binary_expr(col(mask), Operator::BitwiseAnd, lit(bits)), Operator::NotEq, lit(0u64))
+}
+
+/// A test of bits of a codelist mask, `(mask & bits) != 0`, as (mask, bits).
+fn bit_test(e: &Expr) -> Option<(String, u64)> {
+    let Expr::BinaryExpr(ne) = e else { return None };
+    let (Expr::BinaryExpr(and), Expr::Literal(ScalarValue::UInt64(Some(0)), _)) = (ne.left.as_ref(), ne.right.as_ref()) else { return None };
+    match (ne.op, and.op, and.left.as_ref(), and.right.as_ref()) {
+        (Operator::NotEq, Operator::BitwiseAnd, Expr::Column(c), Expr::Literal(ScalarValue::UInt64(Some(b)), _)) if c.name.starts_with("__codes_") => {
+            Some((c.name.clone(), *b))
+        }
+        _ => None,
     }
 }
 
@@ -114,9 +141,105 @@ fn codelist_test(e: &Expr) -> Option<(String, Vec<String>)> {
     Some((c.name.clone(), codes))
 }
 
-/// Code -> mask of the codelists holding it. Looked up once per row, so hashed with
-/// a fast hash rather than the default SipHash.
-type CodeMap = HashMap<Box<str>, u64, ahash::RandomState>;
+/// Code -> mask of the codelists holding it. Looked up once per row of a large
+/// table, so short codes (all SNOMED CT, dm+d, CTV3 and ICD-10 codes of up to 15
+/// bytes) are looked up as one 128-bit integer holding their bytes and length:
+/// hashing and comparing it costs a few instructions, where a string key costs a
+/// string hash and a memcmp.
+///
+/// Most rows hold none of the codes, so a short code is first looked up in a
+/// bitset of 2^16 bits (8 KiB, in the L1 cache) indexed by a hash of its key, in
+/// which the map's codes set their bit: a clear bit answers "none" with one load.
+#[derive(Debug)]
+struct CodeMap {
+    short: HashMap<u128, u64, ahash::RandomState>,
+    long: HashMap<Box<str>, u64, ahash::RandomState>,
+    seen: Box<[u64; SEEN_WORDS]>,
+}
+
+const SEEN_BITS: u32 = 16;
+const SEEN_WORDS: usize = (1 << SEEN_BITS) / 64;
+
+impl Default for CodeMap {
+    fn default() -> Self {
+        CodeMap { short: HashMap::default(), long: HashMap::default(), seen: Box::new([0; SEEN_WORDS]) }
+    }
+}
+
+impl CodeMap {
+    fn add(&mut self, code: &str, bit: u64) {
+        match short_key(code) {
+            Some(key) => {
+                let at = seen_index(key);
+                self.seen[at / 64] |= 1 << (at % 64);
+                *self.short.entry(key).or_default() |= bit
+            }
+            None => *self.long.entry(code.into()).or_default() |= bit,
+        }
+    }
+
+    #[inline]
+    fn get(&self, code: &str) -> u64 {
+        match short_key(code) {
+            Some(key) => self.get_short(key),
+            None => self.long.get(code).copied().unwrap_or(0),
+        }
+    }
+
+    #[inline]
+    fn get_short(&self, key: u128) -> u64 {
+        let at = seen_index(key);
+        if self.seen[at / 64] & (1 << (at % 64)) == 0 {
+            return 0;
+        }
+        self.short.get(&key).copied().unwrap_or(0)
+    }
+
+    /// The masks of a string array's codes. Where 16 bytes can be read from a
+    /// code's start within the array's value buffer, its key is one unaligned load,
+    /// masked to its length (copying a code into a key byte by byte stalls the load
+    /// that reads the key back).
+    fn masks_of<O: OffsetSizeTrait>(&self, codes: &GenericStringArray<O>) -> Vec<u64> {
+        let data = codes.value_data();
+        let offsets = codes.value_offsets();
+        let mut out = Vec::with_capacity(codes.len());
+        for pair in offsets.windows(2) {
+            let (start, end) = (pair[0].as_usize(), pair[1].as_usize());
+            let len = end - start;
+            let mask = match data.get(start..start + 16) {
+                Some(raw) if len <= 15 => {
+                    let raw = u128::from_le_bytes(raw.try_into().expect("16 bytes"));
+                    self.get_short((raw & ((1u128 << (len * 8)) - 1)) | ((len as u128) << 120))
+                }
+                // A string array's values are UTF-8 by construction.
+                _ => self.get(std::str::from_utf8(&data[start..end]).unwrap_or_default()),
+            };
+            out.push(mask);
+        }
+        out
+    }
+}
+
+/// The bit of a short key in `CodeMap::seen`: a multiplicative hash of its halves.
+#[inline]
+fn seen_index(key: u128) -> usize {
+    let folded = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
+    (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SEEN_BITS)) as usize
+}
+
+/// A code of up to 15 bytes as one integer: its bytes, then its length in the last
+/// byte (so "1" and "1\0" differ).
+#[inline]
+fn short_key(code: &str) -> Option<u128> {
+    let bytes = code.as_bytes();
+    if bytes.len() > 15 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    key[..bytes.len()].copy_from_slice(bytes);
+    key[15] = bytes.len() as u8;
+    Some(u128::from_le_bytes(key))
+}
 
 /// Maps each code to the mask of the codelists that hold it (null for a null code).
 #[derive(Debug)]
@@ -152,8 +275,8 @@ impl ScalarUDFImpl for CodeMask {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
         let codes = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
         let masks = match codes.data_type() {
-            DataType::Utf8 => self.masks(codes.as_string::<i32>()),
-            DataType::LargeUtf8 => self.masks(codes.as_string::<i64>()),
+            DataType::Utf8 => UInt64Array::new(self.map.masks_of(codes.as_string::<i32>()).into(), codes.nulls().cloned()),
+            DataType::LargeUtf8 => UInt64Array::new(self.map.masks_of(codes.as_string::<i64>()).into(), codes.nulls().cloned()),
             DataType::Utf8View => self.masks(codes.as_string_view()),
             DataType::Dictionary(_, _) => self.masks(arrow::compute::cast(&codes, &DataType::Utf8)?.as_string::<i32>()),
             other => return exec_err!("{}: expected codes as strings, got {other}", self.name),
@@ -167,8 +290,47 @@ impl CodeMask {
     fn masks<'a>(&self, codes: impl StringArrayType<'a>) -> UInt64Array {
         let mut out = Vec::with_capacity(codes.len());
         for i in 0..codes.len() {
-            out.push(self.map.get(codes.value(i)).copied().unwrap_or(0));
+            out.push(self.map.get(codes.value(i)));
         }
         UInt64Array::new(out.into(), codes.nulls().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_map_finds_short_and_long_codes_and_only_them() {
+        let mut map = CodeMap::default();
+        map.add("693447796", 1);
+        map.add("1", 2);
+        map.add("999999999999999", 4); // 15 bytes: the longest short key
+        map.add("1234567890123456", 8); // 16 bytes: looked up as a string
+        map.add("693447796", 16);
+        assert_eq!(map.get("693447796"), 17);
+        assert_eq!(map.get("1"), 2);
+        assert_eq!(map.get("999999999999999"), 4);
+        assert_eq!(map.get("1234567890123456"), 8);
+        // Prefixes, extensions and padding are other codes.
+        for other in ["", "69344779", "6934477960", "1\0", "12345678901234567", "123456789012345"] {
+            assert_eq!(map.get(other), 0, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn masks_of_an_array_agree_with_lookups_one_by_one() {
+        let mut map = CodeMap::default();
+        for (i, code) in ["693447796", "1", "999999999999999", "1234567890123456", "X40J4"].iter().enumerate() {
+            map.add(code, 1 << i);
+        }
+        // Codes near the end of the value buffer cannot be read 16 bytes at a time.
+        let codes = ["6934477960", "693447796", "", "X40J4", "1234567890123456", "12345678901234567", "999999999999999", "x", "1"];
+        let array = StringArray::from(codes.to_vec());
+        let expected: Vec<u64> = codes.iter().map(|c| map.get(c)).collect();
+        assert_eq!(map.masks_of(&array), expected);
+        assert_eq!(expected, vec![0, 1, 0, 16, 8, 0, 4, 0, 2]);
+        let sliced = array.slice(1, 3);
+        assert_eq!(map.masks_of(&sliced), vec![1, 0, 16]);
     }
 }

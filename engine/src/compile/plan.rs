@@ -16,7 +16,7 @@ use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::logical_expr::utils::split_conjunction;
 use arrow::datatypes::DataType;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, col, lit, when};
+use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, col, lit, when};
 use datafusion::prelude::SessionContext;
 
 use super::analyze::{Analysis, EventTable, Source, SourceKind};
@@ -677,8 +677,103 @@ fn own_filter(aggs: &[Expr], own: impl Fn(&str) -> bool) -> Option<Expr> {
 
 fn any_of(filters: Vec<Vec<Expr>>) -> Option<Expr> {
     let common: Vec<Expr> = filters[0].iter().filter(|c| filters.iter().all(|f| f.contains(c))).cloned().collect();
-    let rest: Vec<Option<Expr>> = filters.iter().map(|f| f.iter().filter(|c| !common.contains(c)).cloned().reduce(Expr::and)).collect();
+    let rest: Vec<Vec<Expr>> = filters.iter().map(|f| f.iter().filter(|c| !common.contains(c)).cloned().collect()).collect();
     // A filter with nothing beyond the shared conditions keeps every row they keep.
-    let rest = rest.into_iter().collect::<Option<Vec<Expr>>>().map(|r| codesets::merge_bit_tests(r).into_iter().reduce(Expr::or));
-    common.into_iter().chain(rest.flatten()).reduce(Expr::and).or(Some(lit(true)))
+    if rest.iter().any(|r| r.is_empty()) {
+        return common.into_iter().reduce(Expr::and).or(Some(lit(true)));
+    }
+    // When every filter tests codelists of one mask among other conditions, the
+    // union of those codelists is a condition of its own, tested first: a scan
+    // then decodes the rest of the row only for rows with a code of interest.
+    let implied = rest.iter().any(|r| r.len() > 1).then(|| codesets::implied_bit_test(&rest)).flatten();
+    let alternatives = match merge_date_ranges(&rest) {
+        Some(ranges) => ranges.into_iter().reduce(Expr::or),
+        None => {
+            let alternatives: Vec<Expr> = rest.into_iter().map(|r| r.into_iter().reduce(Expr::and).expect("not empty")).collect();
+            codesets::merge_bit_tests(alternatives).into_iter().reduce(Expr::or)
+        }
+    };
+    // Codelist tests first: a scan evaluates the conjuncts in this order, each on
+    // the rows the ones before kept, and a codelist keeps far fewer rows than a
+    // date range does.
+    let (codes, others): (Vec<Expr>, Vec<Expr>) = common.into_iter().chain(implied).chain(alternatives).partition(codesets::is_bit_test);
+    codes.into_iter().chain(others).reduce(Expr::and).or(Some(lit(true)))
+}
+
+/// Alternatives that are each a date range of one column, `x >= a AND x <= b` (as
+/// conjuncts), as the fewest ranges covering the same days: a dataset with a value
+/// per month asks for 24 adjacent months, which are one range of two years, tested
+/// with two comparisons per row instead of 48.
+fn merge_date_ranges(alternatives: &[Vec<Expr>]) -> Option<Vec<Expr>> {
+    use datafusion::common::ScalarValue;
+    let bound = |e: &Expr| -> Option<(Column, Operator, i32)> {
+        let Expr::BinaryExpr(b) = e else { return None };
+        match (b.left.as_ref(), b.right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(ScalarValue::Date32(Some(d)), _)) => Some((c.clone(), b.op, *d)),
+            _ => None,
+        }
+    };
+    let mut column: Option<Column> = None;
+    let mut ranges = Vec::with_capacity(alternatives.len());
+    for conjuncts in alternatives {
+        let [a, b] = conjuncts.as_slice() else { return None };
+        let (ca, oa, da) = bound(a)?;
+        let (cb, ob, db) = bound(b)?;
+        let (lo, hi) = match (oa, ob) {
+            (Operator::GtEq, Operator::LtEq) => (da, db),
+            (Operator::LtEq, Operator::GtEq) => (db, da),
+            _ => return None,
+        };
+        if ca != cb || column.as_ref().is_some_and(|c| *c != ca) {
+            return None;
+        }
+        column = Some(ca);
+        ranges.push((lo, hi));
+    }
+    let column = column?;
+    ranges.sort();
+    let mut merged: Vec<(i32, i32)> = Vec::new();
+    for (lo, hi) in ranges {
+        match merged.last_mut() {
+            // Overlapping or adjacent (the next day) ranges are one range.
+            Some(last) if i64::from(lo) <= i64::from(last.1) + 1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    let day = |d: i32| lit(ScalarValue::Date32(Some(d)));
+    Some(merged.into_iter().map(|(lo, hi)| Expr::Column(column.clone()).gt_eq(day(lo)).and(Expr::Column(column.clone()).lt_eq(day(hi)))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::common::ScalarValue;
+
+    fn day(d: i32) -> Expr {
+        lit(ScalarValue::Date32(Some(d)))
+    }
+
+    fn range(lo: i32, hi: i32) -> Vec<Expr> {
+        vec![col("date").gt_eq(day(lo)), col("date").lt_eq(day(hi))]
+    }
+
+    #[test]
+    fn adjacent_and_overlapping_date_ranges_merge_and_gaps_stay() {
+        // Days 0-30 and 31-58 touch, 50-70 overlaps them; 80-90 is apart.
+        let merged = merge_date_ranges(&[range(31, 58), range(80, 90), range(0, 30), range(50, 70)]).unwrap();
+        let expected = vec![
+            col("date").gt_eq(day(0)).and(col("date").lt_eq(day(70))),
+            col("date").gt_eq(day(80)).and(col("date").lt_eq(day(90))),
+        ];
+        assert_eq!(merged, expected);
+    }
+
+    #[test]
+    fn only_ranges_of_one_column_merge() {
+        let other = vec![col("start_date").gt_eq(day(0)), col("start_date").lt_eq(day(9))];
+        assert_eq!(merge_date_ranges(&[range(0, 9), other]), None);
+        assert_eq!(merge_date_ranges(&[range(0, 9), vec![col("date").gt_eq(day(3))]]), None);
+        let strict = vec![col("date").gt(day(0)), col("date").lt_eq(day(9))];
+        assert_eq!(merge_date_ranges(&[strict]), None);
+    }
 }
