@@ -16,6 +16,7 @@ patient order). CPU seconds summed over both threads; what is left of
 cores x wall is Python start-up, planning, stage materialisation and the writer.
 """
 import argparse
+import os
 import re
 import subprocess
 import tempfile
@@ -48,7 +49,7 @@ def profile(binary, data, workload):
         out = subprocess.run(
             ["/usr/bin/time", "-f", "%e %U %S", "-o", timing, binary, "generate-dataset", HERE / "workloads" / f"{workload}.py",
              "--data", data, "--output", Path(tmp) / "out.parquet"],
-            env={"EHRFUSION_METRICS": "1", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True,
+            env={**os.environ, "EHRFUSION_METRICS": "1"}, capture_output=True, text=True, check=True,
         )
         wall, user, system = map(float, timing.read_text().split()[-3:])
     phases = dict.fromkeys(ORDER, 0.0)
