@@ -196,12 +196,15 @@ impl<'a> Planner<'a> {
 
     /// Scan an event table, joined to the values of earlier stages when it needs them.
     fn event_rows(&self, table: &str, stage: usize) -> Result<LogicalPlanBuilder> {
-        self.with_stage(self.table_rows(table)?, stage, &[])
+        self.with_stage(self.table_rows(table)?, stage, &[], false)
     }
 
     /// Rows joined to the earlier stages' values, with `computed` (expressions of
-    /// those values alone) computed on the values' side, once per patient.
-    fn with_stage(&self, b: LogicalPlanBuilder, stage: usize, computed: &[Expr]) -> Result<LogicalPlanBuilder> {
+    /// those values alone) computed on the values' side, once per patient. With
+    /// `inner`, rows of patients without values are dropped (no value could use
+    /// them), and the join can test the values' conditions on each candidate pair
+    /// before building its output.
+    fn with_stage(&self, b: LogicalPlanBuilder, stage: usize, computed: &[Expr], inner: bool) -> Result<LogicalPlanBuilder> {
         if stage == 0 {
             return Ok(b);
         }
@@ -220,7 +223,38 @@ impl<'a> Planner<'a> {
             values = values.project(keep)?;
         }
         let values = values.build()?;
-        Ok(b.join(values, JoinType::Left, (vec![Column::from_name("patient_id")], vec![Column::from_name(PID)]), None)?)
+        let how = if inner { JoinType::Inner } else { JoinType::Left };
+        Ok(b.join(values, how, (vec![Column::from_name("patient_id")], vec![Column::from_name(PID)]), None)?)
+    }
+
+    /// Whether no row of a patient without values in `stage` can pass `filter`
+    /// (the filter, with those values null, is never true), so the rows can be
+    /// joined to the values by an inner join. Any doubt answers no.
+    fn needs_stage_row(&self, filter: &Expr, stage: usize, table: &str, masks: &[Expr]) -> Result<bool> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::common::{DFSchema, ScalarValue};
+        use datafusion::logical_expr::simplify::SimplifyContext;
+        use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+        let values = self.stage_columns(stage)?;
+        let nulled = filter.clone().transform(|e| {
+            let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
+            if c.name == STAGE_ROW {
+                return Ok(Transformed::yes(lit(ScalarValue::Boolean(None))));
+            }
+            match values.iter().find(|(n, _)| *n == c.name) {
+                Some((_, ty)) => Ok(Transformed::yes(lit(ScalarValue::try_from(ty)?))),
+                None => Ok(Transformed::no(e)),
+            }
+        })?;
+        // The row's own columns and codelist masks are all that is left to type.
+        let mut fields: Vec<arrow::datatypes::Field> = self.provider(table)?.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(masks.iter().map(|m| arrow::datatypes::Field::new(m.schema_name().to_string(), DataType::UInt64, true)));
+        let schema = DFSchema::try_from(arrow::datatypes::Schema::new(fields))?;
+        if nulled.data.column_refs().iter().any(|c| schema.field_with_unqualified_name(&c.name).is_err()) {
+            return Ok(false);
+        }
+        let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::new(schema)).build());
+        Ok(simplifier.simplify(nulled.data).is_ok_and(|e| never_true(&e)))
     }
 
     /// The patient-level values of one source. With `values_only`, an event source
@@ -270,8 +304,17 @@ impl<'a> Planner<'a> {
                 };
                 let bucketing = self.bucketing(s, &aggs)?;
                 let mut rows = match (&bucketing, &self.intervals) {
-                    (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before, keep)?, s.stage, &computed)?,
-                    _ => self.with_stage(self.table_rows_with(&s.table, &before, keep)?, s.stage, &computed)?,
+                    (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before, keep)?, s.stage, &computed, false)?,
+                    _ => {
+                        // For datasets: an inner join when every value needs the patient's earlier values.
+                        let inner = s.stage > 0
+                            && self.intervals.is_none()
+                            && match any_filter(&aggs) {
+                                Some(f) => self.needs_stage_row(&f, s.stage, &s.table, &masks)?,
+                                None => false,
+                            };
+                        self.with_stage(self.table_rows_with(&s.table, &before, keep)?, s.stage, &computed, inner)?
+                    }
                 };
                 if !masks.is_empty() {
                     let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
@@ -596,6 +639,18 @@ fn hoist_stage_values(aggs: Vec<Expr>, stage: &[(String, DataType)]) -> Result<(
     let mut computed: Vec<Expr> = found.into_iter().enumerate().map(|(i, e)| e.alias(format!("__stage_value{i}"))).collect();
     computed.push(lit(true).alias(STAGE_ROW));
     Ok((out, computed))
+}
+
+/// Whether a (simplified) condition can never be true: a false or null literal, a
+/// conjunction with such a part, or a disjunction of such parts.
+fn never_true(e: &Expr) -> bool {
+    use datafusion::common::ScalarValue;
+    match e {
+        Expr::Literal(ScalarValue::Boolean(Some(false) | None) | ScalarValue::Null, _) => true,
+        Expr::BinaryExpr(b) if b.op == Operator::And => never_true(&b.left) || never_true(&b.right),
+        Expr::BinaryExpr(b) if b.op == Operator::Or => never_true(&b.left) && never_true(&b.right),
+        _ => false,
+    }
 }
 
 /// A column true on every row of an earlier stage's values.
