@@ -20,27 +20,27 @@ use crate::source::Format;
 /// Write dummy data given as CSV text (pandas' text, as cohort-extractor writes
 /// expectations data): as it is for csv and csv.gz, typed as for real data in feather.
 pub fn write_text_cohort(path: &Path, format: Format, text: &str, columns: &[StudyColumn]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create directory: {e}", dir.display()))?;
-    let temp = tempfile::Builder::new().prefix(".ehrfusion-").tempfile_in(dir).map_err(|e| err!("{}: cannot write: {e}", dir.display()))?;
-    {
-        let file = temp.reopen().map_err(|e| err!("{}: {e}", path.display()))?;
-        match format {
-            Format::Csv => std::io::Write::write_all(&mut std::io::BufWriter::new(file), text.as_bytes()).map_err(|e| err!("{}: {e}", path.display()))?,
-            Format::CsvGz => {
-                let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::new(6));
-                std::io::Write::write_all(&mut gz, text.as_bytes()).map_err(|e| err!("{}: {e}", path.display()))?;
-                gz.finish().map_err(|e| err!("{}: {e}", path.display()))?;
-            }
-            _ => {
-                let batch = typed_from_text(text, columns)?;
-                let mut w = FileWriter::try_new(std::io::BufWriter::new(file), &batch.schema())?;
-                w.write(&batch)?;
-                w.finish()?;
-            }
+    let unnamed = output::UnnamedFile::create(path)?;
+    let mut file = unnamed.handle()?;
+    let cannot = |e: std::io::Error| err!("{}: cannot write: {e}", path.display());
+    match format {
+        // Unbuffered: one write of the whole text, whose error is reported.
+        Format::Csv => std::io::Write::write_all(&mut file, text.as_bytes()).map_err(cannot)?,
+        Format::CsvGz => {
+            let mut gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::new(6));
+            std::io::Write::write_all(&mut gz, text.as_bytes()).map_err(cannot)?;
+            gz.finish().map_err(cannot)?.into_inner().map_err(|e| cannot(e.into_error()))?;
         }
+        _ => write_feather(file, &typed_from_text(text, columns)?).map_err(|e| err!("{}: {e}", path.display()))?,
     }
-    temp.persist(path).map_err(|e| err!("{}: cannot write: {}", path.display(), e.error))?;
+    unnamed.publish(path)
+}
+
+/// One batch as an Arrow IPC file, every byte written out (or the error reported).
+fn write_feather(file: std::fs::File, batch: &RecordBatch) -> Result<()> {
+    let mut w = FileWriter::try_new(std::io::BufWriter::new(file), &batch.schema())?;
+    w.write(batch)?;
+    w.into_inner()?.into_inner().map_err(|e| err!("cannot write: {}", e.into_error()))?;
     Ok(())
 }
 
@@ -95,17 +95,9 @@ pub fn write_cohort(path: &Path, format: Format, table: &run::TableResult, colum
     let batch = concat_batches(&table.batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(ArrowSchema::empty())), &table.batches)?;
     let batch = if table.batches.is_empty() { empty_batch(&table.columns) } else { batch };
     let typed = feather_batch(&batch, columns)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err!("{}: cannot create directory: {e}", dir.display()))?;
-    let temp = tempfile::Builder::new().prefix(".ehrfusion-").tempfile_in(dir).map_err(|e| err!("{}: cannot write: {e}", dir.display()))?;
-    {
-        let file = temp.reopen().map_err(|e| err!("{}: {e}", path.display()))?;
-        let mut w = FileWriter::try_new(std::io::BufWriter::new(file), &typed.schema())?;
-        w.write(&typed)?;
-        w.finish()?;
-    }
-    temp.persist(path).map_err(|e| err!("{}: cannot write: {}", path.display(), e.error))?;
-    Ok(())
+    let unnamed = output::UnnamedFile::create(path)?;
+    write_feather(unnamed.handle()?, &typed).map_err(|e| err!("{}: {e}", path.display()))?;
+    unnamed.publish(path)
 }
 
 fn empty_batch(columns: &[output::ColumnInfo]) -> RecordBatch {

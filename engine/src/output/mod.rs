@@ -1,10 +1,11 @@
 //! Writers: csv, csv.gz, Arrow IPC (`.arrow`/`.feather`), parquet, or a readable
-//! table on the console. Files are written to a temporary file beside the target and
-//! renamed only when every output of the run is complete, so a failure never leaves
-//! a partial output behind.
+//! table on the console. Files are written unnamed beside the target and named only
+//! when every output of the run is complete and on disk, so a failure, or a run
+//! killed part way, never leaves a partial output behind.
 
 pub mod format;
 pub mod narrow;
+pub mod unnamed;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -12,18 +13,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::compute::BatchCoalescer;
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use arrow::ipc::writer::FileWriter;
 use flate2::write::GzEncoder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use tempfile::NamedTempFile;
 
 use crate::error::Result;
 use crate::source::Format;
 use crate::{bail, err};
 pub use narrow::ColumnInfo;
+pub use unnamed::UnnamedFile;
 
 /// Where results go, from the `--output` argument.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,103 +56,160 @@ impl Destination {
 }
 
 enum Sink {
-    Csv(csv::Writer<Box<dyn Write>>),
+    Csv(csv::Writer<Text>),
     Arrow(FileWriter<BufWriter<File>>),
     Parquet(ArrowWriter<BufWriter<File>>),
 }
 
-/// Writes one table to a temporary file; [`TableWriter::finish`] hands back the
-/// temporary file for the caller to move into place.
+/// Where CSV text goes: the file, or gzip into the file.
+enum Text {
+    Plain(BufWriter<File>),
+    Gzip(GzEncoder<BufWriter<File>>),
+}
+
+impl Write for Text {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Text::Plain(w) => w.write(buf),
+            Text::Gzip(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Text::Plain(w) => w.flush(),
+            Text::Gzip(w) => w.flush(),
+        }
+    }
+}
+
+impl Text {
+    /// End the stream (gzip's trailer) and write out the buffer, reporting any error
+    /// (a full disk) that dropping the writers would have ignored.
+    fn finish(self) -> std::io::Result<()> {
+        let buffered = match self {
+            Text::Plain(w) => w,
+            Text::Gzip(w) => w.finish()?,
+        };
+        buffered.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
+    }
+}
+
+/// An Arrow writer's error, as the I/O error it wraps where it wraps one.
+fn arrow_write_error(target: &str, e: arrow::error::ArrowError) -> crate::error::Error {
+    match e {
+        arrow::error::ArrowError::IoError(_, io) => err!("{target}: cannot write: {io}"),
+        other => err!("{target}: cannot write: {other}"),
+    }
+}
+
+/// Write out a buffer, reporting the error its drop would ignore.
+fn flushed(w: BufWriter<File>) -> std::io::Result<()> {
+    w.into_inner().map_err(|e| e.into_error())?;
+    Ok(())
+}
+
+/// Writes one table to an unnamed file; [`TableWriter::finish`] hands it back for
+/// the caller to publish with the run's other outputs.
 pub struct TableWriter {
     sink: Sink,
-    temp: NamedTempFile,
+    file: UnnamedFile,
     target: PathBuf,
     schema: SchemaRef,
     columns: Vec<ColumnInfo>,
+    /// Arrow and parquet files are written in batches of exactly [`FILE_BATCH_ROWS`]
+    /// rows (but the last), so that their bytes depend on the rows alone, not on
+    /// how blocks of patients or threads happened to split them.
+    rebatch: Option<BatchCoalescer>,
 }
+
+const FILE_BATCH_ROWS: usize = 65_536;
 
 impl TableWriter {
     pub fn create(target: &Path, format: Format, columns: Vec<ColumnInfo>) -> Result<TableWriter> {
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| err!("{}: cannot create directory: {e}", dir.display()))?;
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".ehrfusion-");
-        // Outputs are ordinary files (temporary files are private by default).
-        #[cfg(unix)]
-        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-        let temp = builder
-            .tempfile_in(&dir)
-            .map_err(|e| err!("{}: cannot write: {e}", dir.display()))?;
-        let file = temp.reopen().map_err(|e| err!("{}: {e}", target.display()))?;
+        let unnamed = UnnamedFile::create(target)?;
+        let file = unnamed.handle()?;
         let schema = narrow::output_schema(&columns, format);
         let buffered = BufWriter::with_capacity(1 << 20, file);
         let header: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let sink = match format {
             Format::Csv | Format::CsvGz => {
-                let w: Box<dyn Write> = if format == Format::CsvGz {
-                    Box::new(GzEncoder::new(buffered, flate2::Compression::default()))
+                let w = if format == Format::CsvGz {
+                    Text::Gzip(GzEncoder::new(buffered, flate2::Compression::default()))
                 } else {
-                    Box::new(buffered)
+                    Text::Plain(buffered)
                 };
                 // Lines end in CRLF, as Python's csv module (and so ehrQL) writes them.
                 let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(w);
                 w.write_record(&header).map_err(|e| err!("{}: {e}", target.display()))?;
                 Sink::Csv(w)
             }
-            Format::Arrow => Sink::Arrow(FileWriter::try_new(buffered, &schema)?),
+            Format::Arrow => Sink::Arrow(FileWriter::try_new(buffered, &schema).map_err(|e| arrow_write_error(&target.display().to_string(), e))?),
             Format::Parquet => {
                 let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
                 Sink::Parquet(ArrowWriter::try_new(buffered, schema.clone(), Some(props))?)
             }
         };
-        Ok(TableWriter { sink, temp, target: target.to_path_buf(), schema, columns })
+        Ok(TableWriter { sink, file: unnamed, target: target.to_path_buf(), schema, columns, rebatch: None })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let target = self.target.display().to_string();
-        match &mut self.sink {
-            Sink::Csv(w) => {
-                let texts = batch.columns().iter().map(|c| format::column_text(c.as_ref())).collect::<Result<Vec<_>>>()?;
-                for row in 0..batch.num_rows() {
-                    let record = texts.iter().map(|col| col[row].as_deref().unwrap_or(""));
-                    w.write_record(record).map_err(|e| err!("{target}: {e}"))?;
-                }
+        if let Sink::Csv(w) = &mut self.sink {
+            let target = self.target.display();
+            let texts = batch.columns().iter().map(|c| format::column_text(c.as_ref())).collect::<Result<Vec<_>>>()?;
+            for row in 0..batch.num_rows() {
+                let record = texts.iter().map(|col| col[row].as_deref().unwrap_or(""));
+                w.write_record(record).map_err(|e| err!("{target}: {e}"))?;
             }
-            Sink::Arrow(w) => w.write(&narrow::narrow(batch, &self.schema, &self.columns)?)?,
-            Sink::Parquet(w) => w.write(&narrow::narrow(batch, &self.schema, &self.columns)?)?,
+            return Ok(());
+        }
+        let rebatch = self.rebatch.get_or_insert_with(|| BatchCoalescer::new(batch.schema(), FILE_BATCH_ROWS));
+        rebatch.push_batch(batch.clone())?;
+        self.write_completed()
+    }
+
+    /// Write the rebatched batches that are complete.
+    fn write_completed(&mut self) -> Result<()> {
+        let target = self.target.display().to_string();
+        let Some(rebatch) = self.rebatch.as_mut() else { return Ok(()) };
+        while let Some(batch) = rebatch.next_completed_batch() {
+            let narrowed = narrow::narrow(&batch, &self.schema, &self.columns)?;
+            match &mut self.sink {
+                Sink::Csv(_) => unreachable!("CSV is written as it comes"),
+                Sink::Arrow(w) => w.write(&narrowed).map_err(|e| arrow_write_error(&target, e))?,
+                Sink::Parquet(w) => w.write(&narrowed).map_err(|e| err!("{target}: cannot write: {e}"))?,
+            }
         }
         Ok(())
     }
 
-    pub fn finish(self) -> Result<Pending> {
-        let target = self.target.display().to_string();
-        match self.sink {
-            Sink::Csv(w) => {
-                let inner = w.into_inner().map_err(|e| err!("{target}: {e}"))?;
-                drop(inner); // flushes (and finishes gzip) on drop
-            }
-            Sink::Arrow(mut w) => w.finish()?,
-            Sink::Parquet(w) => {
-                w.close()?;
-            }
+    pub fn finish(mut self) -> Result<Pending> {
+        if let Some(rebatch) = self.rebatch.as_mut() {
+            rebatch.finish_buffered_batch()?;
+            self.write_completed()?;
         }
-        Ok(Pending { temp: self.temp, target: self.target })
+        let target = self.target.display().to_string();
+        let cannot = |e: std::io::Error| err!("{target}: cannot write: {e}");
+        match self.sink {
+            Sink::Csv(w) => w.into_inner().map_err(|e| cannot(e.into_error()))?.finish().map_err(cannot)?,
+            Sink::Arrow(w) => flushed(w.into_inner().map_err(|e| arrow_write_error(&target, e))?).map_err(cannot)?,
+            Sink::Parquet(w) => flushed(w.into_inner().map_err(|e| err!("{target}: cannot write: {e}"))?).map_err(cannot)?,
+        }
+        Ok(Pending { file: self.file, target: self.target })
     }
 }
 
-/// A finished output waiting to be moved into place.
+/// A finished output waiting to be published.
 pub struct Pending {
-    temp: NamedTempFile,
+    file: UnnamedFile,
     target: PathBuf,
 }
 
-/// Move finished outputs into place; until then, nothing is visible at the targets.
+/// Publish finished outputs; until then, nothing is visible at the targets.
 pub fn commit(pending: Vec<Pending>) -> Result<()> {
     for p in pending {
-        p.temp.persist(&p.target).map_err(|e| err!("{}: cannot write: {}", p.target.display(), e.error))?;
+        p.file.publish(&p.target)?;
     }
     Ok(())
 }
