@@ -386,10 +386,13 @@ pub fn load_document(path: &Path, parameters: &[String], wanted: Wanted, front_e
     if name.ends_with(".py") {
         return load_python(path, parameters, wanted, front_end);
     }
+    let shown = path.display();
+    if !name.to_lowercase().ends_with(".json") {
+        bail!("{shown}: not a definition file (expected an ehrQL definition, .py, or a JSON query model, .json)");
+    }
     if !parameters.is_empty() {
         bail!("parameters after -- are only used by Python definitions");
     }
-    let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| err!("{shown}: {e}"))?;
     let doc = json::parse_document(&text).map_err(|e| err!("{shown}: {e}"))?;
     match (&doc, wanted) {

@@ -48,6 +48,9 @@ def _located(path, error):
     else:
         where = f"{path}: "
     message = str(error) if not isinstance(error, SyntaxError) else error.msg
+    if isinstance(error, ImportError) and error.path and _is_internal(error.path):
+        # Where our bundled modules live on this machine means nothing to the user.
+        message = message.replace(f" ({error.path})", "")
     kind = type(error).__name__
     text = f"{where}{kind}: {message}" if message else f"{where}{kind}"
     return " ".join(text.split("\n"))

@@ -2,7 +2,7 @@
 //! Each error names the file, the line and the column.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,10 +17,10 @@ use crate::model::schema::TableSchema;
 use crate::model::types::{ValueType, parse_iso_date};
 use crate::{bail, err};
 
-pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
+pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn BufRead>> {
     let file = File::open(path).map_err(|e| err!("{}: {e}", path.display()))?;
     let reader = BufReader::with_capacity(1 << 20, file);
-    Ok(if path.to_string_lossy().ends_with(".gz") { Box::new(MultiGzDecoder::new(reader)) } else { Box::new(reader) })
+    Ok(if path.to_string_lossy().ends_with(".gz") { Box::new(BufReader::new(MultiGzDecoder::new(reader))) } else { Box::new(reader) })
 }
 
 /// Append one CSV field; `None` means the text is not a valid value of the type.
@@ -52,8 +52,22 @@ pub fn parse_bool(text: &str) -> Option<bool> {
 /// and which of the table's columns the file has.
 pub fn read_csv(path: &Path, table: &TableSchema, columns: Columns) -> Result<(RecordBatch, Vec<u64>, Vec<bool>)> {
     let shown = path.display();
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(open_maybe_gzip(path)?);
-    let headers = reader.headers().map_err(|e| err!("{shown}: cannot read the header row: {e}"))?.clone();
+    let mut input = open_maybe_gzip(path)?;
+    // ehrQL reads the byte-order mark as part of the first column's name; say what it is.
+    if input.fill_buf().map_err(|e| err!("{shown}: cannot read: {e}"))?.starts_with(b"\xEF\xBB\xBF") {
+        bail!("{shown}: line 1: the file starts with a byte-order mark (BOM); save it as UTF-8 without one");
+    }
+    // Flexible, so that a row of the wrong length gets our message, not the reader's.
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
+    let headers = reader.headers().map_err(|e| read_error(&shown, e, None))?.clone();
+    if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
+        bail!("{shown}: the file is empty (expected a header row naming the columns)");
+    }
+    for (i, h) in headers.iter().enumerate() {
+        if headers.iter().take(i).any(|earlier| earlier == h) {
+            bail!("{shown}: line 1: column '{h}' appears twice in the header");
+        }
+    }
     let position = |name: &str| headers.iter().position(|h| h == name);
     let pid_at = position("patient_id").ok_or_else(|| err!("{shown}: missing column 'patient_id'"))?;
     let mut at = Vec::with_capacity(table.columns.len());
@@ -72,9 +86,6 @@ pub fn read_csv(path: &Path, table: &TableSchema, columns: Columns) -> Result<(R
                 table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
             );
         }
-        if headers.iter().take(i).any(|earlier| earlier == h) {
-            bail!("{shown}: column '{h}' appears twice in the header");
-        }
     }
     let mut pids = Int64Builder::new();
     let mut lines = Vec::new();
@@ -84,15 +95,18 @@ pub fn read_csv(path: &Path, table: &TableSchema, columns: Columns) -> Result<(R
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => bail!("{shown}: {e}"),
+            Err(e) => return Err(read_error(&shown, e, Some(&headers))),
         }
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != headers.len() {
-            bail!("{shown}: line {line}: expected {} fields, found {}", headers.len(), record.len());
+            // A quote left open swallows the rest of the file into one field.
+            let hint = if record.iter().any(|f| f.contains('\n')) { " (a quoted field runs over several lines: is a quote not closed?)" } else { "" };
+            bail!("{shown}: line {line}: expected {} fields, found {}{hint}", headers.len(), record.len());
         }
-        let pid = record[pid_at].parse::<i64>().map_err(|_| {
-            err!("{shown}: line {line}, column 'patient_id': '{}' is not an integer patient id", &record[pid_at])
-        })?;
+        let pid = match &record[pid_at] {
+            "" => bail!("{shown}: line {line}, column 'patient_id': no value (every row needs a patient id)"),
+            text => text.parse::<i64>().map_err(|_| err!("{shown}: line {line}, column 'patient_id': '{text}' is not an integer patient id"))?,
+        };
         pids.append_value(pid);
         lines.push(line);
         for ((b, i), c) in builders.iter_mut().zip(&at).zip(&table.columns) {
@@ -110,6 +124,19 @@ pub fn read_csv(path: &Path, table: &TableSchema, columns: Columns) -> Result<(R
     columns.extend(builders.iter_mut().map(ColumnBuilder::finish));
     let present = at.iter().map(Option::is_some).collect();
     Ok((RecordBatch::try_new(table_arrow_schema(table), columns)?, lines, present))
+}
+
+/// The CSV reader's error as one line naming the line (and column, where known).
+fn read_error(shown: &impl std::fmt::Display, e: csv::Error, headers: Option<&csv::StringRecord>) -> crate::error::Error {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { pos, err } => {
+            let line = pos.as_ref().map_or(1, |p| p.line());
+            let column = headers.and_then(|h| h.get(err.field())).map(|name| format!(", column '{name}'")).unwrap_or_default();
+            err!("{shown}: line {line}{column}: not valid UTF-8 text (save the file as UTF-8)")
+        }
+        csv::ErrorKind::Io(io) => err!("{shown}: cannot read: {io}"),
+        _ => err!("{shown}: {e}"),
+    }
 }
 
 fn describe(ty: &ValueType) -> String {
