@@ -1,0 +1,5 @@
+from ehrql import create_dataset, codelist_from_csv, days
+from ehrql.tables.core import clinical_events, medications, patients
+
+dataset = create_dataset()
+dataset.sex = patients.sex
