@@ -2,49 +2,11 @@
 //! go: the benchmark workloads over a patient-ordered parquet population with small
 //! row groups, with and without blocks.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
+mod common;
 
-use arrow::ipc::reader::FileReader;
+use common::{ehrfusion_ok, population, repo};
 use ehrfusion::model::schema::Schema;
 use ehrfusion::source::blocks::patient_blocks;
-use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn ehrfusion(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ehrfusion")).current_dir(repo()).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A population-profile population as parquet with row groups of 2,000 rows.
-fn population(dir: &Path) {
-    let arrow_dir = dir.join("arrow");
-    ehrfusion(&[
-        "create-dummy-tables", "benches/workloads/population.py", &format!("{}:arrow", arrow_dir.display()),
-        "--profile", "population", "--population-size", "1500",
-    ]);
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for entry in std::fs::read_dir(&arrow_dir).unwrap() {
-        let path = entry.unwrap().path();
-        let reader = FileReader::try_new(File::open(&path).unwrap(), None).unwrap();
-        let schema = reader.schema();
-        let target = data.join(path.file_stem().unwrap()).with_extension("parquet");
-        let props = WriterProperties::builder().set_max_row_group_row_count(Some(2_000)).build();
-        let mut writer = ArrowWriter::try_new(File::create(target).unwrap(), Arc::clone(&schema), Some(props)).unwrap();
-        for batch in reader {
-            writer.write(&batch.unwrap()).unwrap();
-        }
-        writer.close().unwrap();
-    }
-}
 
 #[test]
 fn blocks_of_patients_give_the_same_dataset() {
@@ -63,8 +25,8 @@ fn blocks_of_patients_give_the_same_dataset() {
         let whole = dir.path().join(format!("{workload}-whole.csv"));
         let blocked = dir.path().join(format!("{workload}-blocked.csv"));
         let data = data.to_str().unwrap();
-        ehrfusion(&["generate-dataset", &definition, "--data", data, "--output", whole.to_str().unwrap()]);
-        ehrfusion(&["generate-dataset", &definition, "--data", data, "--output", blocked.to_str().unwrap(), "--block-rows", "30000"]);
+        ehrfusion_ok(&["generate-dataset", &definition, "--data", data, "--output", whole.to_str().unwrap()]);
+        ehrfusion_ok(&["generate-dataset", &definition, "--data", data, "--output", blocked.to_str().unwrap(), "--block-rows", "30000"]);
         let (whole, blocked) = (std::fs::read_to_string(whole).unwrap(), std::fs::read_to_string(blocked).unwrap());
         assert!(whole.lines().count() > 100, "{workload}: too few patients to test: {}", whole.lines().count());
         assert_eq!(whole, blocked, "{workload}: blocks changed the dataset");
@@ -75,7 +37,7 @@ fn blocks_of_patients_give_the_same_dataset() {
     let mut outputs = Vec::new();
     for block_rows in ["100000000", "60000"] {
         let out = dir.path().join(format!("measures-{block_rows}.csv"));
-        ehrfusion(&[
+        ehrfusion_ok(&[
             "generate-measures", "benches/workloads/measures.py", "--data", data, "--output", out.to_str().unwrap(),
             "--block-rows", block_rows, "--", "--intervals", "6",
         ]);

@@ -178,3 +178,40 @@ pub fn write_tables(dir: &Path, tables: &[(&str, &[&str], &str)]) {
         std::fs::write(dir.join(format!("{name}.csv")), csv).unwrap();
     }
 }
+
+pub fn repo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Run the ehrfusion binary in the repository, expecting success; its stdout.
+pub fn ehrfusion_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ehrfusion")).current_dir(repo()).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A population-profile population of 1,500 patients in `dir/data`, as parquet files
+/// ordered by patient with row groups of 2,000 rows (so it can be read in blocks).
+pub fn population(dir: &Path) {
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    let arrow_dir = dir.join("arrow");
+    ehrfusion_ok(&[
+        "create-dummy-tables", "benches/workloads/population.py", &format!("{}:arrow", arrow_dir.display()),
+        "--profile", "population", "--population-size", "1500",
+    ]);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for entry in std::fs::read_dir(&arrow_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let reader = arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&path).unwrap(), None).unwrap();
+        let schema = reader.schema();
+        let target = data.join(path.file_stem().unwrap()).with_extension("parquet");
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(2_000)).build();
+        let mut writer = ArrowWriter::try_new(std::fs::File::create(target).unwrap(), std::sync::Arc::clone(&schema), Some(props)).unwrap();
+        for batch in reader {
+            writer.write(&batch.unwrap()).unwrap();
+        }
+        writer.close().unwrap();
+    }
+}
