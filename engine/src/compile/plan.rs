@@ -114,7 +114,13 @@ impl<'a> Planner<'a> {
     /// [`Self::table_rows`], with columns `before` (expressions of the row alone)
     /// added before rows are repeated for each interval.
     fn table_rows_with(&self, table: &str, before: &[Expr], keep: Option<Expr>) -> Result<LogicalPlanBuilder> {
-        let rows = keeping(with_columns(self.patient_rows(table)?, before)?, keep)?;
+        self.table_rows_from(table, false, before, keep)
+    }
+
+    /// [`Self::table_rows_with`], from the table's late-materialising provider
+    /// where `late` and the table has one.
+    fn table_rows_from(&self, table: &str, late: bool, before: &[Expr], keep: Option<Expr>) -> Result<LogicalPlanBuilder> {
+        let rows = keeping(with_columns(self.patient_rows_from(table, late)?, before)?, keep)?;
         match &self.intervals {
             None => Ok(rows),
             Some(iv) => {
@@ -185,7 +191,15 @@ impl<'a> Planner<'a> {
 
     /// Scan a table's rows for the planned patients.
     fn patient_rows(&self, table: &str) -> Result<LogicalPlanBuilder> {
-        let b = self.scan(table, self.provider(table)?)?;
+        self.patient_rows_from(table, false)
+    }
+
+    fn patient_rows_from(&self, table: &str, late: bool) -> Result<LogicalPlanBuilder> {
+        let provider = match self.providers.get(&crate::source::late_key(table)) {
+            Some(p) if late => p,
+            _ => self.provider(table)?,
+        };
+        let b = self.scan(table, provider)?;
         let PatientRange { first, end } = self.patients;
         let bounds = first.map(|f| col("patient_id").gt_eq(lit(f))).into_iter().chain(end.map(|e| col("patient_id").lt(lit(e))));
         Ok(match bounds.reduce(Expr::and) {
@@ -225,6 +239,34 @@ impl<'a> Planner<'a> {
         let values = values.build()?;
         let how = if inner { JoinType::Inner } else { JoinType::Left };
         Ok(b.join(values, how, (vec![Column::from_name("patient_id")], vec![Column::from_name(PID)]), None)?)
+    }
+
+    /// Whether a pass over `table` should be read with late materialisation: its
+    /// filter tests codelists on the row alone (keeping few rows, in practice) and
+    /// it reads a column (other than patient_id) that those tests do not, which
+    /// the scan then decodes only for the rows they keep. Where the filter keeps
+    /// most rows (date ranges over registrations, say) or the pass reads only the
+    /// filter's columns, decoding every column at once is cheaper (measured).
+    fn reads_beyond_filter(&self, table: &str, aggs: &[Expr], filter: &Expr, masks: &[Expr]) -> Result<bool> {
+        let schema = self.provider(table)?.schema();
+        let is_mask = |name: &str| masks.iter().any(|m| m.schema_name().to_string() == name);
+        // A codelist mask stands for the code column it is computed from.
+        let sources = |name: &str| -> Vec<String> {
+            match masks.iter().find(|m| m.schema_name().to_string() == name) {
+                Some(m) => m.column_refs().iter().map(|c| c.name.clone()).collect(),
+                None => vec![name.to_string()],
+            }
+        };
+        let own = |e: &Expr| e.column_refs().iter().all(|c| sources(&c.name).iter().all(|n| schema.field_with_name(n).is_ok()));
+        let own_parts: Vec<Expr> = split_conjunction(filter).into_iter().filter(|p| own(p)).cloned().collect();
+        if !own_parts.iter().any(|p| p.column_refs().iter().any(|c| is_mask(&c.name))) {
+            return Ok(false);
+        }
+        let tested: std::collections::HashSet<String> = own_parts.iter().flat_map(|p| p.column_refs().iter().flat_map(|c| sources(&c.name)).collect::<Vec<_>>()).collect();
+        Ok(aggs
+            .iter()
+            .flat_map(|a| a.column_refs().into_iter().flat_map(|c| sources(&c.name)).collect::<Vec<_>>())
+            .any(|n| n != "patient_id" && schema.field_with_name(&n).is_ok() && !tested.contains(&n)))
     }
 
     /// Whether no row of a patient without values in `stage` can pass `filter`
@@ -313,7 +355,11 @@ impl<'a> Planner<'a> {
                                 Some(f) => self.needs_stage_row(&f, s.stage, &s.table, &masks)?,
                                 None => false,
                             };
-                        self.with_stage(self.table_rows_with(&s.table, &before, keep)?, s.stage, &computed, inner)?
+                        let late = match any_filter(&aggs) {
+                            Some(f) => self.reads_beyond_filter(&s.table, &aggs, &f, &masks)?,
+                            None => false,
+                        };
+                        self.with_stage(self.table_rows_from(&s.table, late, &before, keep)?, s.stage, &computed, inner)?
                     }
                 };
                 if !masks.is_empty() {

@@ -174,6 +174,9 @@ pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usi
                 dir.unwrap().display()
             ),
         };
+        if let Some(late) = typed::late_materialising(&provider)? {
+            providers.insert(late_key(name), late);
+        }
         providers.insert(name.clone(), provider);
     }
     for (id, node) in model.nodes.iter().enumerate() {
@@ -188,6 +191,12 @@ pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usi
         }
     }
     Ok(providers)
+}
+
+/// The key of a table's late-materialising provider (parquet tables only), see
+/// [`typed::late_materialising`].
+pub fn late_key(table: &str) -> String {
+    format!("{table}#late")
 }
 
 /// Which columns a table file must have.

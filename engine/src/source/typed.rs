@@ -84,6 +84,20 @@ pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema, columns:
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
+/// The same parquet table read with late materialisation: a scan's filter is
+/// evaluated inside the parquet reader, column by column, and the scan's other
+/// columns are decoded only for the rows it keeps. The planner uses it for passes
+/// that read columns their filter does not (a pick's tie-breaking columns); where
+/// a pass reads only its filter's columns, decoding them all at once is cheaper.
+pub fn late_materialising(provider: &Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {
+    let Some(table) = provider.as_ref().downcast_ref::<ListingTable>() else { return Ok(None) };
+    let mut options = datafusion::config::TableParquetOptions::default();
+    options.global.pushdown_filters = true;
+    let listing = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(options))).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(table.table_paths().clone()).with_listing_options(listing).with_schema(table.schema());
+    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
+}
+
 pub fn read_parquet(path: &Path, table: &TableSchema, columns: Columns) -> Result<Vec<RecordBatch>> {
     let shown = path.display();
     let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
