@@ -3,12 +3,14 @@
 //! that reads these files has to pay at least this (unless it skips rows), so an
 //! engine's time over the floor says how much it spends on everything else.
 //!
-//!     ehrfusion-decode-floor [--threads N] [--report FILE] FILE.parquet:COL,COL ...
+//!     ehrfusion-decode-floor [--threads N] [--strings dictionary|view|plain] [--report FILE] FILE.parquet:COL,COL ...
 //!
 //! Row groups of all files are decoded in parallel on N threads (default 2), each
-//! read on its own. Strings are decoded as dictionaries where the file has them
-//! dictionary-encoded (the cheapest form arrow-rs offers: no string bytes are copied
-//! per row); other columns as the file's Arrow schema says. Prints (and with
+//! read on its own. Strings are decoded as dictionaries by default, where the file
+//! has them dictionary-encoded (the cheapest form arrow-rs offers: no string bytes
+//! are copied per row); `--strings view` decodes them as `Utf8View` and `plain` as
+//! `Utf8` (what an engine reading them as plain strings pays). Other columns as the
+//! file's Arrow schema says. Prints (and with
 //! `--report`, writes to FILE) the rows and values decoded and the seconds taken.
 use std::fs::File;
 use std::process::ExitCode;
@@ -44,16 +46,24 @@ fn main() -> ExitCode {
 fn run(args: Vec<String>) -> Result<(), String> {
     let mut threads = 2usize;
     let mut report = None;
+    let mut strings = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let mut jobs = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "--threads" {
             let n = args.next().ok_or("--threads needs a number")?;
             threads = n.parse().map_err(|_| format!("--threads: {n:?} is not a number"))?;
+        } else if arg == "--strings" {
+            strings = match args.next().as_deref() {
+                Some("dictionary") => DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                Some("view") => DataType::Utf8View,
+                Some("plain") => DataType::Utf8,
+                other => return Err(format!("--strings: expected dictionary, view or plain, got {other:?}")),
+            };
         } else if arg == "--report" {
             report = Some(args.next().ok_or("--report needs a file")?);
         } else if arg == "-h" || arg == "--help" {
-            println!("usage: ehrfusion-decode-floor [--threads N] [--report FILE] FILE.parquet:COL,COL ...");
+            println!("usage: ehrfusion-decode-floor [--threads N] [--strings dictionary|view|plain] [--report FILE] FILE.parquet:COL,COL ...");
             return Ok(());
         } else {
             let (path, columns) = arg.rsplit_once(':').ok_or(format!("{arg:?}: expected FILE.parquet:COL,COL"))?;
@@ -78,7 +88,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
             roots.push(index);
         }
         let mask = ProjectionMask::roots(parquet_schema, roots);
-        let option = ArrowReaderOptions::new().with_schema(Arc::new(dictionary_strings(&schema)));
+        let option = ArrowReaderOptions::new().with_schema(Arc::new(strings_as(&schema, &strings)));
         for row_group in 0..builder.metadata().num_row_groups() {
             units.push(Unit { job: j, row_group });
         }
@@ -125,15 +135,13 @@ fn run(args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// The file's Arrow schema with strings read as dictionaries of Int32 keys.
-fn dictionary_strings(schema: &Schema) -> Schema {
+/// The file's Arrow schema with strings read as `strings`.
+fn strings_as(schema: &Schema, strings: &DataType) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| match f.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                f.as_ref().clone().with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)))
-            }
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => f.as_ref().clone().with_data_type(strings.clone()),
             _ => f.as_ref().clone(),
         })
         .collect();
