@@ -137,7 +137,7 @@ case("csv-missing-column", {"data/clinical_events.csv": "\n".join(l.rsplit(",", 
 case("csv-no-patient-id-column", {"data/clinical_events.csv": "\n".join(l.split(",", 1)[1] for l in EVENTS.splitlines()) + "\n"}, [E, "error: data/clinical_events.csv: missing column 'patient_id'"])
 case("csv-duplicate-column", {"data/clinical_events.csv": EVENTS.replace("numeric_value\n", "date\n", 1)}, [E, "error: data/clinical_events.csv: line 1: column 'date' appears twice in the header"])
 case("csv-empty-file", {"data/clinical_events.csv": ""}, [E, 'error: data/clinical_events.csv: the file is empty (expected a header row naming the columns)'])
-case("csv-gz-corrupt", {"data/clinical_events.csv": None, "data/clinical_events.csv.gz": gzip.compress(EVENTS.encode())[:-12]}, [E, 'error: data/clinical_events.csv.gz: cannot read: incomplete deflate stream'])
+case("csv-gz-corrupt", {"data/clinical_events.csv": None, "data/clinical_events.csv.gz": gzip.compress(EVENTS.encode(), mtime=0)[:-12]}, [E, 'error: data/clinical_events.csv.gz: cannot read: incomplete deflate stream'])
 case("csv-gz-not-gzip", {"data/clinical_events.csv": None, "data/clinical_events.csv.gz": EVENTS}, [E, 'error: data/clinical_events.csv.gz: cannot read: invalid gzip header'])
 
 # ------------------------------------------------------------------ table files
