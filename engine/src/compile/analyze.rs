@@ -98,7 +98,6 @@ enum PatientFrame {
 #[derive(Clone, Debug)]
 struct Frm {
     root: String,
-    schema: TableSchema,
     filters: Vec<Expr>,
     /// Sort keys, most significant first.
     sort: Vec<Expr>,
@@ -107,7 +106,8 @@ struct Frm {
 }
 
 pub fn analyze(model: &QueryModel, infos: &[NodeInfo]) -> Result<Analysis> {
-    let mut a = Analyzer { model, infos, sources: Vec::new(), series: HashMap::new(), frames: HashMap::new(), next: 0 };
+    let picked = picked_columns(model);
+    let mut a = Analyzer { model, infos, picked, sources: Vec::new(), series: HashMap::new(), frames: HashMap::new(), next: 0 };
     let ds = &model.dataset;
     let population = a.series(ds.population)?.expr;
     let mut variables = Vec::new();
@@ -156,40 +156,50 @@ pub fn analyze(model: &QueryModel, infos: &[NodeInfo]) -> Result<Analysis> {
 
 /// The tables (by root name) that a node's value depends on.
 fn tables_used(model: &QueryModel, id: NodeId) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![id];
+    reachable(model, [id])
+        .into_iter()
+        .filter_map(|n| match &model.nodes[n] {
+            Node::SelectTable { table } | Node::SelectPatientTable { table } => Some(table.clone()),
+            Node::InlinePatientTable { .. } => Some(format!("inline#{n}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The nodes that `roots` read, directly or not, and the roots.
+fn reachable(model: &QueryModel, roots: impl IntoIterator<Item = NodeId>) -> BTreeSet<NodeId> {
     let mut seen = BTreeSet::new();
+    let mut stack: Vec<NodeId> = roots.into_iter().collect();
     while let Some(n) = stack.pop() {
-        if !seen.insert(n) {
-            continue;
-        }
-        match &model.nodes[n] {
-            Node::SelectTable { table } | Node::SelectPatientTable { table } => {
-                out.insert(table.clone());
-            }
-            Node::InlinePatientTable { .. } => {
-                out.insert(format!("inline#{n}"));
-            }
-            Node::SelectColumn { source, .. } | Node::PickOneRowPerPatient { source, .. } | Node::Aggregate { source, .. } => {
-                stack.push(*source)
-            }
-            Node::Filter { source, condition } => stack.extend([*source, *condition]),
-            Node::Sort { source, sort_by } => {
-                stack.push(*source);
-                stack.extend(sort_by);
-            }
-            Node::Function { args, .. } => stack.extend(args),
-            Node::Case { cases, default } => {
-                for (c, v) in cases {
-                    stack.push(*c);
-                    stack.extend(v);
-                }
-                stack.extend(default);
-            }
-            Node::Value { .. } | Node::ValueSet { .. } | Node::Parameter { .. } => {}
+        if seen.insert(n) {
+            stack.extend(model.nodes[n].inputs());
         }
     }
-    out
+    seen
+}
+
+/// For each pick of one row per patient, the names of the columns the dataset
+/// selects from it (from it or from an identical pick), in name order: ehrQL breaks
+/// ties on a pick's sort keys by these columns, in this order.
+fn picked_columns(model: &QueryModel) -> HashMap<NodeId, Vec<String>> {
+    let ds = &model.dataset;
+    let roots = std::iter::once(ds.population)
+        .chain(ds.variables.values().copied())
+        .chain(ds.event_tables.values().flat_map(|t| t.values().copied()));
+    let mut by_pick: HashMap<(NodeId, Position), BTreeSet<String>> = HashMap::new();
+    let mut picks = Vec::new();
+    for n in reachable(model, roots) {
+        match &model.nodes[n] {
+            Node::PickOneRowPerPatient { source, position } => picks.push((n, (*source, *position))),
+            Node::SelectColumn { source, name } => {
+                if let Node::PickOneRowPerPatient { source: frame, position } = &model.nodes[*source] {
+                    by_pick.entry((*frame, *position)).or_default().insert(name.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    picks.into_iter().map(|(n, key)| (n, by_pick.get(&key).map(|names| names.iter().cloned().collect()).unwrap_or_default())).collect()
 }
 
 fn merge(into: &mut Vec<Expr>, from: &[Expr]) {
@@ -242,6 +252,8 @@ fn case(when_then: Vec<(Expr, Expr)>, otherwise: Option<Expr>) -> Expr {
 struct Analyzer<'a> {
     model: &'a QueryModel,
     infos: &'a [NodeInfo],
+    /// See [`picked_columns`].
+    picked: HashMap<NodeId, Vec<String>>,
     sources: Vec<Source>,
     series: HashMap<NodeId, Ser>,
     frames: HashMap<NodeId, Frm>,
@@ -284,8 +296,8 @@ impl Analyzer<'_> {
     }
 
     fn frame_uncached(&mut self, id: NodeId) -> Result<Frm> {
-        let NodeInfo::Frame { root, schema, .. } = &self.infos[id] else { bail!("expected a frame") };
-        let base = |patient| Frm { root: root.clone(), schema: schema.clone(), filters: vec![], sort: vec![], stage: 0, patient };
+        let NodeInfo::Frame { root, .. } = &self.infos[id] else { bail!("expected a frame") };
+        let base = |patient| Frm { root: root.clone(), filters: vec![], sort: vec![], stage: 0, patient };
         Ok(match &self.model.nodes[id] {
             Node::SelectTable { .. } => base(None),
             Node::SelectPatientTable { table } => {
@@ -351,11 +363,13 @@ impl Analyzer<'_> {
                         patient(col(c), 1)
                     }
                     Some(PatientFrame::Pick(position)) => {
-                        // Ties on the sort keys are broken by every column, so that all
-                        // columns picked from one frame come from the same row.
-                        // (DataFusion requires the keys to be distinct.)
+                        // Ties on the sort keys are broken by the columns selected from
+                        // the pick, in name order, as ehrQL does: every column picked
+                        // from one frame has the same keys, so they come from one row
+                        // (or from rows equal in all of them). Keys appear once.
                         let mut keys = f.sort.clone();
-                        merge(&mut keys, &f.schema.columns.iter().map(|c| col(c.name.as_str())).collect::<Vec<_>>());
+                        let picked = self.picked.get(source).cloned().unwrap_or_default();
+                        merge(&mut keys, &picked.iter().map(|name| col(name.as_str())).collect::<Vec<_>>());
                         // One binary key in the keys' order (ascending, nulls first):
                         // the first row has the smallest key, the last the largest.
                         let key = super::functions::sort_key(keys);

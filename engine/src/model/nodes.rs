@@ -235,6 +235,25 @@ pub enum Node {
     ValueSet { ty: ValueType, values: Vec<Literal> },
 }
 
+impl Node {
+    /// The nodes this node reads.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        match self {
+            Node::SelectColumn { source, .. } | Node::PickOneRowPerPatient { source, .. } | Node::Aggregate { source, .. } => vec![*source],
+            Node::Filter { source, condition } => vec![*source, *condition],
+            Node::Sort { source, sort_by } => std::iter::once(*source).chain(sort_by.iter().copied()).collect(),
+            Node::Function { args, .. } => args.clone(),
+            Node::Case { cases, default } => cases.iter().flat_map(|(c, v)| std::iter::once(*c).chain(*v)).chain(*default).collect(),
+            Node::SelectTable { .. }
+            | Node::SelectPatientTable { .. }
+            | Node::InlinePatientTable { .. }
+            | Node::Value { .. }
+            | Node::ValueSet { .. }
+            | Node::Parameter { .. } => vec![],
+        }
+    }
+}
+
 /// A patient-level variable or an event-level table of the dataset.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
