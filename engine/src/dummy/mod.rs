@@ -160,7 +160,7 @@ async fn population_of(
     }
     let mut planner = Planner::new(&prepared.analysis, &providers);
     planner.materialise_stages(ctx).await?;
-    let batches = ctx.execute_logical_plan(planner.population_plan()?).await?.collect().await?;
+    let batches = crate::run::collect_with_metrics(ctx, planner.population_plan()?, "dummy population").await?;
     let mut ids = Vec::new();
     for b in batches {
         ids.extend(b.column(0).as_any().downcast_ref::<Int64Array>().expect("patient_id").values().iter().copied());

@@ -206,7 +206,7 @@ async fn group_sums(ctx: &SessionContext, g: &PreparedGroup, providers: &Provide
         let plan = sums(rows, set, &numerators(g, s), "__first")?;
         let plan = LogicalPlanBuilder::from(plan).sort(vec![col(intervals::INDEX).sort(true, false), col("__first").sort(true, false)])?.build()?;
         let planned = Arc::new(plan.schema().as_arrow().clone());
-        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        let batches = crate::run::collect_with_metrics(ctx, plan, "measures").await?;
         let schema = batches.first().map(|b| b.schema()).unwrap_or(planned);
         out.push(concat_batches(&schema, &batches)?);
     }
