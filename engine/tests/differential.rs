@@ -57,23 +57,24 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| run::runtime(2).unwrap())
 }
 
-/// A case ready to run over the tables in `dir`, in blocks of about `block_rows` rows
-/// of input when the engine can read the tables that way.
+/// A case ready to run over the tables in `dir` on `threads` threads, in blocks of
+/// about `block_rows` rows of input when the engine can read the tables that way.
 struct Run {
     prepared: Prepared,
     providers: ehrfusion::compile::Providers,
     blocks: Vec<PatientRange>,
+    threads: usize,
 }
 
-fn prepare(case: &Case, dir: &Path, block_rows: u64) -> ehrfusion::Result<Run> {
+fn prepare(case: &Case, dir: &Path, block_rows: u64, threads: usize) -> ehrfusion::Result<Run> {
     let prepared = Prepared::new(ehrfusion::model::json::parse(&case.model)?)?;
-    let providers = prepared.open_tables(Tables::Data(dir), 2)?;
+    let providers = prepared.open_tables(Tables::Data(dir), threads)?;
     let blocks = patient_blocks(dir, &prepared.model.schema, &prepared.analysis.tables, block_rows)?;
-    Ok(Run { prepared, providers, blocks })
+    Ok(Run { prepared, providers, blocks, threads })
 }
 
 fn execute(run: &Run) -> ehrfusion::Result<Dataset> {
-    let results = runtime().block_on(run::execute_blocks(&run::session(2), &run.prepared, &run.providers, &run.blocks))?;
+    let results = runtime().block_on(run::execute_blocks(&run::session(run.threads), &run.prepared, &run.providers, &run.blocks))?;
     Ok(results.dataset.batches.iter().flat_map(batch_values).collect())
 }
 
@@ -123,7 +124,8 @@ enum Blocks {
     Several,
 }
 
-/// Run one case from csv in one go, and from parquet in blocks of patients; describe
+/// Run one case from csv in one go, and from parquet in blocks of patients (on one
+/// thread); describe
 /// the first difference from the reference.
 fn check(case: &Case) -> Result<Blocks, String> {
     let schema = schema();
@@ -132,9 +134,10 @@ fn check(case: &Case) -> Result<Blocks, String> {
     std::fs::create_dir_all(&csv).unwrap();
     std::fs::create_dir_all(&parquet).unwrap();
     case.write_csv(&csv, &schema);
-    compare(case, "csv", &prepare(case, &csv, u64::MAX).map_err(|e| format!("engine (csv) failed: {e}"))?)?;
+    // Two threads in one go, one thread in blocks: both thread counts on every case.
+    compare(case, "csv", &prepare(case, &csv, u64::MAX, 2).map_err(|e| format!("engine (csv) failed: {e}"))?)?;
     case.write_parquet(&parquet, &schema);
-    let run = prepare(case, &parquet, 4).map_err(|e| format!("engine (parquet in blocks) failed: {e}"))?;
+    let run = prepare(case, &parquet, 4, 1).map_err(|e| format!("engine (parquet in blocks) failed: {e}"))?;
     match compare(case, "parquet in blocks", &run) {
         Err(e) => Err(e),
         Ok(()) if run.blocks.len() > 1 => Ok(Blocks::Several),
