@@ -1,6 +1,7 @@
 """Clinical code types, their formats, and codelists."""
 
 import csv
+import dataclasses
 import os
 import re
 
@@ -9,20 +10,28 @@ class CodelistError(ValueError):
     pass
 
 
-class BaseCode(str):
-    """A code of one coding system; a str subclass so it prints and compares as text."""
+@dataclasses.dataclass(frozen=True)
+class BaseCode:
+    """A code of one coding system. As in ehrQL it is a value object, not a str:
+    `.value` is the code's text, and `_to_primitive_type()` is what a query holds."""
+
+    value: str
 
     system = None
     type_name = None
 
-    def __new__(cls, value):
-        value = str(value)
-        if not cls.regex.fullmatch(value):
-            raise ValueError(f"Invalid {cls.__name__}: {value}")
-        return super().__new__(cls, value)
+    def __post_init__(self):
+        if not isinstance(self.value, str):
+            raise TypeError(f"expected string or bytes-like object, got '{type(self.value).__name__}'")
+        if not self.regex.fullmatch(self.value):
+            raise ValueError(f"Invalid {type(self).__name__}: {self.value}")
 
-    def __repr__(self):
-        return f"{type(self).__name__}({str.__repr__(self)})"
+    @classmethod
+    def _primitive_type(cls):
+        return str
+
+    def _to_primitive_type(self):
+        return self.value
 
     @classmethod
     def is_valid(cls, value):

@@ -81,15 +81,17 @@ def convert_value(value, ty):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     elif ty == "str":
-        if isinstance(value, str) and not isinstance(value, codes_module.BaseCode):
+        if isinstance(value, str):
             return value
     elif ty in codes_module.CODE_TYPES:
         code_type = codes_module.CODE_TYPES[ty]
-        if isinstance(value, codes_module.BaseCode) and type(value) is not code_type:
-            raise EhrQLTypeError(f"Expected a {ty} but got a {value.type_name} ({value!s})")
+        if isinstance(value, codes_module.BaseCode):
+            if type(value) is not code_type:
+                raise EhrQLTypeError(f"Expected a {ty} but got a {value.type_name} ({value.value})")
+            return value.value
         if isinstance(value, str):
             try:
-                return str(code_type(value))
+                return code_type(value).value
             except ValueError:
                 raise EhrQLTypeError(f"Invalid {ty}: {value!r}") from None
     elif ty in codes_module.MULTI_CODE_TYPES:
@@ -360,8 +362,8 @@ class MultiCodeStringMixin:
         code_type = codes_module.MULTI_CODE_TYPES[self._type]
         if isinstance(code, codes_module.BaseCode):
             if type(code) is not code_type:
-                raise EhrQLTypeError(f"Expected a {code_type.type_name}, got a {code.type_name} ({code!s})")
-            return value_series(str(code), code_type.type_name)
+                raise EhrQLTypeError(f"Expected a {code_type.type_name}, got a {code.type_name} ({code.value})")
+            return value_series(code.value, code_type.type_name)
         if isinstance(code, str):
             # A full code or the prefix of one (e.g. "N17" for all N17x codes).
             if not re.fullmatch(r"[A-Z][0-9]{1,3}[0-9A-Z]?", code):

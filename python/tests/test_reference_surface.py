@@ -83,10 +83,34 @@ def test_icd10_codes_have_ehrqls_formats():
 
     # ehrQL accepts up to five characters, and the X that pads 3-character codes
     for code in ["A01", "A012", "M0500", "A01X", "A01X2"]:
-        assert ICD10Code(code) == code
+        assert ICD10Code(code).value == code
     for code in ["A1", "A01234", "A0X", "A01XX", "a01", "A01.2"]:
         with pytest.raises(ValueError, match=f"^Invalid ICD10Code: {re.escape(code)}$"):
             ICD10Code(code)
+
+
+def test_codes_are_value_objects_as_in_ehrql():
+    # Study helpers call these (e.g. `ICD10Code(code)._to_primitive_type()`).
+    from ehrql.codes import CTV3Code, ICD10Code, SNOMEDCTCode
+
+    code = ICD10Code("J21")
+    assert (code.value, code._to_primitive_type(), ICD10Code._primitive_type()) == ("J21", "J21", str)
+    assert repr(code) == str(code) == "ICD10Code(value='J21')"
+    assert code == ICD10Code("J21") and code != "J21" and code != CTV3Code("J21..")
+    assert len({code, ICD10Code("J21")}) == 1
+    with pytest.raises(TypeError):
+        ICD10Code(21)
+    with pytest.raises(AttributeError):
+        code.value = "J22"
+    # Code objects and their text work alike in a query.
+    from ehrql import create_dataset
+    from ehrql.tables.core import clinical_events
+
+    dataset = create_dataset()
+    dataset.a = clinical_events.where(clinical_events.snomedct_code.is_in([SNOMEDCTCode("123456"), "234567"])).exists_for_patient()
+    dataset.b = clinical_events.where(clinical_events.snomedct_code == SNOMEDCTCode("123456")).exists_for_patient()
+    with pytest.raises(TypeError):
+        clinical_events.snomedct_code == CTV3Code("XaaaA")
 
 
 # ---------------------------------------------------------------- a study run as written
