@@ -235,7 +235,6 @@ for signal in ["SIGINT", "SIGTERM", "SIGKILL"]:
     )
 
 # ------------------------------------------------------------------ dummy data files
-case("dummy-data-file-unknown-column", {"dummy.csv": "patient_id,sex,last_value,colour\n1,male,1.0,red\n"}, [E, "error: dummy.csv: unknown column 'colour' (table 'dataset' has columns: patient_id, sex, last_value)"], command="generate-dataset dataset_definition.py --dummy-data-file dummy.csv --output OUT/dataset.csv", data=False)
 case("dummy-data-file-missing-column", {"dummy.csv": "patient_id,sex\n1,male\n"}, [E, "error: dummy.csv: missing column 'last_value' of table 'dataset'"], command="generate-dataset dataset_definition.py --dummy-data-file dummy.csv --output OUT/dataset.csv", data=False)
 case("dummy-data-file-bad-value", {"dummy.csv": "patient_id,sex,last_value\n1,male,lots\n"}, [E, "error: dummy.csv: line 2, column 'last_value': 'lots' is not a valid float"], command="generate-dataset dataset_definition.py --dummy-data-file dummy.csv --output OUT/dataset.csv", data=False)
 case("dummy-data-file-missing", {}, [E, 'error: dummy.csv: no such file'], command="generate-dataset dataset_definition.py --dummy-data-file dummy.csv --output OUT/dataset.csv", data=False)

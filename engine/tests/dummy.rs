@@ -238,6 +238,13 @@ fn dummy_data_file_is_checked_and_used() {
     ok(ehrfusion(p.path(), &["generate-dataset", "analysis/dataset_definition.py", "--population-size", "20", "--output", "mine.csv"]));
     ok(ehrfusion(p.path(), &["generate-dataset", "analysis/dataset_definition.py", "--dummy-data-file", "mine.csv", "--output", "out.csv"]));
     assert_eq!(std::fs::read(p.path().join("mine.csv")).unwrap(), std::fs::read(p.path().join("out.csv")).unwrap());
+    // Columns the definition does not have are ignored, as ehrQL ignores them: the
+    // output holds the definition's columns only.
+    let text = std::fs::read_to_string(p.path().join("mine.csv")).unwrap();
+    let wider: String = text.lines().enumerate().map(|(i, l)| if i == 0 { format!("registered,{l},note\n") } else { format!("T,{l},x\n") }).collect();
+    std::fs::write(p.path().join("wider.csv"), wider).unwrap();
+    ok(ehrfusion(p.path(), &["generate-dataset", "analysis/dataset_definition.py", "--dummy-data-file", "wider.csv", "--output", "out2.csv"]));
+    assert_eq!(text, std::fs::read_to_string(p.path().join("out2.csv")).unwrap());
     // A renamed column, a wrong type and an impossible category are each named.
     let text = std::fs::read_to_string(p.path().join("mine.csv")).unwrap();
     for (broken, message) in [

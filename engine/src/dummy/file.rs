@@ -31,9 +31,9 @@ pub fn read(path: &Path, columns: &[ColumnInfo]) -> Result<TableResult> {
             .collect(),
     };
     let batches = match format {
-        Format::Csv | Format::CsvGz => vec![csv::read_csv(path, &schema, Columns::AllRequired)?.0],
-        Format::Parquet => typed::read_parquet(path, &schema, Columns::AllRequired)?,
-        Format::Arrow => typed::read_arrow(path, &schema, Columns::AllRequired)?.0,
+        Format::Csv | Format::CsvGz => vec![csv::read_csv(path, &schema, Columns::Declared)?.0],
+        Format::Parquet => typed::read_parquet(path, &schema, Columns::Declared)?,
+        Format::Arrow => typed::read_arrow(path, &schema, Columns::Declared)?.0,
     };
     for (i, info) in columns.iter().enumerate().skip(1) {
         let Some(categories) = &info.categories else { continue };
