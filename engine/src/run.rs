@@ -131,6 +131,26 @@ pub async fn collect_with_metrics(ctx: &SessionContext, plan: datafusion::logica
     Ok(batches)
 }
 
+/// [`collect_with_metrics`] in a task of its own, so that the caller can plan the
+/// next piece of work (another block of patients) while this one runs.
+pub async fn spawn_collect(ctx: &SessionContext, plan: datafusion::logical_expr::LogicalPlan, what: &'static str) -> Result<tokio::task::JoinHandle<Result<Vec<RecordBatch>>>> {
+    let physical = physical_plan(ctx, &plan).await?;
+    let task_ctx = ctx.task_ctx();
+    Ok(tokio::spawn(async move {
+        let batches = datafusion::physical_plan::collect(physical.clone(), task_ctx).await?;
+        if std::env::var_os("EHRFUSION_METRICS").is_some() {
+            let shown = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(true);
+            eprintln!("== {what}: executed plan with metrics ==\n{shown}");
+        }
+        Ok(batches)
+    }))
+}
+
+/// The rows of a task started by [`spawn_collect`].
+pub async fn join_collect(task: tokio::task::JoinHandle<Result<Vec<RecordBatch>>>) -> Result<Vec<RecordBatch>> {
+    task.await.map_err(|e| err!("a block of patients failed: {e}"))?
+}
+
 /// Stream a plan's rows into `sink`; with `EHRFUSION_METRICS` set, the executed
 /// plan with each operator's metrics goes to standard error once the stream ends.
 async fn stream_with_metrics(

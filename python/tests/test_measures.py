@@ -227,6 +227,19 @@ def test_explain_says_how_each_table_is_read(tmp_path):
     result = subprocess.run([BIN, "explain", path.name], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "over 12 intervals, in one pass" in result.stdout
+    # Both values keep only events dated on or before the interval's end, so an
+    # event is repeated only from the first interval ending on or after its date.
+    assert "repeated only for the run of the 12 intervals that its date allows" in result.stdout
+    path = definition(tmp_path, HEADER + """\
+    measures.define_measure(
+        "in_interval",
+        numerator=clinical_events.where(clinical_events.date.is_during(INTERVAL)).exists_for_patient(),
+        denominator=clinical_events.exists_for_patient(),
+        intervals=months(12).starting_on("2021-01-01"),
+    )
+    """)
+    result = subprocess.run([BIN, "explain", path.name], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     assert "repeated for all 12 intervals" in result.stdout
     path = definition(tmp_path, HEADER + """\
     measures.define_measure(

@@ -247,6 +247,135 @@ pub fn bound_by_interval(conditions: &[Expr]) -> Option<(Expr, (i32, i32))> {
     lower.into_iter().find_map(|(x, lo)| upper.iter().find(|(y, _)| *y == x).map(|(_, hi)| (x, (lo, *hi))))
 }
 
+/// A condition of a row on one interval bound: the row counts only in intervals
+/// whose start (or, with `end`, end) `b` has `x op b`. With `null_holds`, a row whose
+/// `x` is null counts in every interval (`... OR x IS NULL`); else in none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Limit {
+    pub x: Expr,
+    pub op: Operator,
+    pub end: bool,
+    pub null_holds: bool,
+}
+
+/// The limits among `conditions` (all of which a row must meet) that give each row
+/// a run of consecutive intervals: every start limit (intervals are sorted by
+/// start), and end limits when ends rise with starts. Found in each spelling ehrQL
+/// writes: `x OP bound` either way round, `NOT (x OP bound)`, and with `OR x IS
+/// NULL` or `OR (x OP bound) IS NULL` (as `except_where` writes its condition).
+pub fn limits(conditions: &[Expr], iv: &Intervals) -> Vec<Limit> {
+    let ends_rise = iv.0.windows(2).all(|w| w[0].1 <= w[1].1);
+    conditions.iter().filter_map(limit).filter(|l| ends_rise || !l.end).collect()
+}
+
+fn limit(c: &Expr) -> Option<Limit> {
+    match c {
+        Expr::Not(inner) => {
+            let l = limit(inner).filter(|l| !l.null_holds)?;
+            let op = l.op.negate().filter(|o| matches!(o, Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq))?;
+            Some(Limit { op, ..l })
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            let (l, other) = match (limit(left), limit(right)) {
+                (Some(l), None) => (l, right.as_ref()),
+                (None, Some(l)) => (l, left.as_ref()),
+                _ => return None,
+            };
+            // `x IS NULL`, or a comparison of the same x with a bound being null.
+            let Expr::IsNull(tested) = other else { return None };
+            let same_x = *tested.as_ref() == l.x || limit(tested).is_some_and(|t| t.x == l.x && !t.null_holds);
+            (same_x && !l.null_holds).then_some(Limit { null_holds: true, ..l })
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let is_bound = |e: &Expr| *e == col(START) || *e == col(END);
+            let (x, op, bound) = if is_bound(right) {
+                (left.as_ref(), *op, right.as_ref())
+            } else if is_bound(left) {
+                (right.as_ref(), op.swap()?, left.as_ref())
+            } else {
+                return None;
+            };
+            let compares = matches!(op, Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq | Operator::Eq);
+            (compares && !mentions_interval(x)).then(|| Limit { x: x.clone(), op, end: *bound == col(END), null_holds: false })
+        }
+        _ => None,
+    }
+}
+
+impl Intervals {
+    /// For each row, the indexes of the intervals its limits allow, as a list (null
+    /// when none): `x` of each limit, in order, are the function's arguments.
+    pub fn span(&self, limits: &[Limit]) -> Expr {
+        let f = SpanFunction { intervals: self.clone(), limits: limits.to_vec(), signature: Signature::any(limits.len(), Volatility::Immutable) };
+        Arc::new(ScalarUDF::new_from_impl(f)).call(limits.iter().map(|l| l.x.clone()).collect())
+    }
+
+    /// The run of interval indexes `[from, to)` whose bound `b` has `x op b`.
+    fn allowed(&self, l: &Limit, x: i32) -> (usize, usize) {
+        let bound = |i: &(i32, i32)| if l.end { i.1 } else { i.0 };
+        let iv = &self.0;
+        let below = iv.partition_point(|i| bound(i) < x);
+        let through = iv.partition_point(|i| bound(i) <= x);
+        match l.op {
+            Operator::LtEq => (below, iv.len()),
+            Operator::Lt => (through, iv.len()),
+            Operator::GtEq => (0, through),
+            Operator::Gt => (0, below),
+            _ => (below, through),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SpanFunction {
+    intervals: Intervals,
+    limits: Vec<Limit>,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SpanFunction {
+    fn name(&self) -> &str {
+        "ehr_intervals_allowed"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DFResult<DataType> {
+        Ok(DataType::new_list(DataType::Int64, true))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
+        let columns = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut dates = Vec::with_capacity(columns.len());
+        for c in &columns {
+            let Some(d) = c.as_any().downcast_ref::<Date32Array>() else {
+                return exec_err!("ehr_intervals_allowed: expected dates, got {}", c.data_type());
+            };
+            dates.push(d);
+        }
+        let rows = args.number_rows;
+        let mut out = ListBuilder::with_capacity(Int64Builder::new(), rows);
+        for row in 0..rows {
+            let (mut from, mut to) = (0, self.intervals.0.len());
+            for (l, d) in self.limits.iter().zip(&dates) {
+                let (a, b) = if d.is_null(row) {
+                    if l.null_holds { (0, self.intervals.0.len()) } else { (0, 0) }
+                } else {
+                    self.intervals.allowed(l, d.value(row))
+                };
+                from = from.max(a);
+                to = to.min(b);
+            }
+            if from < to {
+                out.values().extend((from..to).map(|i| Some(i as i64)));
+                out.append(true);
+            } else {
+                out.append(false);
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
 /// Whether an expression reads the interval's columns.
 pub fn mentions_interval(e: &Expr) -> bool {
     let mut found = false;
@@ -265,7 +394,60 @@ use datafusion::common::tree_node::TreeNode;
 
 #[cfg(test)]
 mod tests {
-    use super::find;
+    use super::*;
+    use datafusion::logical_expr::not;
+
+    fn limit(x: &str, op: Operator, end: bool, null_holds: bool) -> Limit {
+        Limit { x: col(x), op, end, null_holds }
+    }
+
+    #[test]
+    fn a_limit_allows_a_run_of_intervals() {
+        let iv = Intervals::new(&[(0, 30), (31, 59), (60, 90)]);
+        let allowed = |op, end, x| iv.allowed(&limit("d", op, end, false), x);
+        // d <= start: the intervals starting on or after d.
+        assert_eq!(allowed(Operator::LtEq, false, 31), (1, 3));
+        assert_eq!(allowed(Operator::LtEq, false, -5), (0, 3));
+        assert_eq!(allowed(Operator::LtEq, false, 91), (3, 3));
+        assert_eq!(allowed(Operator::Lt, false, 31), (2, 3));
+        // d >= start: those starting on or before d.
+        assert_eq!(allowed(Operator::GtEq, false, 31), (0, 2));
+        assert_eq!(allowed(Operator::Gt, false, 31), (0, 1));
+        assert_eq!(allowed(Operator::Eq, false, 31), (1, 2));
+        assert_eq!(allowed(Operator::Eq, false, 32), (2, 2));
+        // d <= end, d > end.
+        assert_eq!(allowed(Operator::LtEq, true, 59), (1, 3));
+        assert_eq!(allowed(Operator::Gt, true, 59), (0, 1));
+    }
+
+    #[test]
+    fn limits_are_found_in_every_spelling() {
+        let iv = Intervals::new(&[(0, 30), (31, 59)]);
+        let start = || col(START);
+        let lt = col("e").lt(start());
+        let cases = [
+            (col("d").lt_eq(start()), Some(limit("d", Operator::LtEq, false, false))),
+            (start().gt_eq(col("d")), Some(limit("d", Operator::LtEq, false, false))),
+            (col("d").gt(col(END)), Some(limit("d", Operator::Gt, true, false))),
+            (not(lt.clone()), Some(limit("e", Operator::GtEq, false, false))),
+            // except_where(e < start) and its shorter spelling
+            (not(lt.clone()).or(lt.clone().is_null()), Some(limit("e", Operator::GtEq, false, true))),
+            (col("e").is_null().or(col("e").gt_eq(start())), Some(limit("e", Operator::GtEq, false, true))),
+            // not limits: a null test of another column, an inequality, no bound
+            (col("e").gt_eq(start()).or(col("f").is_null()), None),
+            (not(col("e").eq(start())), None),
+            (col("e").not_eq(start()), None),
+            (col("e").lt(col("f")), None),
+            (col(START).lt(col(END)), None),
+        ];
+        for (condition, expected) in cases {
+            assert_eq!(limits(std::slice::from_ref(&condition), &iv).into_iter().next(), expected, "{condition}");
+        }
+        // End limits only where ends rise with starts.
+        let overlapping = Intervals::new(&[(0, 90), (31, 59)]);
+        assert!(limits(&[col("d").lt_eq(col(END))], &overlapping).is_empty());
+        assert_eq!(limits(&[col("d").lt_eq(col(START))], &overlapping).len(), 1);
+    }
 
     #[test]
     fn a_date_finds_its_interval() {

@@ -16,12 +16,12 @@ use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::logical_expr::utils::split_conjunction;
 use arrow::datatypes::DataType;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, col, lit, when};
+use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, col, lit, when};
 use datafusion::prelude::SessionContext;
 
 use super::analyze::{Analysis, EventTable, Source, SourceKind};
 use super::codesets;
-use super::intervals::{self, Intervals, Part};
+use super::intervals::{self, Intervals, Limit, Part};
 use crate::error::Result;
 use crate::source::blocks::PatientRange;
 use crate::err;
@@ -114,15 +114,25 @@ impl<'a> Planner<'a> {
     /// [`Self::table_rows`], with columns `before` (expressions of the row alone)
     /// added before rows are repeated for each interval.
     fn table_rows_with(&self, table: &str, before: &[Expr], keep: Option<Expr>) -> Result<LogicalPlanBuilder> {
-        self.table_rows_from(table, false, before, keep)
+        self.table_rows_from(table, false, before, keep, &[])
     }
 
     /// [`Self::table_rows_with`], from the table's late-materialising provider
-    /// where `late` and the table has one.
-    fn table_rows_from(&self, table: &str, late: bool, before: &[Expr], keep: Option<Expr>) -> Result<LogicalPlanBuilder> {
+    /// where `late` and the table has one. With `limits` (see [`intervals::limits`]),
+    /// a row is repeated only for the run of intervals they allow, not for all.
+    fn table_rows_from(&self, table: &str, late: bool, before: &[Expr], keep: Option<Expr>, limits: &[Limit]) -> Result<LogicalPlanBuilder> {
         let rows = keeping(with_columns(self.patient_rows_from(table, late)?, before)?, keep)?;
         match &self.intervals {
             None => Ok(rows),
+            Some(iv) if !limits.is_empty() => {
+                let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
+                columns.push(iv.span(limits).alias(intervals::INDEX));
+                let rows = rows.project(columns)?.filter(col(intervals::INDEX).is_not_null())?.unnest_column(intervals::INDEX)?;
+                let rows = keyed(rows, iv)?;
+                let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
+                columns.extend(interval_columns(iv, col("patient_id")));
+                Ok(rows.project(columns)?)
+            }
             Some(iv) => {
                 let every = self.scan("__intervals", &iv.table()?)?.build()?;
                 keyed(rows.cross_join(every)?, iv)
@@ -162,6 +172,21 @@ impl<'a> Planner<'a> {
         Ok(own.then_some((x, shift)))
     }
 
+    /// For measures, the conditions every value of an event pass shares that limit
+    /// each row to a run of intervals (see [`intervals::limits`]), where they read
+    /// only the table's own date columns.
+    fn limits(&self, s: &Source, aggs: &[Expr]) -> Result<Vec<Limit>> {
+        let (Some(iv), Some(common)) = (&self.intervals, shared_conditions(aggs)) else { return Ok(Vec::new()) };
+        let schema = self.provider(&s.table)?.schema();
+        let own = |x: &Expr| {
+            let refs = x.column_refs();
+            !refs.is_empty() && refs.iter().all(|c| schema.field_with_name(&c.name).is_ok())
+        };
+        let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
+        let dated = |x: &Expr| x.get_type(&df_schema).is_ok_and(|t| t == DataType::Date32);
+        Ok(intervals::limits(&common, iv).into_iter().filter(|l| own(&l.x) && dated(&l.x)).collect())
+    }
+
     /// How each event pass reads its table, for `explain`.
     pub fn describe_passes(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
@@ -171,6 +196,18 @@ impl<'a> Planner<'a> {
             let (aggs, _) = codesets::rewrite(aggs)?;
             out.push(match self.bucketing(s, &aggs)? {
                 Some((x, _)) => format!("{} (stage {}): each row counted in the one interval its {x} falls in", s.table, s.stage),
+                None if !self.limits(s, &aggs)?.is_empty() => {
+                    let mut xs: Vec<String> = self.limits(s, &aggs)?.iter().map(|l| l.x.to_string()).collect();
+                    xs.dedup();
+                    let verb = if xs.len() == 1 { "allows" } else { "allow" };
+                    format!(
+                        "{} (stage {}): each row repeated only for the run of the {} intervals that its {} {verb}",
+                        s.table,
+                        s.stage,
+                        iv.len(),
+                        xs.join(", ")
+                    )
+                }
                 None => format!(
                     "{} (stage {}): each row repeated for all {} intervals (not every value keeps only rows dated inside the interval{})",
                     s.table,
@@ -359,7 +396,8 @@ impl<'a> Planner<'a> {
                             Some(f) => self.reads_beyond_filter(&s.table, &aggs, &f, &masks)?,
                             None => false,
                         };
-                        self.with_stage(self.table_rows_from(&s.table, late, &before, keep)?, s.stage, &computed, inner)?
+                        let limits = self.limits(s, &aggs)?;
+                        self.with_stage(self.table_rows_from(&s.table, late, &before, keep, &limits)?, s.stage, &computed, inner)?
                     }
                 };
                 if !masks.is_empty() {
@@ -446,11 +484,7 @@ impl<'a> Planner<'a> {
     fn with_bounds(&self, frame: LogicalPlan) -> Result<LogicalPlan> {
         let Some(iv) = &self.intervals else { return Ok(frame) };
         let mut columns: Vec<Expr> = frame.schema().columns().into_iter().filter(|c| !intervals::mentions_interval(&Expr::Column(c.clone()))).map(Expr::Column).collect();
-        columns.push(iv.of_key(col(PID), Part::Start).alias(intervals::START));
-        columns.push(iv.of_key(col(PID), Part::End).alias(intervals::END));
-        for (j, p) in iv.1.iter().enumerate() {
-            columns.push(iv.of_key(col(PID), Part::Param(j)).alias(intervals::param_column(&p.name)));
-        }
+        columns.extend(interval_columns(iv, col(PID)));
         Ok(LogicalPlanBuilder::from(frame).project(columns)?.build()?)
     }
 
@@ -610,6 +644,15 @@ pub async fn materialise(ctx: &SessionContext, plan: LogicalPlan) -> Result<Arc<
 pub fn placeholder(plan: &LogicalPlan) -> Result<Arc<dyn TableProvider>> {
     let schema = Arc::new(plan.schema().as_arrow().clone());
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
+
+/// The interval's bounds and parameters, read from a (patient, interval) key.
+fn interval_columns(iv: &Intervals, key: Expr) -> Vec<Expr> {
+    let mut columns = vec![iv.of_key(key.clone(), Part::Start).alias(intervals::START), iv.of_key(key.clone(), Part::End).alias(intervals::END)];
+    for (j, p) in iv.1.iter().enumerate() {
+        columns.push(iv.of_key(key.clone(), Part::Param(j)).alias(intervals::param_column(&p.name)));
+    }
+    columns
 }
 
 /// Rows keyed by (patient, interval): `patient_id` becomes the key; the interval's

@@ -173,13 +173,20 @@ pub async fn execute(ctx: &SessionContext, pm: &PreparedMeasures, providers: &Pr
 /// group's measures use (the finest grouping), as they stream; each grouping set's
 /// sums are then sums of those (and its first patient their first), so no row is
 /// kept and every block of patients adds to the same small table.
+/// How many blocks of patients run at once (at most the session's partitions).
+const BLOCKS_AT_ONCE: usize = 2;
+
 async fn group_sums(ctx: &SessionContext, g: &PreparedGroup, providers: &Providers, blocks: &[PatientRange]) -> Result<Vec<RecordBatch>> {
     let variables = &g.group.model.dataset.variables;
     let groups: Vec<String> = variables.keys().filter_map(|v| v.strip_prefix("g_")).map(str::to_string).collect();
     let every_numerator: Vec<String> = variables.keys().filter(|v| v.starts_with('n')).cloned().collect();
     let mut fine: Vec<RecordBatch> = Vec::new();
     let mut schema = None;
-    for range in blocks {
+    // A block's final plan runs while the next block's stages are materialised: one
+    // plan alone keeps only 1.3-1.8 of 2 cores busy. Results are kept in block order.
+    let at_once = ctx.copied_config().target_partitions().clamp(1, BLOCKS_AT_ONCE);
+    let mut running = std::collections::VecDeque::new();
+    for (i, range) in blocks.iter().enumerate() {
         let mut planner = Planner::new(&g.prepared.analysis, providers)
             .for_patients(*range)
             .for_intervals(g.intervals.clone())
@@ -187,10 +194,20 @@ async fn group_sums(ctx: &SessionContext, g: &PreparedGroup, providers: &Provide
         planner.materialise_stages(ctx).await?;
         let rows = LogicalPlanBuilder::from(planner.measure_rows_plan()?);
         let plan = sums(rows, &groups, &every_numerator, "__patient")?;
-        let batches = crate::run::collect_with_metrics(ctx, plan.clone(), "measures rows").await?;
-        // The batches' own schema (nullability may differ from the plan's).
-        schema = Some(batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(plan.schema().as_arrow().clone())));
-        fine.extend(batches);
+        if i == 0 {
+            schema = Some(Arc::new(plan.schema().as_arrow().clone()));
+        }
+        if running.len() == at_once {
+            fine.extend(crate::run::join_collect(running.pop_front().expect("a running block")).await?);
+        }
+        running.push_back(crate::run::spawn_collect(ctx, plan, "measures rows").await?);
+    }
+    while let Some(task) = running.pop_front() {
+        fine.extend(crate::run::join_collect(task).await?);
+    }
+    // The batches' own schema where there are any (nullability may differ from the plan's).
+    if let Some(b) = fine.first() {
+        schema = Some(b.schema());
     }
     // Every column nullable: a group column's nullability may differ between a plan
     // and its batches, and between blocks.
