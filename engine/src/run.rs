@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
 use datafusion::datasource::MemTable;
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -123,7 +124,12 @@ pub async fn physical_plan(ctx: &SessionContext, plan: &datafusion::logical_expr
 /// profile of where a run spends its time.
 pub async fn collect_with_metrics(ctx: &SessionContext, plan: datafusion::logical_expr::LogicalPlan, what: &str) -> Result<Vec<RecordBatch>> {
     let physical = physical_plan(ctx, &plan).await?;
-    let batches = datafusion::physical_plan::collect(physical.clone(), ctx.task_ctx()).await?;
+    collect_physical(physical, ctx.task_ctx(), what).await
+}
+
+/// Run a physical plan, showing its metrics with `EHRFUSION_METRICS` set.
+async fn collect_physical(physical: Arc<dyn ExecutionPlan>, task_ctx: Arc<TaskContext>, what: &str) -> Result<Vec<RecordBatch>> {
+    let batches = datafusion::physical_plan::collect(physical.clone(), task_ctx).await?;
     if std::env::var_os("EHRFUSION_METRICS").is_some() {
         let shown = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(true);
         eprintln!("== {what}: executed plan with metrics ==\n{shown}");
@@ -136,14 +142,7 @@ pub async fn collect_with_metrics(ctx: &SessionContext, plan: datafusion::logica
 pub async fn spawn_collect(ctx: &SessionContext, plan: datafusion::logical_expr::LogicalPlan, what: &'static str) -> Result<tokio::task::JoinHandle<Result<Vec<RecordBatch>>>> {
     let physical = physical_plan(ctx, &plan).await?;
     let task_ctx = ctx.task_ctx();
-    Ok(tokio::spawn(async move {
-        let batches = datafusion::physical_plan::collect(physical.clone(), task_ctx).await?;
-        if std::env::var_os("EHRFUSION_METRICS").is_some() {
-            let shown = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(true);
-            eprintln!("== {what}: executed plan with metrics ==\n{shown}");
-        }
-        Ok(batches)
-    }))
+    Ok(tokio::spawn(collect_physical(physical, task_ctx, what)))
 }
 
 /// The rows of a task started by [`spawn_collect`].

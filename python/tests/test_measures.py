@@ -216,39 +216,24 @@ def test_dummy_data_file_is_checked_and_disclosure_controlled(tmp_path):
 
 
 def test_explain_says_how_each_table_is_read(tmp_path):
-    path = definition(tmp_path, HEADER + """\
+    def explain(denominator):
+        # Events in the interval over 12 months, against the given denominator.
+        path = definition(tmp_path, HEADER + f"""\
     measures.define_measure(
         "in_interval",
         numerator=clinical_events.where(clinical_events.date.is_during(INTERVAL)).exists_for_patient(),
-        denominator=clinical_events.where(clinical_events.date.is_on_or_before(INTERVAL.end_date)).exists_for_patient(),
+        denominator={denominator},
         intervals=months(12).starting_on("2021-01-01"),
     )
     """)
-    result = subprocess.run([BIN, "explain", path.name], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "over 12 intervals, in one pass" in result.stdout
+        result = subprocess.run([BIN, "explain", path.name], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    shown = explain("clinical_events.where(clinical_events.date.is_on_or_before(INTERVAL.end_date)).exists_for_patient()")
+    assert "over 12 intervals, in one pass" in shown
     # Both values keep only events dated on or before the interval's end, so an
     # event is repeated only from the first interval ending on or after its date.
-    assert "repeated only for the run of the 12 intervals that its date allows" in result.stdout
-    path = definition(tmp_path, HEADER + """\
-    measures.define_measure(
-        "in_interval",
-        numerator=clinical_events.where(clinical_events.date.is_during(INTERVAL)).exists_for_patient(),
-        denominator=clinical_events.exists_for_patient(),
-        intervals=months(12).starting_on("2021-01-01"),
-    )
-    """)
-    result = subprocess.run([BIN, "explain", path.name], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "repeated for all 12 intervals" in result.stdout
-    path = definition(tmp_path, HEADER + """\
-    measures.define_measure(
-        "in_interval",
-        numerator=clinical_events.where(clinical_events.date.is_during(INTERVAL)).exists_for_patient(),
-        denominator=patients.exists_for_patient(),
-        intervals=months(12).starting_on("2021-01-01"),
-    )
-    """)
-    result = subprocess.run([BIN, "explain", path.name], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "each row counted in the one interval its date falls in" in result.stdout
+    assert "repeated only for the run of the 12 intervals that its date allows" in shown
+    assert "repeated for all 12 intervals" in explain("clinical_events.exists_for_patient()")
+    assert "each row counted in the one interval its date falls in" in explain("patients.exists_for_patient()")

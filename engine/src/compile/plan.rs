@@ -194,10 +194,11 @@ impl<'a> Planner<'a> {
         for s in self.analysis.sources.iter().filter(|s| s.kind == SourceKind::Events) {
             let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
             let (aggs, _) = codesets::rewrite(aggs)?;
+            let limits = self.limits(s, &aggs)?;
             out.push(match self.bucketing(s, &aggs)? {
                 Some((x, _)) => format!("{} (stage {}): each row counted in the one interval its {x} falls in", s.table, s.stage),
-                None if !self.limits(s, &aggs)?.is_empty() => {
-                    let mut xs: Vec<String> = self.limits(s, &aggs)?.iter().map(|l| l.x.to_string()).collect();
+                None if !limits.is_empty() => {
+                    let mut xs: Vec<String> = limits.iter().map(|l| l.x.to_string()).collect();
                     xs.dedup();
                     let verb = if xs.len() == 1 { "allows" } else { "allow" };
                     format!(
