@@ -1,6 +1,6 @@
-"""`ehrfusion run run_all` over ten extraction actions against the same ten commands
-run one by one (see benches/pipeline). Both run over the same population with
---data; the outputs of the two ways are compared file by file."""
+"""`ehrfusion run run_all` over ten extraction actions (with shared scans, and with
+them turned off) against the same ten commands run one by one (see benches/pipeline).
+All run over the same population with --data; the outputs are compared file by file."""
 
 import argparse
 import filecmp
@@ -52,25 +52,30 @@ def main():
     results = {"patients": args.patients, "rows": facts["rows"], "machine": machine(), "runs": []}
     for attempt in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
-            pipeline, separate = Path(tmp) / "pipeline", Path(tmp) / "separate"
-            for root in (pipeline, separate):
+            pipeline, unshared, separate = Path(tmp) / "pipeline", Path(tmp) / "unshared", Path(tmp) / "separate"
+            for root in (pipeline, unshared, separate):
                 root.mkdir()
                 make_study(root)
             seconds, rss = measure([args.binary, "run", "run_all", "--data", data, "--project-dir", pipeline])
+            # The same request with shared scans turned off: what sharing saves.
+            unshared_seconds, unshared_rss = measure([args.binary, "run", "run_all", "--data", data, "--share-memory", "0", "--project-dir", unshared])
             one_by_one = {}
             for name, command, _ in actions():
                 # From the study folder, as the pipeline's jobs run.
                 s, r = measure([args.binary, *command[:2], "--data", data, *command[2:]], cwd=separate)
                 one_by_one[name] = {"seconds": round(s, 2), "peak_rss_mib": round(r)}
-            same = [out for _, _, out in actions() if filecmp.cmp(pipeline / out, separate / out, shallow=False)]
+            same = [out for _, _, out in actions()
+                    if filecmp.cmp(pipeline / out, separate / out, shallow=False) and filecmp.cmp(unshared / out, separate / out, shallow=False)]
             run = {
                 "run_all": {"seconds": round(seconds, 2), "peak_rss_mib": round(rss)},
+                "run_all_unshared": {"seconds": round(unshared_seconds, 2), "peak_rss_mib": round(unshared_rss)},
                 "one_by_one": {"seconds": round(sum(v["seconds"] for v in one_by_one.values()), 2),
                                "peak_rss_mib": max(v["peak_rss_mib"] for v in one_by_one.values()), "each": one_by_one},
                 "identical_outputs": f"{len(same)} of {len(list(actions()))}",
             }
             results["runs"].append(run)
-            print(f"run {attempt + 1}: run_all {seconds:.2f} s / {rss:.0f} MiB; one by one {run['one_by_one']['seconds']:.2f} s; "
+            print(f"run {attempt + 1}: run_all {seconds:.2f} s / {rss:.0f} MiB; unshared {unshared_seconds:.2f} s / {unshared_rss:.0f} MiB; "
+                  f"one by one {run['one_by_one']['seconds']:.2f} s; "
                   f"outputs identical: {run['identical_outputs']}", flush=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = HERE / "results" / f"pipeline-{args.patients}-{stamp}.json"

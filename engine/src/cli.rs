@@ -95,6 +95,8 @@ Examples:
   ehrfusion run generate_measures -f                 (its dependencies again too)
   ehrfusion run run_all --continue-on-error -j 2 --project-dir ../my-study
   ehrfusion run run_all --data data/                 (extraction actions over real tables)
+  ehrfusion run run_all --data data/ --share-memory 8 (keep at most 8 GiB of decoded columns)
+  ehrfusion run run_all --docker                     (scripts in the platform's images)
   ehrfusion jobs                                     (the last job request's page)
 
 Exit status 0 when every job succeeded, 1 when one failed, 2 for an invalid project.yaml or an
@@ -141,6 +143,15 @@ struct RunArgs {
     /// they run on dummy data, as `opensafely run` does.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// With --data, memory (GiB) for shared scans: the parquet columns one extraction
+    /// job decodes are kept for the next jobs that read them (default: half of this
+    /// machine's memory; 0 turns sharing off).
+    #[arg(long, value_name = "GIB", requires = "data")]
+    share_memory: Option<f64>,
+    /// Run python, r, stata-mp and jupyter actions in the platform's images
+    /// (ghcr.io/opensafely-core/IMAGE:VERSION) with Docker, not local interpreters.
+    #[arg(long)]
+    docker: bool,
 }
 
 #[derive(Args)]
@@ -706,6 +717,15 @@ where
             jobs: a.jobs as usize,
             project_dir: a.project_dir,
             data: a.data,
+            docker: a.docker,
+            share_memory: match a.share_memory {
+                Some(gib) if !(gib >= 0.0 && gib.is_finite()) => {
+                    eprintln!("error: --share-memory {gib}: expected a number of GiB, 0 or more");
+                    return 2;
+                }
+                Some(gib) => (gib * (1u64 << 30) as f64) as usize,
+                None => crate::pipeline::default_share_memory(),
+            },
         };
         return match crate::pipeline::run(options, front_end) {
             Ok(status) => status,

@@ -4,6 +4,7 @@ data, Python scripts with the local interpreter), with the job runner's scheduli
 statuses, logs and record."""
 
 import gzip
+import json
 import csv
 import os
 import shutil
@@ -61,6 +62,7 @@ actions:
 
 def make_study(root, project=PROJECT, files=None):
     files = {"analysis/dataset_definition.py": DATASET, "analysis/summarise.py": SUMMARISE, **(files or {})}
+    root.mkdir(parents=True, exist_ok=True)
     (root / "project.yaml").write_text(textwrap.dedent(project))
     for name, text in files.items():
         path = root / name
@@ -474,3 +476,154 @@ def test_the_job_request_page_renders_in_a_browser(tmp_path):
     # Text is drawn (dark pixels), not a blank page.
     dark = sum(n for rgb, n in counts.items() if sum(rgb) < 200)
     assert dark > 2000
+
+
+SHARED_A = """\
+from ehrql import create_dataset
+from ehrql.tables.core import clinical_events, patients
+
+dataset = create_dataset()
+dataset.define_population(patients.exists_for_patient())
+dataset.sex = patients.sex
+dataset.events = clinical_events.count_for_patient()
+dataset.last_code = clinical_events.sort_by(clinical_events.date).last_for_patient().snomedct_code
+"""
+
+# Reads one column of clinical_events that SHARED_A does not (numeric_value).
+SHARED_B = """\
+from ehrql import create_dataset
+from ehrql.tables.core import clinical_events, patients
+
+dataset = create_dataset()
+dataset.define_population(patients.date_of_birth.is_on_or_before("2000-01-01"))
+dataset.highest = clinical_events.where(clinical_events.date.is_after("2010-01-01")).numeric_value.maximum_for_patient()
+"""
+
+SHARED_M = """\
+from ehrql import INTERVAL, create_measures, months
+from ehrql.tables.core import clinical_events, patients
+
+measures = create_measures()
+measures.define_measure(
+    "events",
+    numerator=clinical_events.where(clinical_events.date.is_during(INTERVAL)).exists_for_patient(),
+    denominator=patients.exists_for_patient(),
+    group_by={"sex": patients.sex},
+    intervals=months(12).starting_on("2015-01-01"),
+)
+measures.configure_disclosure_control(enabled=False)
+"""
+
+SHARED_PROJECT = """\
+version: '4'
+actions:
+  a:
+    run: ehrql:v1 generate-dataset analysis/a.py --output output/a.csv
+    outputs:
+      highly_sensitive:
+        out: output/a.csv
+  b:
+    run: ehrql:v1 generate-dataset analysis/b.py --output output/b.csv
+    outputs:
+      highly_sensitive:
+        out: output/b.csv
+  m:
+    run: ehrql:v1 generate-measures analysis/m.py --output output/m.csv
+    outputs:
+      moderately_sensitive:
+        out: output/m.csv
+"""
+
+
+def parquet_tables(target, row_group_size=40):
+    """testdata/data/csv as parquet files of several row groups each."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    target.mkdir()
+    for path in sorted((Path(__file__).resolve().parents[2] / "testdata/data/csv").glob("*.csv")):
+        names = path.read_text().splitlines()[0].split(",")
+        types = {n: pa.string() for n in names if n.endswith("_code") or n in ("sex", "cause_of_death")}
+        types.update({n: pa.date32() for n in names if "date" in n})
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+        pq.write_table(table, target / f"{path.stem}.parquet", row_group_size=row_group_size)
+    return target
+
+
+def test_extraction_jobs_over_the_same_tables_share_their_scans(tmp_path):
+    data = parquet_tables(tmp_path / "data")
+    files = {"analysis/a.py": SHARED_A, "analysis/b.py": SHARED_B, "analysis/m.py": SHARED_M}
+    study = make_study(tmp_path / "shared", SHARED_PROJECT, files)
+    run(study, "run", "run_all", "--data", str(data), check=0)
+    # The first job decodes what it reads; the next reuse it, decoding only what is new.
+    log_a, log_b, log_m = ((study / f"metadata/{a}.log").read_text() for a in "abm")
+    # (patient_id counts as a column.)
+    assert "patients (0 of 2 columns already decoded)" in log_a and "clinical_events (0 of 3 columns already decoded)" in log_a, log_a
+    assert "patients (1 of 2 columns already decoded)" in log_b and "clinical_events (2 of 3 columns already decoded)" in log_b, log_b
+    assert "patients (2 of 2 columns already decoded)" in log_m and "clinical_events (2 of 2 columns already decoded)" in log_m, log_m
+    # The same results as each command run alone, which streams its tables.
+    for name in "abm":
+        alone = tmp_path / f"alone-{name}.csv"
+        command = "generate-measures" if name == "m" else "generate-dataset"
+        run(study, command, f"analysis/{name}.py", "--data", str(data), "--output", str(alone), check=0)
+        assert (study / f"output/{name}.csv").read_text() == alone.read_text(), name
+    # Sharing off, or a budget too small to keep anything: each job streams its tables.
+    for budget, expected in (("0", None), ("0.0000001", "streamed: over the memory budget")):
+        again = make_study(tmp_path / f"budget-{budget}", SHARED_PROJECT, files)
+        run(again, "run", "run_all", "--data", str(data), "--share-memory", budget, check=0)
+        log = (again / "metadata/b.log").read_text()
+        assert ("Shared scans" in log) == (expected is not None), log
+        assert expected is None or expected in log
+        for name in "abm":
+            assert (again / f"output/{name}.csv").read_text() == (study / f"output/{name}.csv").read_text()
+
+
+FAKE_DOCKER = """\
+#!{python}
+# Stands in for docker: records its arguments, then runs the image's command with the
+# local interpreter in the mounted folder, as the python image would.
+import json, os, subprocess, sys
+args = sys.argv[1:]
+if args == ["info"]:
+    sys.exit(0)
+with open(os.environ["FAKE_DOCKER_LOG"], "a") as f:
+    f.write(json.dumps(args) + "\\n")
+mount = dict(part.split("=", 1) for part in args[args.index("--mount") + 1].split(","))
+assert mount["type"] == "bind" and mount["target"] == "/workspace"
+mounted = mount["source"]
+command = args[next(i for i, a in enumerate(args) if a.startswith("ghcr.io/")) + 1:]
+if command[0] in ("python", "python3"):
+    command = command[1:]
+sys.exit(subprocess.call([sys.executable, *command], cwd=mounted))
+"""
+
+
+def test_docker_runs_scripts_in_the_platforms_images(tmp_path):
+    study = make_study(tmp_path / "study")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER.format(python=sys.executable))
+    docker.chmod(0o755)
+    calls = tmp_path / "docker-calls.jsonl"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "FAKE_DOCKER_LOG": str(calls)}
+    result = subprocess.run([BIN, "run", "run_all", "--docker"], cwd=study, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (study / "output/counts.csv").read_text().splitlines() == ["rows", "40"]
+    # Only the script went to Docker (the extraction ran on the engine), in its image,
+    # with its working copy as /workspace and the platform's environment.
+    (args,) = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert args[0] == "run" and "--rm" in args and "--init" in args
+    image = args.index("ghcr.io/opensafely-core/python:v2")
+    assert args[image + 1:] == ["analysis/summarise.py"]
+    assert args[args.index("--network") + 1] == "none"
+    assert args[args.index("--user") + 1] == f"{os.geteuid()}:{os.getegid()}"
+    assert "OPENSAFELY_BACKEND=expectations" in args
+    # Without docker on PATH, the run stops before any job, as `opensafely run` does.
+    no_docker = make_study(tmp_path / "no-docker")
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    result = subprocess.run([BIN, "run", "run_all", "--docker"], cwd=no_docker, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Could not find application: docker"), result.stderr
+    assert not (no_docker / "output").exists()

@@ -32,6 +32,8 @@ pub struct Context {
     /// Real tables for extraction actions; dummy data when none.
     pub data: Option<PathBuf>,
     pub front_end: PythonFrontEnd,
+    /// Run script actions in the platform's images with Docker, not local interpreters.
+    pub docker: bool,
     /// Extraction actions run one at a time: each uses every core, and each changes
     /// the process's working directory and output while it runs.
     pub engine: Mutex<()>,
@@ -253,6 +255,7 @@ fn run_command(ctx: &Context, action: &Action, work: &Path, log: &mut File) -> R
     match action.run.image() {
         "ehrql" | "databuilder" => Ok(in_process(ctx, work, log, || crate::cli::exit_status(std::iter::once("ehrfusion".to_string()).chain(args), ctx.front_end))),
         "cohortextractor" => Ok(in_process(ctx, work, log, || cohortextractor(ctx, args))),
+        image if ctx.docker && action.is_script() => in_image(work, log, image, action.run.version(), &args),
         // As the platform's images do: `python ARGS`, unless the first argument names a
         // program (`python analysis/x.py`, `jupyter nbconvert ...`), which then runs.
         "python" => match args.split_first() {
@@ -406,6 +409,11 @@ fn in_working_copy(arg: &str, work: &Path) -> String {
 /// Run a script with a local interpreter.
 fn script(work: &Path, log: &mut File, program: &str, args: &[String], language: &str) -> Result<i64> {
     let args: Vec<String> = args.iter().map(|a| in_working_copy(a, work)).collect();
+    spawn(work, log, program, &args, language)
+}
+
+/// Run a program in `work`, its output going to `log`; the exit status.
+fn spawn(work: &Path, log: &mut File, program: &str, args: &[String], language: &str) -> Result<i64> {
     let out = log.try_clone().map_err(|e| err!("job log: {e}"))?;
     let err_out = log.try_clone().map_err(|e| err!("job log: {e}"))?;
     let mut command = std::process::Command::new(program);
@@ -425,6 +433,49 @@ fn script(work: &Path, log: &mut File, program: &str, args: &[String], language:
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(err!("{language} actions need `{program}` on PATH, and there is none")),
         Err(e) => Err(err!("cannot run {program}: {e}")),
     }
+}
+
+/// Where the platform's images come from.
+const REGISTRY: &str = "ghcr.io/opensafely-core";
+
+/// The `docker run` arguments that run a script action in the platform's image, as
+/// the local runner on Linux runs it: the working copy bind-mounted at `/workspace`,
+/// no network, 2 CPUs and 4 GB (its defaults), the invoking user (so that outputs are
+/// the user's), `OPENSAFELY_BACKEND=expectations`. Attached and removed when it ends,
+/// where the runner detaches and removes it later.
+pub fn docker_args(work: &Path, image: &str, version: &str, args: &[String]) -> Vec<String> {
+    // SAFETY: geteuid and getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let mut out: Vec<String> = ["run", "--init", "--rm", "--label", "ehrfusion-local", "--cpus", "2.0", "--memory", "4G", "--network", "none"].map(String::from).to_vec();
+    out.extend(["--mount".to_string(), format!("type=bind,source={},target=/workspace", work.display())]);
+    out.extend(["--user".to_string(), format!("{uid}:{gid}"), "--env".into(), "HOME=/tmp".into()]);
+    out.extend(["--env".to_string(), "OPENSAFELY_BACKEND=expectations".into()]);
+    if image == "stata-mp" {
+        // Passed on from the runner's own environment, as the runner does.
+        out.extend(["--env".to_string(), "STATA_LICENSE".into()]);
+    }
+    out.push(format!("{REGISTRY}/{image}:{version}"));
+    out.extend(args.iter().cloned());
+    out
+}
+
+/// Whether Docker can run containers here, as `opensafely run` checks before a run
+/// (its messages, on one line).
+pub fn docker_preflight() -> Result<()> {
+    if !on_path("docker") {
+        return Err(err!("Could not find application: docker. You must have Docker installed to use --docker (without it, scripts run with local interpreters)"));
+    }
+    let info = std::process::Command::new("docker").arg("info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    match info {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err(err!("There was an error running: docker info. It looks like you have Docker installed but have not started it")),
+    }
+}
+
+/// Run a script action in the platform's image with Docker.
+fn in_image(work: &Path, log: &mut File, image: &str, version: &str, args: &[String]) -> Result<i64> {
+    // Inside the image the working copy is /workspace, as run lines expect.
+    spawn(work, log, "docker", &docker_args(work, image, version, args), "Docker")
 }
 
 fn signal_of(status: &std::process::ExitStatus) -> i64 {

@@ -36,6 +36,17 @@ pub struct RunOptions {
     pub jobs: usize,
     pub project_dir: PathBuf,
     pub data: Option<PathBuf>,
+    /// Run script actions in the platform's Docker images.
+    pub docker: bool,
+    /// Bytes of decoded columns the request's extraction jobs may share (0: none).
+    pub share_memory: usize,
+}
+
+/// Half of this machine's memory: the default budget for shared scans.
+pub fn default_share_memory() -> usize {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages > 0 && page > 0 { (pages as usize).saturating_mul(page as usize) / 2 } else { 0 }
 }
 
 /// The runner's own messages. They go to the standard error the program started
@@ -100,9 +111,15 @@ pub fn run(options: RunOptions, front_end: PythonFrontEnd) -> Result<u8> {
         console.say("=> All actions already completed successfully\n   Use -f option to force everything to re-run");
         return Ok(0);
     }
+    if options.docker && planned.iter().any(|p| project.actions[&p.action].is_script()) {
+        execute::docker_preflight()?;
+    }
     let request = record.create_request(&options.actions, options.force_run_dependencies)?;
-    let ctx = Context { project_dir, project, data, front_end, engine: Mutex::new(()) };
+    let ctx = Context { project_dir, project, data, front_end, docker: options.docker, engine: Mutex::new(()) };
     let mut jobs = create_jobs(&ctx, &record, &request, &planned)?;
+    // Extraction jobs over the same real tables decode each column once between them.
+    let extractions = planned.iter().filter(|p| ctx.project.actions[&p.action].runs_on_engine()).count();
+    let _sharing = (ctx.data.is_some() && extractions > 1 && options.share_memory > 0).then(|| crate::source::shared::enable(options.share_memory));
     console.say(&format!("\nRunning actions: {}\n", jobs.keys().cloned().collect::<Vec<_>>().join(", ")));
     let outcomes = run_jobs(&ctx, &record, &console, &planned, &mut jobs, &options)?;
     console.say(&summary(&jobs, &outcomes, &ctx.project_dir));

@@ -93,6 +93,12 @@ impl Action {
         matches!(self.run.image(), "ehrql" | "databuilder" | "cohortextractor")
     }
 
+    /// Whether the action is a script run by an interpreter (or, with `--docker`, in
+    /// the platform's image for it).
+    pub fn is_script(&self) -> bool {
+        matches!(self.run.image(), "python" | "r" | "stata-mp" | "jupyter")
+    }
+
     /// Whether the action reads the database (its outputs then come from the engine).
     pub fn is_database_action(&self) -> bool {
         let sub = self.run.args().first().map(String::as_str);

@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod builder;
 pub mod constraints;
 pub mod csv;
+pub mod shared;
 pub mod typed;
 
 use std::collections::{BTreeMap, HashSet};
@@ -164,9 +165,31 @@ pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usi
         Some(d) => discover(d, &model.schema)?,
         None => BTreeMap::new(),
     };
+    // Real tables read by a pipeline's jobs may have been decoded by an earlier job.
+    let sharing = match tables {
+        Tables::Data(_) => shared::current().map(|s| (s, shared::columns_used(model))),
+        _ => None,
+    };
+    let mut shared_uses = Vec::new();
     for name in used {
         let table = model.schema.table(name)?;
         let provider: Arc<dyn TableProvider> = match found.get(name) {
+            Some(files) if files.format == Format::Parquet && sharing.is_some() => {
+                let (scans, columns_used) = sharing.as_ref().expect("sharing");
+                // Checked as when streamed (schema, constraints) before any rows are shared.
+                let streamed = load(table, files, columns, check_constraints, partitions)?;
+                let wanted = columns_used.get(name).cloned().unwrap_or_default();
+                match scans.table(&files.files, table, &wanted, partitions)? {
+                    Some((provider, usage)) => {
+                        shared_uses.push(format!("{name} ({} of {} columns already decoded)", usage.reused, usage.reused + usage.decoded));
+                        provider
+                    }
+                    None => {
+                        shared_uses.push(format!("{name} (streamed: over the memory budget for shared scans)"));
+                        streamed
+                    }
+                }
+            }
             Some(files) => load(table, files, columns, check_constraints, partitions)?,
             None if missing_ok => Arc::new(MemTable::try_new(table_arrow_schema(table), vec![vec![]])?),
             None => bail!(
@@ -189,6 +212,9 @@ pub fn open(model: &QueryModel, used: &[String], tables: Tables, partitions: usi
             }
             _ => {}
         }
+    }
+    if !shared_uses.is_empty() {
+        eprintln!("Shared scans: {}", shared_uses.join(", "));
     }
     Ok(providers)
 }
