@@ -95,7 +95,7 @@ Examples:
   ehrfusion run generate_measures -f                 (its dependencies again too)
   ehrfusion run run_all --continue-on-error -j 2 --project-dir ../my-study
   ehrfusion run run_all --data data/                 (extraction actions over real tables)
-  ehrfusion run run_all --data data/ --share-memory 8 (keep at most 8 GiB of decoded columns)
+  ehrfusion run run_all --data data/ --share-memory 8 (share scans, keeping at most 8 GiB)
   ehrfusion run run_all --docker                     (scripts in the platform's images)
   ehrfusion jobs                                     (the last job request's page)
 
@@ -143,9 +143,9 @@ struct RunArgs {
     /// they run on dummy data, as `opensafely run` does.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// With --data, memory (GiB) for shared scans: the parquet columns one extraction
-    /// job decodes are kept for the next jobs that read them (default: half of this
-    /// machine's memory; 0 turns sharing off).
+    /// With --data, share scans between extraction jobs: the parquet columns one job
+    /// decodes are kept, up to GIB GiB, for the next jobs that read them. Off by
+    /// default: it trades much memory for a little time (docs/pipelines.md).
     #[arg(long, value_name = "GIB", requires = "data")]
     share_memory: Option<f64>,
     /// Run python, r, stata-mp and jupyter actions in the platform's images
@@ -724,7 +724,7 @@ where
                     return 2;
                 }
                 Some(gib) => (gib * (1u64 << 30) as f64) as usize,
-                None => crate::pipeline::default_share_memory(),
+                None => 0,
             },
         };
         return match crate::pipeline::run(options, front_end) {

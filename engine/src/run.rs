@@ -92,8 +92,11 @@ pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
         .map_err(|e| err!("cannot start worker threads: {e}"))
 }
 
+/// Rows per batch in plans (DataFusion's default), and in tables held in memory.
+pub const BATCH_ROWS: usize = 8192;
+
 pub fn session(threads: usize) -> SessionContext {
-    let mut config = SessionConfig::new().with_target_partitions(threads.max(1)).with_batch_size(8192);
+    let mut config = SessionConfig::new().with_target_partitions(threads.max(1)).with_batch_size(BATCH_ROWS);
     // DataFusion 55 proves more columns non-null in logical plans than in physical
     // ones (`CASE WHEN a IS NULL AND b IS NOT NULL THEN b ELSE 'x' END`), and then
     // refuses to plan an aggregate over them; the check is its documented workaround.

@@ -555,7 +555,7 @@ def test_extraction_jobs_over_the_same_tables_share_their_scans(tmp_path):
     data = parquet_tables(tmp_path / "data")
     files = {"analysis/a.py": SHARED_A, "analysis/b.py": SHARED_B, "analysis/m.py": SHARED_M}
     study = make_study(tmp_path / "shared", SHARED_PROJECT, files)
-    run(study, "run", "run_all", "--data", str(data), check=0)
+    run(study, "run", "run_all", "--data", str(data), "--share-memory", "1", check=0)
     # The first job decodes what it reads; the next reuse it, decoding only what is new.
     log_a, log_b, log_m = ((study / f"metadata/{a}.log").read_text() for a in "abm")
     # (patient_id counts as a column.)
@@ -568,10 +568,11 @@ def test_extraction_jobs_over_the_same_tables_share_their_scans(tmp_path):
         command = "generate-measures" if name == "m" else "generate-dataset"
         run(study, command, f"analysis/{name}.py", "--data", str(data), "--output", str(alone), check=0)
         assert (study / f"output/{name}.csv").read_text() == alone.read_text(), name
-    # Sharing off, or a budget too small to keep anything: each job streams its tables.
-    for budget, expected in (("0", None), ("0.0000001", "streamed: over the memory budget")):
+    # Sharing off (the default, or 0), or a budget too small to keep anything: each
+    # job streams its tables.
+    for budget, expected in ((None, None), ("0", None), ("0.0000001", "streamed: over the memory budget")):
         again = make_study(tmp_path / f"budget-{budget}", SHARED_PROJECT, files)
-        run(again, "run", "run_all", "--data", str(data), "--share-memory", budget, check=0)
+        run(again, "run", "run_all", "--data", str(data), *(["--share-memory", budget] if budget else []), check=0)
         log = (again / "metadata/b.log").read_text()
         assert ("Shared scans" in log) == (expected is not None), log
         assert expected is None or expected in log

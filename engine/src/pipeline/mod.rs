@@ -42,13 +42,6 @@ pub struct RunOptions {
     pub share_memory: usize,
 }
 
-/// Half of this machine's memory: the default budget for shared scans.
-pub fn default_share_memory() -> usize {
-    // SAFETY: sysconf only reads system configuration.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    if pages > 0 && page > 0 { (pages as usize).saturating_mul(page as usize) / 2 } else { 0 }
-}
-
 /// The runner's own messages. They go to the standard error the program started
 /// with, even while an in-process job has the process's output pointed at its log.
 struct Console(Mutex<File>);

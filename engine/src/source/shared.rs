@@ -12,11 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{Field, Schema as ArrowSchema};
-use datafusion::catalog::TableProvider;
+use arrow::datatypes::{Field, Int64Type, Schema as ArrowSchema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -26,8 +30,10 @@ use crate::model::schema::TableSchema;
 use crate::model::{Node, QueryModel};
 use crate::{bail, err};
 
-/// Rows per decoded batch (a row group's last batch may be shorter).
-const BATCH_ROWS: usize = 65_536;
+/// Rows per decoded batch (a row group's last batch may be shorter): the plans' own
+/// batch size. Larger batches made measures over many intervals 1.5x slower, as each
+/// batch is repeated once per interval (measured at 1M patients, 36-60 intervals).
+const BATCH_ROWS: usize = crate::run::BATCH_ROWS;
 
 /// One column of one file, as it was when decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -187,7 +193,7 @@ impl SharedScans {
             }
         }
         drop(held);
-        Ok(Some((Arc::new(MemTable::try_new(schema, split(batches, threads))?), usage)))
+        Ok(Some((Arc::new(PatientBatches::new(schema, batches, threads)), usage)))
     }
 
     /// Free the least recently used columns (not `keep`) until `bytes` more fit.
@@ -205,6 +211,76 @@ impl SharedScans {
             held.bytes -= freed;
         }
         true
+    }
+}
+
+/// Decoded batches held in memory, each with the range of patients it holds. A job
+/// that runs a block of patients at a time filters each scan by `patient_id`
+/// bounds; the scan then reads only the batches that can hold those patients,
+/// where a plain in-memory table would read every row for every block (measures
+/// over 60 intervals at 1M patients run in ~40 blocks). The filter itself is kept.
+#[derive(Debug)]
+struct PatientBatches {
+    schema: SchemaRef,
+    /// (lowest, highest patient_id, batch).
+    batches: Vec<(i64, i64, RecordBatch)>,
+    partitions: usize,
+}
+
+impl PatientBatches {
+    fn new(schema: SchemaRef, batches: Vec<RecordBatch>, partitions: usize) -> PatientBatches {
+        let batches = batches
+            .into_iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| {
+                let ids = b.column(0).as_primitive::<Int64Type>();
+                let lowest = arrow::compute::min(ids).unwrap_or(i64::MIN);
+                let highest = arrow::compute::max(ids).unwrap_or(i64::MAX);
+                (lowest, highest, b)
+            })
+            .collect();
+        PatientBatches { schema, batches, partitions }
+    }
+}
+
+/// The `[first, end)` patient_id bounds that `filters` (all of which hold) set.
+fn patient_bounds(filters: &[Expr]) -> (i64, i64) {
+    let (mut first, mut end) = (i64::MIN, i64::MAX);
+    for part in filters.iter().flat_map(|f| split_conjunction(f)) {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = part else { continue };
+        let (Expr::Column(c), Expr::Literal(ScalarValue::Int64(Some(v)), _)) = (left.as_ref(), right.as_ref()) else { continue };
+        if c.name != "patient_id" {
+            continue;
+        }
+        match op {
+            Operator::GtEq => first = first.max(*v),
+            Operator::Gt => first = first.max(v.saturating_add(1)),
+            Operator::Lt => end = end.min(*v),
+            Operator::LtEq => end = end.min(v.saturating_add(1)),
+            _ => {}
+        }
+    }
+    (first, end)
+}
+
+#[async_trait::async_trait]
+impl TableProvider for PatientBatches {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let (first, end) = patient_bounds(filters);
+        let chosen: Vec<RecordBatch> = self.batches.iter().filter(|(lo, hi, _)| *hi >= first && *lo < end).map(|(_, _, b)| b.clone()).collect();
+        MemTable::try_new(self.schema.clone(), split(chosen, self.partitions))?.scan(state, projection, filters, limit).await
     }
 }
 
@@ -304,6 +380,15 @@ mod tests {
             held.bytes += bytes;
         }
         SharedScans { budget, held: Mutex::new(held) }
+    }
+
+    #[test]
+    fn patient_bounds_come_from_the_blocks_filter() {
+        use datafusion::prelude::{col, lit};
+        let block = col("patient_id").gt_eq(lit(10i64)).and(col("patient_id").lt(lit(20i64)));
+        assert_eq!(patient_bounds(&[block, col("date").gt(lit(5i64))]), (10, 20));
+        assert_eq!(patient_bounds(&[col("patient_id").lt_eq(lit(7i64))]), (i64::MIN, 8));
+        assert_eq!(patient_bounds(&[col("other").gt_eq(lit(10i64))]), (i64::MIN, i64::MAX));
     }
 
     #[test]
