@@ -22,9 +22,9 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
-use super::split;
+use super::{split, table_arrow_schema};
 use crate::error::Result;
 use crate::model::schema::TableSchema;
 use crate::model::{Node, QueryModel};
@@ -78,12 +78,6 @@ static CURRENT: Mutex<Option<Arc<SharedScans>>> = Mutex::new(None);
 /// Shares scans until dropped (the end of a request).
 pub struct Sharing(Arc<SharedScans>);
 
-impl Sharing {
-    pub fn scans(&self) -> &SharedScans {
-        &self.0
-    }
-}
-
 impl Drop for Sharing {
     fn drop(&mut self) {
         let mut current = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,9 +130,8 @@ impl SharedScans {
     /// checked against its schema, as an in-memory table; `None` when they would
     /// not fit in the budget (the caller streams them instead).
     pub(super) fn table(&self, files: &[PathBuf], table: &TableSchema, columns: &BTreeSet<String>, threads: usize) -> Result<Option<(Arc<dyn TableProvider>, TableUse)>> {
-        let fields: Vec<Field> = std::iter::once(Field::new("patient_id", arrow::datatypes::DataType::Int64, false))
-            .chain(table.columns.iter().filter(|c| columns.contains(&c.name)).map(|c| Field::new(&c.name, c.ty.arrow_type(), true)))
-            .collect();
+        let fields: Vec<Field> =
+            table_arrow_schema(table).fields().iter().filter(|f| f.name() == "patient_id" || columns.contains(f.name())).map(|f| f.as_ref().clone()).collect();
         let mut wanted = Vec::new();
         for path in files {
             let meta = std::fs::metadata(path).map_err(|e| err!("{}: {e}", path.display()))?;
@@ -155,16 +148,23 @@ impl SharedScans {
         usage.reused = wanted.len() - missing.len();
         usage.decoded = missing.len();
         if !missing.is_empty() {
+            // Each file's footer is read once, for all its columns.
+            let mut footers: HashMap<&Path, ArrowReaderMetadata> = HashMap::new();
+            for key in &missing {
+                if !footers.contains_key(key.file.as_path()) {
+                    footers.insert(&key.file, footer(&key.file)?);
+                }
+            }
             let mut estimate = 0usize;
             for key in &missing {
-                estimate += estimate_bytes(&key.file, &key.column)?;
+                estimate += estimate_bytes(&key.file, &footers[key.file.as_path()], &key.column)?;
             }
             if !self.make_room(estimate, &wanted) {
                 return Ok(None);
             }
             for key in missing {
                 let field = fields.iter().find(|f| *f.name() == key.column).expect("wanted column");
-                let chunks = decode(&key.file, field, threads)?;
+                let chunks = decode(&key.file, &footers[key.file.as_path()], field, threads)?;
                 let bytes = chunks.iter().map(|c| c.get_array_memory_size()).sum();
                 let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
                 held.bytes += bytes;
@@ -284,15 +284,19 @@ impl TableProvider for PatientBatches {
     }
 }
 
-fn reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
-    let file = std::fs::File::open(path).map_err(|e| err!("{}: {e}", path.display()))?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err!("{}: not a readable parquet file: {e}", path.display()))
+fn open(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| err!("{}: {e}", path.display()))
+}
+
+/// A parquet file's footer: its row groups and schema.
+fn footer(path: &Path) -> Result<ArrowReaderMetadata> {
+    ArrowReaderMetadata::load(&open(path)?, ArrowReaderOptions::default()).map_err(|e| err!("{}: not a readable parquet file: {e}", path.display()))
 }
 
 /// One row group's column, decoded and cast to its canonical type.
-fn decode_row_group(path: &Path, field: &Field, row_group: usize) -> Result<Vec<ArrayRef>> {
+fn decode_row_group(path: &Path, footer: &ArrowReaderMetadata, field: &Field, row_group: usize) -> Result<Vec<ArrayRef>> {
     let shown = path.display();
-    let builder = reader(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(open(path)?, footer.clone());
     let at = builder.schema().index_of(field.name()).map_err(|_| err!("{shown}: missing column '{}'", field.name()))?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [at]);
     let rows = builder.with_projection(mask).with_row_groups(vec![row_group]).with_batch_size(BATCH_ROWS).build().map_err(|e| err!("{shown}: {e}"))?;
@@ -310,8 +314,8 @@ fn decode_row_group(path: &Path, field: &Field, row_group: usize) -> Result<Vec<
 }
 
 /// A column of a file, its row groups decoded on `threads` threads, in order.
-fn decode(path: &Path, field: &Field, threads: usize) -> Result<Vec<ArrayRef>> {
-    let groups = reader(path)?.metadata().num_row_groups();
+fn decode(path: &Path, footer: &ArrowReaderMetadata, field: &Field, threads: usize) -> Result<Vec<ArrayRef>> {
+    let groups = footer.metadata().num_row_groups();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let parts: Mutex<Vec<(usize, Vec<ArrayRef>)>> = Mutex::new(Vec::with_capacity(groups));
     std::thread::scope(|scope| -> Result<()> {
@@ -323,7 +327,7 @@ fn decode(path: &Path, field: &Field, threads: usize) -> Result<Vec<ArrayRef>> {
                         if g >= groups {
                             return Ok(());
                         }
-                        let part = decode_row_group(path, field, g)?;
+                        let part = decode_row_group(path, footer, field, g)?;
                         parts.lock().unwrap_or_else(|p| p.into_inner()).push((g, part));
                     }
                 })
@@ -340,14 +344,12 @@ fn decode(path: &Path, field: &Field, threads: usize) -> Result<Vec<ArrayRef>> {
 }
 
 /// What a column will take in memory: its first row group decoded, scaled to all rows.
-fn estimate_bytes(path: &Path, column: &str) -> Result<usize> {
-    let builder = reader(path)?;
-    let meta = builder.metadata().clone();
+fn estimate_bytes(path: &Path, footer: &ArrowReaderMetadata, column: &str) -> Result<usize> {
+    let meta = footer.metadata();
     let total: i64 = meta.row_groups().iter().map(|g| g.num_rows()).sum();
     let Some(first) = meta.row_groups().iter().position(|g| g.num_rows() > 0) else { return Ok(0) };
-    let Ok(at) = builder.schema().index_of(column) else { return Ok(0) };
-    let field = builder.schema().field(at).clone();
-    let sample = decode_row_group(path, &Field::new(column, field.data_type().clone(), true), first)?;
+    let Ok(field) = footer.schema().field_with_name(column) else { return Ok(0) };
+    let sample = decode_row_group(path, footer, &Field::new(column, field.data_type().clone(), true), first)?;
     let sample_bytes: usize = sample.iter().map(|c| c.get_array_memory_size()).sum();
     let sample_rows = meta.row_group(first).num_rows().max(1);
     Ok((sample_bytes as f64 * total as f64 / sample_rows as f64) as usize)
