@@ -260,7 +260,38 @@ fn date_diff_months(args: &[ArrayRef]) -> DFResult<ArrayRef> {
 }
 
 fn date_diff_years(args: &[ArrayRef]) -> DFResult<ArrayRef> {
-    date_diff(args, years_between)
+    // Ages over every (patient, interval) row of a measure: the calendar date comes
+    // from plain integer arithmetic, not through chrono, wherever chrono would accept it.
+    let (a, b) = (as_date(&args[0])?, as_date(&args[1])?);
+    let out: Int64Array = binary(a, b, |end: i32, start: i32| {
+        if !CIVIL_RANGE.contains(&end) || !CIVIL_RANGE.contains(&start) {
+            return Some(years_between(days_to_date(end)?, days_to_date(start)?));
+        }
+        let ((ey, em, ed), (sy, sm, sd)) = (civil(end), civil(start));
+        let years = ey - sy;
+        Some(if (em, ed) < (sm, sd) { years - 1 } else { years })
+    });
+    Ok(Arc::new(out))
+}
+
+/// Days from 1970-01-01 for which [`civil`] is used (well inside chrono's range).
+const CIVIL_RANGE: std::ops::RangeInclusive<i32> = -50_000_000..=50_000_000;
+
+/// The (year, month, day) of a day counted from 1970-01-01, in the proleptic
+/// Gregorian calendar. Counts from 0000-03-01 so that a leap day ends each year,
+/// then splits the count into 400-year eras (146,097 days each), years in the era,
+/// and five-month cycles of 153 days from March.
+fn civil(days: i32) -> (i64, u32, u32) {
+    let z = i64::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = (if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 }) as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 fn date_part(args: &[ArrayRef], f: fn(NaiveDate) -> i64) -> DFResult<ArrayRef> {
@@ -380,6 +411,31 @@ mod tests {
         assert_eq!(add_months(d("2004-03-31"), -1), Some(d("2004-03-01")));
         assert_eq!(add_months(d("2000-10-31"), -11), Some(d("1999-12-01")));
         assert_eq!(add_months(d("2000-12-15"), 1), Some(d("2001-01-15")));
+    }
+
+    #[test]
+    fn civil_dates_match_chrono() {
+        let days = (-800_000..800_000).step_by(7).chain([-719_468, -719_469, 0, 59, 60, 11_016, 10_956, 49_999_999, -49_999_999]);
+        for day in days {
+            let date = days_to_date(day).unwrap();
+            assert_eq!(civil(day), (i64::from(date.year()), date.month(), date.day()), "day {day}");
+        }
+        // Every day around leap years and century boundaries.
+        for day in (-25_000..25_000).chain(10_900..11_100) {
+            let date = days_to_date(day).unwrap();
+            assert_eq!(civil(day), (i64::from(date.year()), date.month(), date.day()), "day {day}");
+        }
+    }
+
+    #[test]
+    fn elapsed_years_agree_with_and_without_chrono() {
+        let diff = |end: i32, start: i32| {
+            let out = date_diff_years(&[Arc::new(Date32Array::from(vec![end])), Arc::new(Date32Array::from(vec![start]))]).unwrap();
+            out.as_primitive::<arrow::datatypes::Int64Type>().value(0)
+        };
+        for (end, start) in [(18_686, 11_016), (18_686, 18_687), (0, -1), (11_016, 11_016 - 366), (19_000, -700_000), (60_000_000, 0)] {
+            assert_eq!(diff(end, start), years_between(days_to_date(end).unwrap(), days_to_date(start).unwrap()), "{end} {start}");
+        }
     }
 
     #[test]

@@ -131,6 +131,8 @@ impl Intervals {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Part {
     Index,
+    /// The patient's id.
+    Patient,
     Start,
     End,
     /// The index of the interval holding a date (shifted bounds, see [`Intervals::bucket`]).
@@ -154,6 +156,7 @@ impl ScalarUDFImpl for IntervalFunction {
     fn name(&self) -> &str {
         match self.part {
             Part::Index => "ehr_interval_index",
+            Part::Patient => "ehr_interval_patient",
             Part::Start => "ehr_interval_start",
             Part::End => "ehr_interval_end",
             Part::Bucket(..) => "ehr_interval_of_date",
@@ -165,7 +168,7 @@ impl ScalarUDFImpl for IntervalFunction {
     }
     fn return_type(&self, _args: &[DataType]) -> DFResult<DataType> {
         Ok(match self.part {
-            Part::Index | Part::Bucket(..) => DataType::Int64,
+            Part::Index | Part::Patient | Part::Bucket(..) => DataType::Int64,
             Part::Start | Part::End => DataType::Date32,
             Part::Param(j) => self.intervals.1[j].values.data_type().clone(),
         })
@@ -185,19 +188,57 @@ impl ScalarUDFImpl for IntervalFunction {
                 let Some(keys) = input.as_any().downcast_ref::<Int64Array>() else {
                     return exec_err!("{}: expected int64 keys, got {}", self.name(), input.data_type());
                 };
-                let index = |key: i64| key.rem_euclid(k);
+                let split = Split::new(k);
+                let index = |key: i64| split.index(key);
                 if let Part::Param(j) = part {
                     let indexes = keys.unary::<_, arrow::datatypes::Int64Type>(index);
                     return Ok(ColumnarValue::Array(arrow::compute::take(self.intervals.1[j].values.as_ref(), &indexes, None)?));
                 }
                 match part {
                     Part::Index => Arc::new(keys.unary::<_, arrow::datatypes::Int64Type>(index)),
+                    Part::Patient => Arc::new(keys.unary::<_, arrow::datatypes::Int64Type>(|key| split.patient(key))),
                     Part::Start => Arc::new(keys.unary::<_, arrow::datatypes::Date32Type>(|key| iv[index(key) as usize].0)),
                     _ => Arc::new(keys.unary::<_, arrow::datatypes::Date32Type>(|key| iv[index(key) as usize].1)),
                 }
             }
         };
         Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// Splits keys `patient * k + index` into their parts. Every keyed row pays for
+/// this, and a 64-bit division by a number known only at run time is slow, so the
+/// quotient is estimated in floating point and corrected by one step.
+struct Split {
+    k: i64,
+    inverse: f64,
+}
+
+impl Split {
+    /// Keys below this are exact as f64, so the estimate is off by at most one.
+    const EXACT: i64 = 1 << 52;
+
+    fn new(k: i64) -> Split {
+        Split { k, inverse: 1.0 / k as f64 }
+    }
+
+    fn patient(&self, key: i64) -> i64 {
+        if !(0..Self::EXACT).contains(&key) {
+            return key.div_euclid(self.k);
+        }
+        let q = (key as f64 * self.inverse) as i64;
+        let r = key - q * self.k;
+        if r < 0 {
+            q - 1
+        } else if r >= self.k {
+            q + 1
+        } else {
+            q
+        }
+    }
+
+    fn index(&self, key: i64) -> i64 {
+        key - self.patient(key) * self.k
     }
 }
 
@@ -264,8 +305,15 @@ pub struct Limit {
 /// writes: `x OP bound` either way round, `NOT (x OP bound)`, and with `OR x IS
 /// NULL` or `OR (x OP bound) IS NULL` (as `except_where` writes its condition).
 pub fn limits(conditions: &[Expr], iv: &Intervals) -> Vec<Limit> {
+    limiting_conditions(conditions, iv).into_iter().map(|(_, l)| l).collect()
+}
+
+/// [`limits`], each with the condition it was read from. A row repeated only for the
+/// intervals its limits allow meets each of those conditions in every interval it is
+/// given, so they need no testing after.
+pub fn limiting_conditions(conditions: &[Expr], iv: &Intervals) -> Vec<(Expr, Limit)> {
     let ends_rise = iv.0.windows(2).all(|w| w[0].1 <= w[1].1);
-    conditions.iter().filter_map(limit).filter(|l| ends_rise || !l.end).collect()
+    conditions.iter().filter_map(|c| Some((c.clone(), limit(c)?))).filter(|(_, l)| ends_rise || !l.end).collect()
 }
 
 fn limit(c: &Expr) -> Option<Limit> {
@@ -447,6 +495,22 @@ mod tests {
         let overlapping = Intervals::new(&[(0, 90), (31, 59)]);
         assert!(limits(&[col("d").lt_eq(col(END))], &overlapping).is_empty());
         assert_eq!(limits(&[col("d").lt_eq(col(START))], &overlapping).len(), 1);
+    }
+
+    #[test]
+    fn keys_split_into_patient_and_interval() {
+        for k in [1, 2, 7, 60, 120, 1000, 4097] {
+            let split = Split::new(k);
+            let patients = [0, 1, 2, 99, 31_675, 1 << 20, 999_999_937, (1 << 52) / k - 1, (1 << 52) / k, i64::MAX / k - 1];
+            for &p in &patients {
+                for i in [0, k / 2, k - 1] {
+                    let key = p * k + i;
+                    assert_eq!((split.patient(key), split.index(key)), (p, i), "key {key} with k {k}");
+                }
+            }
+            // Negative keys (never made, but not mis-split either).
+            assert_eq!((split.patient(-1), split.index(-1)), ((-1i64).div_euclid(k), (-1i64).rem_euclid(k)));
+        }
     }
 
     #[test]

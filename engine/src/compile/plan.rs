@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
-use datafusion::common::{Column, TableReference};
+use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -145,10 +145,16 @@ impl<'a> Planner<'a> {
     /// interval are dropped.
     fn bucketed_rows(&self, table: &str, x: Expr, shift: (i32, i32), iv: &Intervals, before: &[Expr], keep: Option<Expr>) -> Result<LogicalPlanBuilder> {
         let rows = keeping(with_columns(self.patient_rows(table)?, before)?, keep)?;
+        // Rows outside the whole span first, by two comparisons (which the scan can
+        // also use); a row in a gap between intervals has no bucket, and the inner
+        // join drops it.
+        let (first, last) = (iv.0.first().map_or(0, |i| i.0), iv.0.last().map_or(0, |i| i.1));
+        let date = |d: i32| lit(ScalarValue::Date32(Some(d)));
+        let rows = rows.filter(x.clone().gt_eq(date(first + shift.0)).and(x.clone().lt_eq(date(last - shift.1))))?;
         let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
         columns.push(iv.bucket(x, shift).alias("__bucket"));
         let every = self.scan("__intervals", &iv.table()?)?.build()?;
-        let rows = rows.project(columns)?.filter(col("__bucket").is_not_null())?.join(
+        let rows = rows.project(columns)?.join(
             every,
             JoinType::Inner,
             (vec![Column::from_name("__bucket")], vec![Column::from_name(intervals::INDEX)]),
@@ -176,6 +182,11 @@ impl<'a> Planner<'a> {
     /// each row to a run of intervals (see [`intervals::limits`]), where they read
     /// only the table's own date columns.
     fn limits(&self, s: &Source, aggs: &[Expr]) -> Result<Vec<Limit>> {
+        Ok(self.limiting_conditions(s, aggs)?.into_iter().map(|(_, l)| l).collect())
+    }
+
+    /// [`Self::limits`], each with the condition it was read from.
+    fn limiting_conditions(&self, s: &Source, aggs: &[Expr]) -> Result<Vec<(Expr, Limit)>> {
         let (Some(iv), Some(common)) = (&self.intervals, shared_conditions(aggs)) else { return Ok(Vec::new()) };
         let schema = self.provider(&s.table)?.schema();
         let own = |x: &Expr| {
@@ -184,7 +195,7 @@ impl<'a> Planner<'a> {
         };
         let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
         let dated = |x: &Expr| x.get_type(&df_schema).is_ok_and(|t| t == DataType::Date32);
-        Ok(intervals::limits(&common, iv).into_iter().filter(|l| own(&l.x) && dated(&l.x)).collect())
+        Ok(intervals::limiting_conditions(&common, iv).into_iter().filter(|(_, l)| own(&l.x) && dated(&l.x)).collect())
     }
 
     /// How each event pass reads its table, for `explain`.
@@ -312,7 +323,7 @@ impl<'a> Planner<'a> {
     /// joined to the values by an inner join. Any doubt answers no.
     fn needs_stage_row(&self, filter: &Expr, stage: usize, table: &str, masks: &[Expr]) -> Result<bool> {
         use datafusion::common::tree_node::{Transformed, TreeNode};
-        use datafusion::common::{DFSchema, ScalarValue};
+        use datafusion::common::DFSchema;
         use datafusion::logical_expr::simplify::SimplifyContext;
         use datafusion::optimizer::simplify_expressions::ExprSimplifier;
         let values = self.stage_columns(stage)?;
@@ -383,6 +394,15 @@ impl<'a> Planner<'a> {
                     None => aggs,
                 };
                 let bucketing = self.bucketing(s, &aggs)?;
+                // Conditions that limit each row to its run of intervals hold on
+                // every repeated row: they are not tested again.
+                let limited = match bucketing {
+                    None => self.limiting_conditions(s, &aggs)?,
+                    Some(_) => Vec::new(),
+                };
+                let limits: Vec<Limit> = limited.iter().map(|(_, l)| l.clone()).collect();
+                let limited_rows = !limited.is_empty();
+                let aggs = assume_true(aggs, limited.into_iter().map(|(c, _)| c).collect())?;
                 let mut rows = match (&bucketing, &self.intervals) {
                     (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before, keep)?, s.stage, &computed, false)?,
                     _ => {
@@ -397,7 +417,6 @@ impl<'a> Planner<'a> {
                             Some(f) => self.reads_beyond_filter(&s.table, &aggs, &f, &masks)?,
                             None => false,
                         };
-                        let limits = self.limits(s, &aggs)?;
                         self.with_stage(self.table_rows_from(&s.table, late, &before, keep, &limits)?, s.stage, &computed, inner)?
                     }
                 };
@@ -410,7 +429,10 @@ impl<'a> Planner<'a> {
                 // rows are dropped before grouping. If this pass also says which
                 // patients the table has, that comes from a grouping of patient ids
                 // alone, which is far cheaper than the values over every row.
-                let Some(any) = any_filter(&aggs) else {
+                // Rows limited to their intervals are fewer than the table's: which
+                // patients the table has must still come from all of them.
+                let any = any_filter(&aggs).or_else(|| limited_rows.then(|| lit(true)));
+                let Some(any) = any else {
                     return Ok(rows.aggregate(vec![col("patient_id")], aggs)?.project(out)?.build()?);
                 };
                 let values = rows.filter(any)?.aggregate(vec![col("patient_id")], aggs)?;
@@ -525,8 +547,7 @@ impl<'a> Planner<'a> {
     pub fn measure_rows_plan(&self) -> Result<LogicalPlan> {
         let iv = self.intervals.as_ref().ok_or_else(|| err!("measure rows planned without intervals"))?;
         let frame = self.frame_through(self.materialised.len())?;
-        let index = iv.of_key(col(PID), Part::Index);
-        let mut out = vec![index.clone().alias(intervals::INDEX), ((col(PID) - index) / lit(iv.len())).alias("__patient")];
+        let mut out = vec![iv.of_key(col(PID), Part::Index).alias(intervals::INDEX), iv.of_key(col(PID), Part::Patient).alias("__patient")];
         out.extend(self.analysis.variables.iter().map(|(n, e)| e.clone().alias(n.as_str())));
         Ok(LogicalPlanBuilder::from(frame).filter(self.keep()?)?.project(out)?.build()?)
     }
@@ -616,7 +637,7 @@ fn join_all(joins: Vec<Join>, intervals: Option<&Intervals>) -> Result<LogicalPl
         let (lpid, rpid) = (Expr::Column(Column::new(Some("l"), PID)), Expr::Column(Column::new(Some("r"), PID)));
         let joined = match (per_patient, intervals) {
             (true, Some(iv)) if some_required => {
-                let patient = (lpid.clone() - iv.of_key(lpid.clone(), Part::Index)) / lit(iv.len());
+                let patient = iv.of_key(lpid.clone(), Part::Patient);
                 LogicalPlanBuilder::from(l).join_on(r, how, vec![patient.eq(rpid.clone())])?
             }
             (true, _) => return Err(err!("a per-patient plan joined without a plan keyed by interval before it")),
@@ -777,6 +798,29 @@ fn hoist_sort_keys(aggs: Vec<Expr>, own: impl Fn(&Expr) -> bool) -> Result<(Vec<
     Ok((out, keys))
 }
 
+/// The aggregates with each of `holding` (conditions known to hold on every row)
+/// replaced by `true` wherever it appears.
+fn assume_true(aggs: Vec<Expr>, holding: Vec<Expr>) -> Result<Vec<Expr>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    if holding.is_empty() {
+        return Ok(aggs);
+    }
+    let strip = |a: Expr| -> Result<Expr> {
+        let a = a.transform(|e| Ok(if holding.contains(&e) { Transformed::yes(lit(true)) } else { Transformed::no(e) }))?.data;
+        // A filter left with nothing but `true` in it is no filter.
+        Ok(a.transform(|e| {
+            let Expr::AggregateFunction(mut f) = e else { return Ok(Transformed::no(e)) };
+            if let Some(filter) = f.params.filter.take() {
+                let rest: Vec<Expr> = split_conjunction(&filter).into_iter().filter(|c| **c != lit(true)).cloned().collect();
+                f.params.filter = rest.into_iter().reduce(Expr::and).map(Box::new);
+            }
+            Ok(Transformed::yes(Expr::AggregateFunction(f)))
+        })?
+        .data)
+    };
+    aggs.into_iter().map(strip).collect()
+}
+
 /// Each aggregate's filter as its conjuncts, if every aggregate has a filter.
 fn filter_parts(aggs: &[Expr]) -> Option<Vec<Vec<Expr>>> {
     let mut filters: Vec<Vec<Expr>> = Vec::new();
@@ -920,5 +964,22 @@ mod tests {
         assert_eq!(merge_date_ranges(&[range(0, 9), vec![col("date").gt_eq(day(3))]]), None);
         let strict = vec![col("date").gt(day(0)), col("date").lt_eq(day(9))];
         assert_eq!(merge_date_ranges(&[strict]), None);
+    }
+
+    #[test]
+    fn conditions_known_to_hold_leave_the_filters() {
+        use datafusion::functions_aggregate::expr_fn::count;
+        use datafusion::logical_expr::ExprFunctionExt;
+        let started = col("start_date").lt_eq(col(intervals::START));
+        let coded = col("code").eq(lit("x"));
+        let filtered = |f: Expr| count(lit(1)).filter(f).build().unwrap();
+        let aggs = vec![
+            filtered(started.clone()).alias("a"),
+            filtered(started.clone().and(coded.clone())).alias("b"),
+            filtered(coded.clone()).alias("c"),
+        ];
+        let expected = vec![count(lit(1)).alias("a"), filtered(coded.clone()).alias("b"), filtered(coded.clone()).alias("c")];
+        assert_eq!(assume_true(aggs.clone(), vec![started]).unwrap(), expected);
+        assert_eq!(assume_true(aggs.clone(), vec![]).unwrap(), aggs);
     }
 }
