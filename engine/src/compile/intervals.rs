@@ -304,13 +304,9 @@ pub struct Limit {
 /// start), and end limits when ends rise with starts. Found in each spelling ehrQL
 /// writes: `x OP bound` either way round, `NOT (x OP bound)`, and with `OR x IS
 /// NULL` or `OR (x OP bound) IS NULL` (as `except_where` writes its condition).
-pub fn limits(conditions: &[Expr], iv: &Intervals) -> Vec<Limit> {
-    limiting_conditions(conditions, iv).into_iter().map(|(_, l)| l).collect()
-}
-
-/// [`limits`], each with the condition it was read from. A row repeated only for the
-/// intervals its limits allow meets each of those conditions in every interval it is
-/// given, so they need no testing after.
+/// Each comes with the condition it was read from: a row repeated only for the
+/// intervals its limits allow meets those conditions in every interval it is given,
+/// so they need no testing after.
 pub fn limiting_conditions(conditions: &[Expr], iv: &Intervals) -> Vec<(Expr, Limit)> {
     let ends_rise = iv.0.windows(2).all(|w| w[0].1 <= w[1].1);
     conditions.iter().filter_map(|c| Some((c.clone(), limit(c)?))).filter(|(_, l)| ends_rise || !l.end).collect()
@@ -470,6 +466,7 @@ mod tests {
 
     #[test]
     fn limits_are_found_in_every_spelling() {
+        let limits = |conditions: &[Expr], iv: &Intervals| -> Vec<Limit> { limiting_conditions(conditions, iv).into_iter().map(|(_, l)| l).collect() };
         let iv = Intervals::new(&[(0, 30), (31, 59)]);
         let start = || col(START);
         let lt = col("e").lt(start());

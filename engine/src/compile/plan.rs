@@ -118,7 +118,7 @@ impl<'a> Planner<'a> {
     }
 
     /// [`Self::table_rows_with`], from the table's late-materialising provider
-    /// where `late` and the table has one. With `limits` (see [`intervals::limits`]),
+    /// where `late` and the table has one. With `limits` (see [`intervals::limiting_conditions`]),
     /// a row is repeated only for the run of intervals they allow, not for all.
     fn table_rows_from(&self, table: &str, late: bool, before: &[Expr], keep: Option<Expr>, limits: &[Limit]) -> Result<LogicalPlanBuilder> {
         let rows = keeping(with_columns(self.patient_rows_from(table, late)?, before)?, keep)?;
@@ -179,7 +179,7 @@ impl<'a> Planner<'a> {
     }
 
     /// For measures, the conditions every value of an event pass shares that limit
-    /// each row to a run of intervals (see [`intervals::limits`]), where they read
+    /// each row to a run of intervals (see [`intervals::limiting_conditions`]), where they read
     /// only the table's own date columns.
     fn limits(&self, s: &Source, aggs: &[Expr]) -> Result<Vec<Limit>> {
         Ok(self.limiting_conditions(s, aggs)?.into_iter().map(|(_, l)| l).collect())
