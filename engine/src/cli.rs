@@ -10,6 +10,7 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 
 use clap::{Args, Parser, Subcommand};
+use datafusion::prelude::SessionContext;
 
 use crate::error::{ErrorKind, Result, ResultExt};
 use crate::measures::{self, PreparedMeasures};
@@ -111,6 +112,16 @@ Examples:
   ehrfusion jobs 3b5nqj2pkx7wcdte      (one request)
   ehrfusion jobs --html request.html   (the page as one HTML file)")]
     Jobs(JobsArgs),
+    /// Start a process of a DataFusion Ballista cluster (scheduler or executor) that
+    /// runs ehrfusion's plans; `generate-dataset --cluster df://HOST:PORT` sends them.
+    #[command(subcommand, after_help = "\
+Examples:
+  ehrfusion cluster scheduler --bind 0.0.0.0 --port 50050
+  ehrfusion cluster executor --scheduler df://HOST:50050 --port 50051 --grpc-port 50052 --concurrency 8 --work-dir /scratch/ehrfusion
+  ehrfusion generate-dataset analysis/dataset_definition.py --data /shared/data --cluster df://HOST:50050 --output output/dataset.parquet
+
+See \"Running on a cluster\" in README.md.")]
+    Cluster(ClusterCommand),
     /// Run cohort-extractor study definitions: `ehrfusion cohortextractor generate_cohort ...`
     /// (see `ehrfusion cohortextractor --help`).
     #[command(disable_help_flag = true)]
@@ -121,6 +132,61 @@ Examples:
     /// ehrQL commands that ehrfusion does not provide: refused with one line.
     #[command(external_subcommand)]
     Other(Vec<String>),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Start a scheduler: it takes plans from clients and hands their stages to executors.
+    Scheduler {
+        /// The address to listen on (0.0.0.0 for every interface).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        #[arg(long, default_value_t = 50050)]
+        port: u16,
+    },
+    /// Start an executor: it runs the stages the scheduler gives it.
+    Executor {
+        /// The scheduler, df://HOST:PORT.
+        #[arg(long, default_value = "df://127.0.0.1:50050")]
+        scheduler: String,
+        /// The address to listen on, which the scheduler and other executors must reach.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// The port stage results are fetched from (Arrow Flight).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// The port the scheduler sends tasks to.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks run at once (default: all cores).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Where stage results are written (default: a temporary directory).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+    },
+}
+
+fn cluster(command: ClusterCommand) -> Result<()> {
+    // Deep plans are encoded and decoded recursively: give threads room for them.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(32 << 20)
+        .build()
+        .map_err(|e| err!("cannot start worker threads: {e}"))?;
+    match command {
+        ClusterCommand::Scheduler { bind, port } => rt.block_on(crate::cluster::run_scheduler(crate::cluster::SchedulerOptions { bind, port })),
+        ClusterCommand::Executor { scheduler, bind, port, grpc_port, concurrency, work_dir } => {
+            rt.block_on(crate::cluster::run_executor(crate::cluster::ExecutorOptions {
+                scheduler,
+                bind,
+                port,
+                grpc_port,
+                concurrency: concurrency.unwrap_or_else(run::default_threads),
+                work_dir: work_dir.map(|d| d.to_string_lossy().into_owned()),
+            }))
+        }
+    }
 }
 
 #[derive(Args)]
@@ -215,6 +281,8 @@ struct GenerateArgs {
     #[arg(long, value_name = "N", default_value_t = source::blocks::DEFAULT_BLOCK_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
     block_rows: u64,
     #[command(flatten)]
+    cluster: ClusterArg,
+    #[command(flatten)]
     dummy: DummyArgs,
     /// Parameters for get_parameter(), after `--`: `-- --name value`.
     #[arg(last = true, value_name = "PARAMETERS")]
@@ -266,10 +334,32 @@ struct MeasuresArgs {
     #[arg(long, value_name = "N", default_value_t = source::blocks::DEFAULT_BLOCK_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
     block_rows: u64,
     #[command(flatten)]
+    cluster: ClusterArg,
+    #[command(flatten)]
     dummy: DummyArgs,
     /// Parameters for get_parameter(), after `--`: `-- --name value`.
     #[arg(last = true, value_name = "PARAMETERS")]
     parameters: Vec<String>,
+}
+
+/// Where plans run: here, or on a cluster.
+#[derive(Args)]
+struct ClusterArg {
+    /// Run the plans on a DataFusion Ballista cluster: the scheduler at df://HOST:PORT
+    /// (see `ehrfusion cluster`). Every executor must read --data at the same path;
+    /// --threads is then the partitions per stage.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+}
+
+impl ClusterArg {
+    /// The session plans run in: `local`, or one on the cluster.
+    fn session(&self, local: &SessionContext, rt: &tokio::runtime::Runtime, threads: usize) -> Result<SessionContext> {
+        match &self.cluster {
+            Some(url) => rt.block_on(crate::cluster::session(url, threads)).or_kind(ErrorKind::Usage),
+            None => Ok(local.clone()),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -313,6 +403,10 @@ struct DumpSqlArgs {
 struct ExplainArgs {
     #[command(flatten)]
     def: DefinitionArgs,
+    /// Also show the stages each plan becomes on a cluster (as a Ballista scheduler
+    /// splits it; nothing is sent to one).
+    #[arg(long)]
+    cluster: bool,
     /// Parameters for get_parameter(), after `--`: `-- --name value`.
     #[arg(last = true, value_name = "PARAMETERS")]
     parameters: Vec<String>,
@@ -518,15 +612,16 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
         print!("{}", run::write(&run::Results { dataset, event_tables: vec![] }, &destination)?);
         return Ok(());
     }
-    let ctx = run::session(threads);
+    let local = run::session(threads);
     let rt = run::runtime(threads)?;
+    let ctx = args.cluster.session(&local, &rt, threads)?;
     let providers = match (&args.data, &args.dummy_tables) {
         (Some(d), _) => prepared.open_tables(Tables::Data(d), threads).or_kind(ErrorKind::File)?,
         (None, Some(d)) => prepared.open_tables(Tables::DummyTables(d), threads).or_kind(ErrorKind::File)?,
         (None, None) => {
             let options = args.dummy.options(&args.def.definition, &settings)?;
             let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-            let outcome = rt.block_on(dummy::generate(&ctx, &prepared, &options, threads, |name, rows| {
+            let outcome = rt.block_on(dummy::generate(&local, &prepared, &options, threads, |name, rows| {
                 tables.entry(name.to_string()).or_default().push(rows);
                 Ok(())
             }))?;
@@ -560,8 +655,9 @@ fn generate_measures(args: MeasuresArgs, front_end: PythonFrontEnd) -> Result<()
         let results = measures::file::read(file, &pm).or_kind(ErrorKind::File)?;
         if pm.model.disclosure_control { measures::disclosure_control(&results)? } else { results }
     } else {
-        let ctx = run::session(threads);
+        let local = run::session(threads);
         let rt = run::runtime(threads)?;
+        let ctx = args.cluster.session(&local, &rt, threads)?;
         let providers = match (&args.data, &args.dummy_tables) {
             (Some(d), _) => pm.open_tables(Tables::Data(d), threads).or_kind(ErrorKind::File)?,
             (None, Some(d)) => pm.open_tables(Tables::DummyTables(d), threads).or_kind(ErrorKind::File)?,
@@ -569,7 +665,7 @@ fn generate_measures(args: MeasuresArgs, front_end: PythonFrontEnd) -> Result<()
                 let dummy_dataset = pm.dummy_dataset()?;
                 let options = args.dummy.measures_options(&pm, &settings);
                 let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-                let outcome = rt.block_on(dummy::generate(&ctx, &dummy_dataset, &options, threads, |name, rows| {
+                let outcome = rt.block_on(dummy::generate(&local, &dummy_dataset, &options, threads, |name, rows| {
                     tables.entry(name.to_string()).or_default().push(rows);
                     Ok(())
                 }))?;
@@ -675,8 +771,8 @@ fn explain(args: ExplainArgs, front_end: PythonFrontEnd) -> Result<()> {
     let ctx = run::session(threads);
     let rt = run::runtime(threads)?;
     let text = match loaded {
-        Loaded::Dataset(prepared) => rt.block_on(run::explain(&ctx, &prepared))?,
-        Loaded::Measures(pm) => rt.block_on(pm.explain(&ctx))?,
+        Loaded::Dataset(prepared) => rt.block_on(run::explain(&ctx, &prepared, args.cluster.then_some(threads)))?,
+        Loaded::Measures(pm) => rt.block_on(pm.explain(&ctx, args.cluster.then_some(threads)))?,
     };
     print!("{text}");
     Ok(())
@@ -743,9 +839,10 @@ where
         Command::Assure(a) => assure(&a.test_data_file, &a.parameters, front_end),
         Command::DumpDatasetSql(a) => {
             eprintln!("note: ehrfusion runs DataFusion plans, not SQL; these are the plans for {}", a.def.definition.display());
-            explain(ExplainArgs { def: a.def, parameters: a.parameters }, front_end)
+            explain(ExplainArgs { def: a.def, cluster: false, parameters: a.parameters }, front_end)
         }
         Command::Jobs(a) => crate::pipeline::jobs(&a.project_dir, a.request.as_deref(), a.html.as_deref(), a.list),
+        Command::Cluster(c) => cluster(c),
         Command::Run(_) => unreachable!("handled above"),
         Command::Other(args) => refuse(&args),
         Command::Cohortextractor { .. } => Err(err!("this build of ehrfusion has no Python support, which study definitions need")),

@@ -4,9 +4,11 @@
 //! definition lowers to, and its validation), [`compile`] (query model to DataFusion
 //! plans), [`source`] (reading and checking input tables), [`output`] (writers), all
 //! driven by [`run`]. [`cohort`] runs cohort-extractor study definitions through
-//! the same path; [`pipeline`] runs a study's `project.yaml` actions as job requests.
+//! the same path; [`pipeline`] runs a study's `project.yaml` actions as job requests;
+//! [`cluster`] runs the same plans on a DataFusion Ballista cluster.
 
 pub mod cli;
+pub mod cluster;
 #[cfg(feature = "python")]
 pub mod cohort;
 pub mod compile;

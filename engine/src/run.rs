@@ -95,13 +95,18 @@ pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 /// Rows per batch in plans (DataFusion's default), and in tables held in memory.
 pub const BATCH_ROWS: usize = 8192;
 
-pub fn session(threads: usize) -> SessionContext {
+/// The settings of every session, local or on a cluster.
+pub fn session_config(threads: usize) -> SessionConfig {
     let mut config = SessionConfig::new().with_target_partitions(threads.max(1)).with_batch_size(BATCH_ROWS);
     // DataFusion 55 proves more columns non-null in logical plans than in physical
     // ones (`CASE WHEN a IS NULL AND b IS NOT NULL THEN b ELSE 'x' END`), and then
     // refuses to plan an aggregate over them; the check is its documented workaround.
     config.options_mut().execution.skip_physical_aggregate_schema_check = true;
-    SessionContext::new_with_config(config)
+    config
+}
+
+pub fn session(threads: usize) -> SessionContext {
+    SessionContext::new_with_config(session_config(threads))
 }
 
 /// The physical plan of a logical plan. DataFusion 55 can leave a sort-preserving
@@ -310,28 +315,36 @@ fn progress_bar(blocks: usize) -> ProgressBar {
     bar
 }
 
-/// The plans of a definition, stage by stage, as DataFusion optimises them.
-pub async fn explain(ctx: &SessionContext, prepared: &Prepared) -> Result<String> {
+/// The plans of a definition, stage by stage, as DataFusion optimises them; with
+/// `cluster` (partitions per stage), each followed by the stages a Ballista cluster
+/// would run it in.
+pub async fn explain(ctx: &SessionContext, prepared: &Prepared, cluster: Option<usize>) -> Result<String> {
     let providers = prepared.open_tables(Tables::Empty, 1)?;
     let mut planner = Planner::new(&prepared.analysis, &providers);
     let mut out = String::new();
+    let shown = |plan: &datafusion::logical_expr::LogicalPlan| -> Result<String> { Ok(ctx.state().optimize(plan)?.display_indent().to_string()) };
     let stages = planner.stages_to_materialise();
     for k in 0..stages {
         let plan = planner.next_stage_plan()?;
-        out.push_str(&format!(
-            "== stage {k}: patient-level values that stage {} reads ==\n{}\n\n",
-            k + 1,
-            ctx.state().optimize(&plan)?.display_indent()
-        ));
+        out.push_str(&format!("== stage {k}: patient-level values that stage {} reads ==\n{}\n\n", k + 1, shown(&plan)?));
+        if let Some(partitions) = cluster {
+            out.push_str(&format!("{}\n", crate::cluster::explain(&plan, partitions).await?));
+        }
         planner.push_stage(placeholder(&plan)?);
     }
     let plan = planner.dataset_plan()?;
-    out.push_str(&format!("== stage {stages}: dataset ==\n{}\n", ctx.state().optimize(&plan)?.display_indent()));
+    out.push_str(&format!("== stage {stages}: dataset ==\n{}\n", shown(&plan)?));
+    if let Some(partitions) = cluster {
+        out.push_str(&format!("\n{}", crate::cluster::explain(&plan, partitions).await?));
+    }
     if !prepared.analysis.event_tables.is_empty() {
         let empty = population_table(&[])?;
         for t in &prepared.analysis.event_tables {
             let plan = planner.event_table_plan(t, &empty)?;
-            out.push_str(&format!("\n== event table {} ==\n{}\n", t.name, ctx.state().optimize(&plan)?.display_indent()));
+            out.push_str(&format!("\n== event table {} ==\n{}\n", t.name, shown(&plan)?));
+            if let Some(partitions) = cluster {
+                out.push_str(&format!("\n{}", crate::cluster::explain(&plan, partitions).await?));
+            }
         }
     }
     Ok(out)

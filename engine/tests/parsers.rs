@@ -180,7 +180,7 @@ fn any_mutated_query_model_is_refused_or_compiles() {
             match prepared {
                 Ok(p) => {
                     // A model that validates must compile (explain plans every stage).
-                    let plans = rt.block_on(ehrfusion::run::explain(&ctx, &p));
+                    let plans = rt.block_on(ehrfusion::run::explain(&ctx, &p, None));
                     prop_assert!(plans.is_ok(), "a valid model that does not compile: {:?}\n{text}", plans.err());
                     accepted.set(accepted.get() + 1);
                 }

@@ -54,7 +54,7 @@ pub fn rewrite(exprs: Vec<Expr>) -> DFResult<(Vec<Expr>, Vec<Expr>)> {
                 }
                 bits.insert((column.clone(), codes.clone()), (name.clone(), 1 << bit));
             }
-            let udf = ScalarUDF::new_from_impl(CodeMask { name: name.clone(), signature: Signature::any(1, Volatility::Immutable), map: Arc::new(map) });
+            let udf = code_mask(name.clone(), map);
             masks.push(udf.call(vec![col(column.as_str())]).alias(name));
         }
     }
@@ -218,6 +218,33 @@ impl CodeMap {
         }
         out
     }
+}
+
+fn code_mask(name: String, map: CodeMap) -> ScalarUDF {
+    ScalarUDF::new_from_impl(CodeMask { name, signature: Signature::any(1, Volatility::Immutable), map: Arc::new(map) })
+}
+
+/// The codes of a codelist mask function and the mask of each, sorted by code
+/// (None for other functions): with [`code_mask_of`], how a mask travels to another
+/// process.
+pub fn code_mask_codes(f: &ScalarUDF) -> Option<Vec<(String, u64)>> {
+    let map = &f.inner().downcast_ref::<CodeMask>()?.map;
+    let short = map.short.iter().map(|(key, bits)| {
+        let bytes = key.to_le_bytes();
+        (String::from_utf8_lossy(&bytes[..bytes[15] as usize]).into_owned(), *bits)
+    });
+    let mut codes: Vec<(String, u64)> = short.chain(map.long.iter().map(|(code, bits)| (code.to_string(), *bits))).collect();
+    codes.sort();
+    Some(codes)
+}
+
+/// The mask function `name` over the given codes and their masks.
+pub fn code_mask_of(name: &str, codes: &[(String, u64)]) -> ScalarUDF {
+    let mut map = CodeMap::default();
+    for (code, bits) in codes {
+        map.add(code, *bits);
+    }
+    code_mask(name.to_string(), map)
 }
 
 /// The bit of a short key in `CodeMap::seen`: a multiplicative hash of its halves.

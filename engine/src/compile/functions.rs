@@ -66,43 +66,60 @@ fn udf(name: &'static str, arity: usize, returns: DataType, kernel: Kernel) -> A
     }))
 }
 
+/// Our functions of fixed arity: name, arity, return type, kernel.
+static FUNCTIONS: [(&str, usize, DataType, Kernel); 19] = [
+    ("ehr_true_divide", 2, DataType::Float64, true_divide),
+    ("ehr_floor_divide_int", 2, DataType::Int64, floor_divide_int),
+    ("ehr_floor_divide_float", 2, DataType::Int64, floor_divide_float),
+    ("ehr_power", 2, DataType::Float64, power),
+    ("ehr_date_add_days", 2, DataType::Date32, date_add_days),
+    ("ehr_date_add_months", 2, DataType::Date32, date_add_months),
+    ("ehr_date_add_years", 2, DataType::Date32, date_add_years),
+    ("ehr_date_diff_days", 2, DataType::Int64, date_diff_days),
+    ("ehr_date_diff_months", 2, DataType::Int64, date_diff_months),
+    ("ehr_date_diff_years", 2, DataType::Int64, date_diff_years),
+    ("ehr_year", 1, DataType::Int64, year),
+    ("ehr_month", 1, DataType::Int64, month),
+    ("ehr_day", 1, DataType::Int64, day),
+    ("ehr_first_of_year", 1, DataType::Date32, first_of_year),
+    ("ehr_first_of_month", 1, DataType::Date32, first_of_month),
+    ("ehr_str_contains", 2, DataType::Boolean, str_contains),
+    ("ehr_in_set", 2, DataType::Boolean, in_set),
+    ("ehr_format_date", 2, DataType::Utf8, format_date),
+    ("ehr_count_episodes", 2, DataType::Int64, count_episodes),
+];
+
+const SORT_KEY: &str = "ehr_sort_key";
+
+/// The function of ours named `name` (also how a plan sent to another process
+/// gets its functions back: a name is all they need).
+pub fn named(name: &str) -> Option<Arc<ScalarUDF>> {
+    if name == SORT_KEY {
+        return Some(Arc::new(ScalarUDF::new_from_impl(EhrFunction {
+            name: SORT_KEY,
+            signature: Signature::variadic_any(Volatility::Immutable),
+            returns: DataType::Binary,
+            kernel: sort_key_kernel,
+        })));
+    }
+    let (name, arity, returns, kernel) = FUNCTIONS.iter().find(|f| f.0 == name)?;
+    Some(udf(*name, *arity, returns.clone(), *kernel))
+}
+
+/// Whether `f` is one of the functions [`named`] builds.
+pub fn is_named(f: &ScalarUDF) -> bool {
+    f.inner().downcast_ref::<EhrFunction>().is_some()
+}
+
 /// Call a named ehrQL function on argument expressions.
 pub fn call(name: &'static str, args: Vec<Expr>) -> Expr {
-    let f = match name {
-        "ehr_true_divide" => udf(name, 2, DataType::Float64, true_divide),
-        "ehr_floor_divide_int" => udf(name, 2, DataType::Int64, floor_divide_int),
-        "ehr_floor_divide_float" => udf(name, 2, DataType::Int64, floor_divide_float),
-        "ehr_power" => udf(name, 2, DataType::Float64, power),
-        "ehr_date_add_days" => udf(name, 2, DataType::Date32, date_add_days),
-        "ehr_date_add_months" => udf(name, 2, DataType::Date32, date_add_months),
-        "ehr_date_add_years" => udf(name, 2, DataType::Date32, date_add_years),
-        "ehr_date_diff_days" => udf(name, 2, DataType::Int64, date_diff_days),
-        "ehr_date_diff_months" => udf(name, 2, DataType::Int64, date_diff_months),
-        "ehr_date_diff_years" => udf(name, 2, DataType::Int64, date_diff_years),
-        "ehr_year" => udf(name, 1, DataType::Int64, year),
-        "ehr_month" => udf(name, 1, DataType::Int64, month),
-        "ehr_day" => udf(name, 1, DataType::Int64, day),
-        "ehr_first_of_year" => udf(name, 1, DataType::Date32, first_of_year),
-        "ehr_first_of_month" => udf(name, 1, DataType::Date32, first_of_month),
-        "ehr_str_contains" => udf(name, 2, DataType::Boolean, str_contains),
-        "ehr_in_set" => udf(name, 2, DataType::Boolean, in_set),
-        "ehr_format_date" => udf(name, 2, DataType::Utf8, format_date),
-        "ehr_count_episodes" => udf(name, 2, DataType::Int64, count_episodes),
-        other => panic!("no ehrQL function named {other}"),
-    };
-    f.call(args)
+    named(name).unwrap_or_else(|| panic!("no ehrQL function named {name}")).call(args)
 }
 
 /// One binary key per row whose byte order is the order of the given sort keys
 /// (each ascending, nulls first), so a pick compares one value instead of many.
 pub fn sort_key(keys: Vec<Expr>) -> Expr {
-    let f = Arc::new(ScalarUDF::new_from_impl(EhrFunction {
-        name: "ehr_sort_key",
-        signature: Signature::variadic_any(Volatility::Immutable),
-        returns: DataType::Binary,
-        kernel: sort_key_kernel,
-    }));
-    f.call(keys)
+    call(SORT_KEY, keys)
 }
 
 fn sort_key_kernel(args: &[ArrayRef]) -> DFResult<ArrayRef> {

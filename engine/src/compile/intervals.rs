@@ -15,10 +15,10 @@ use std::sync::Arc;
 use arrow::array::*;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
-use datafusion::common::{Result as DFResult, exec_err};
+use datafusion::common::{Result as DFResult, ScalarValue, exec_err};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Expr, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, col,
+    BinaryExpr, ColumnarValue, Expr, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, col, lit,
 };
 
 use crate::error::Result;
@@ -128,7 +128,7 @@ impl Intervals {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Part {
     Index,
     /// The patient's id.
@@ -368,6 +368,51 @@ impl Intervals {
             _ => (below, through),
         }
     }
+}
+
+/// What an interval function computes, without its intervals: with
+/// [`interval_function_of`], how one travels to another process.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum IntervalUse {
+    Part(Part),
+    /// The limits of `ehr_intervals_allowed`, each as (operator, on the end bound,
+    /// null holds); the compared values are the function's arguments.
+    Allowed(Vec<(String, bool, bool)>),
+}
+
+/// The intervals and use of an interval function (None for other functions).
+pub fn interval_function_use(f: &ScalarUDF) -> Option<(&Intervals, IntervalUse)> {
+    if let Some(f) = f.inner().downcast_ref::<IntervalFunction>() {
+        return Some((&f.intervals, IntervalUse::Part(f.part)));
+    }
+    let f = f.inner().downcast_ref::<SpanFunction>()?;
+    Some((&f.intervals, IntervalUse::Allowed(f.limits.iter().map(|l| (l.op.to_string(), l.end, l.null_holds)).collect())))
+}
+
+/// The interval function of `how` over `intervals`.
+pub fn interval_function_of(intervals: Intervals, how: IntervalUse) -> DFResult<ScalarUDF> {
+    Ok(match how {
+        IntervalUse::Part(part) => ScalarUDF::new_from_impl(IntervalFunction { intervals, part, signature: Signature::any(1, Volatility::Immutable) }),
+        IntervalUse::Allowed(limits) => {
+            let limits = limits
+                .into_iter()
+                .map(|(op, end, null_holds)| {
+                    let op = match op.as_str() {
+                        "<" => Operator::Lt,
+                        "<=" => Operator::LtEq,
+                        ">" => Operator::Gt,
+                        ">=" => Operator::GtEq,
+                        "=" => Operator::Eq,
+                        other => return exec_err!("ehr_intervals_allowed: no limit compares with {other}"),
+                    };
+                    // The compared value is the function's argument; the kernel never reads `x`.
+                    Ok(Limit { x: lit(ScalarValue::Null), op, end, null_holds })
+                })
+                .collect::<DFResult<Vec<_>>>()?;
+            let signature = Signature::any(limits.len(), Volatility::Immutable);
+            ScalarUDF::new_from_impl(SpanFunction { intervals, limits, signature })
+        }
+    })
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

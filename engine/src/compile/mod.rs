@@ -2,7 +2,8 @@
 //! passes over which tables produce each value; `plan` turns that into plans stage by
 //! stage; `functions` holds the scalar functions whose semantics are ehrQL's own;
 //! `codesets` tests many codelists against one column with one lookup per row;
-//! `pick` is the aggregate that picks one row per patient by a sort key.
+//! `pick` is the aggregate that picks one row per patient by a sort key;
+//! `portable` turns these functions into bytes and back for plans sent to a cluster.
 
 pub mod analyze;
 mod codesets;
@@ -10,6 +11,7 @@ pub mod functions;
 pub mod intervals;
 mod pick;
 pub mod plan;
+pub mod portable;
 
 pub use analyze::{Analysis, analyze};
 pub use plan::{Planner, Providers};

@@ -24,6 +24,21 @@ pub fn pick_udaf(first: bool) -> Arc<AggregateUDF> {
     Arc::new(AggregateUDF::new_from_impl(Pick { first, signature: Signature::any(2, Volatility::Immutable) }))
 }
 
+/// The pick aggregate named `name` (how one gets back from a plan sent to another
+/// process), or None when no pick has that name.
+pub fn pick_named(name: &str) -> Option<Arc<AggregateUDF>> {
+    match name {
+        "ehr_pick_first" => Some(pick_udaf(true)),
+        "ehr_pick_last" => Some(pick_udaf(false)),
+        _ => None,
+    }
+}
+
+/// Whether `f` is a pick aggregate.
+pub fn is_pick(f: &AggregateUDF) -> bool {
+    f.inner().downcast_ref::<Pick>().is_some()
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Pick {
     first: bool,

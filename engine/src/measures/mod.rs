@@ -126,7 +126,9 @@ impl PreparedMeasures {
     }
 
     /// `explain`: how each group's passes read their tables, then its plans.
-    pub async fn explain(&self, ctx: &SessionContext) -> Result<String> {
+    /// The plans of each group of measures; with `cluster` (partitions per stage),
+    /// each followed by the stages a Ballista cluster would run it in.
+    pub async fn explain(&self, ctx: &SessionContext, cluster: Option<usize>) -> Result<String> {
         let providers = self.open_tables(Tables::Empty, 1)?;
         let mut out = String::new();
         for (i, g) in self.groups.iter().enumerate().filter(|(_, g)| !g.intervals.is_empty()) {
@@ -143,6 +145,9 @@ impl PreparedMeasures {
             }
             let plan = planner.measure_rows_plan()?;
             out.push_str(&format!("== group {i}: (patient, interval) rows ==\n{}\n\n", ctx.state().optimize(&plan)?.display_indent()));
+            if let Some(partitions) = cluster {
+                out.push_str(&format!("{}\n", crate::cluster::explain(&plan, partitions).await?));
+            }
         }
         Ok(out)
     }

@@ -1,0 +1,134 @@
+//! The same plans on a DataFusion Ballista cluster: a scheduler and two executors on
+//! loopback, started as `ehrfusion cluster` child processes, give datasets and
+//! measures byte for byte equal to a local run's.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ehrfusion_ok, population, repo};
+
+/// Child processes killed when the test ends, however it ends.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(args: &[&str], log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
+        .current_dir(repo())
+        .args(args)
+        .stdout(Stdio::from(std::fs::File::create(log).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_port(port: u16, processes: &mut Processes, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        for child in &mut processes.0 {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("{what}: a cluster process exited early ({status})");
+            }
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within a minute");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A scheduler and two executors (one task slot each) on loopback; the scheduler's URL.
+fn cluster(dir: &Path) -> (Processes, String) {
+    let mut processes = Processes(vec![]);
+    let scheduler = free_port();
+    processes.0.push(start(&["cluster", "scheduler", "--port", &scheduler.to_string()], &dir.join("scheduler.log")));
+    wait_for_port(scheduler, &mut processes, "the scheduler");
+    let url = format!("df://127.0.0.1:{scheduler}");
+    for i in 0..2 {
+        let (flight, grpc) = (free_port(), free_port());
+        let work = dir.join(format!("executor-{i}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let args = [
+            "cluster", "executor", "--scheduler", &url, "--port", &flight.to_string(), "--grpc-port", &grpc.to_string(),
+            "--concurrency", "1", "--work-dir", work.to_str().unwrap(),
+        ];
+        processes.0.push(start(&args, &dir.join(format!("executor-{i}.log"))));
+        wait_for_port(flight, &mut processes, "an executor");
+    }
+    (processes, url)
+}
+
+#[test]
+fn a_loopback_cluster_gives_the_local_results() {
+    let dir = tempfile::tempdir().unwrap();
+    population(dir.path());
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (_processes, url) = cluster(dir.path());
+
+    let mut runs: Vec<(String, Vec<String>)> = ["diagnoses", "wide", "staged", "monthly"]
+        .iter()
+        .map(|w| (w.to_string(), vec!["generate-dataset".to_string(), format!("benches/workloads/{w}.py"), "--data".into(), data.into()]))
+        .collect();
+    // Blocks of patients: one job per block.
+    runs.push(("staged in blocks".into(), ["generate-dataset", "benches/workloads/staged.py", "--data", data, "--block-rows", "30000"].map(String::from).into()));
+    runs.push(("measures".into(), ["generate-measures", "benches/workloads/measures.py", "--data", data].map(String::from).into()));
+    for (name, args) in runs {
+        let local = dir.path().join(format!("{}-local.csv", name.replace(' ', "-")));
+        let remote = dir.path().join(format!("{}-cluster.csv", name.replace(' ', "-")));
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let parameters: &[&str] = if name == "measures" { &["--", "--intervals", "6"] } else { &[] };
+        let local_args = [&args[..], &["--output", local.to_str().unwrap()], parameters].concat();
+        ehrfusion_ok(&local_args);
+        args.extend(["--cluster", &url, "--threads", "2", "--output", remote.to_str().unwrap()]);
+        args.extend(parameters);
+        ehrfusion_ok(&args);
+        let (local, remote) = (std::fs::read_to_string(local).unwrap(), std::fs::read_to_string(remote).unwrap());
+        assert!(local.lines().count() > 50, "{name}: too few rows to compare: {}", local.lines().count());
+        assert_eq!(local, remote, "{name}: the cluster's output differs from the local one");
+    }
+    // The executors did the work: each job leaves a folder of stage results (beside
+    // DataFusion's own `datafusion-*` scratch folders).
+    let is_job = |e: &std::fs::DirEntry| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with("datafusion-");
+    let jobs: usize = (0..2).map(|i| std::fs::read_dir(dir.path().join(format!("executor-{i}"))).unwrap().map(Result::unwrap).filter(is_job).count()).sum();
+    assert!(jobs >= 6, "expected the executors to have run every job, found {jobs} job folders");
+}
+
+#[test]
+fn an_unreachable_cluster_is_one_line_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dataset.csv");
+    let closed = format!("df://127.0.0.1:{}", free_port());
+    let run = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
+        .current_dir(repo())
+        .args(["generate-dataset", "testdata/definitions/diagnoses.json", "--data", "testdata/data/csv", "--cluster", &closed])
+        .args(["--output", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&closed), "{stderr}");
+    assert!(!out.exists());
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
+        .current_dir(repo())
+        .args(["generate-dataset", "testdata/definitions/diagnoses.json", "--data", "testdata/data/csv", "--cluster", "localhost:50050"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected df://HOST:PORT"));
+}
