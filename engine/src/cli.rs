@@ -344,7 +344,7 @@ struct MeasuresArgs {
 
 /// Where plans run: here, or on a cluster.
 #[derive(Args)]
-struct ClusterArg {
+pub struct ClusterArg {
     /// Run the plans on a DataFusion Ballista cluster: the scheduler at df://HOST:PORT
     /// (see `ehrfusion cluster`). Every executor must read --data at the same path;
     /// --threads is then the partitions per stage.
@@ -353,8 +353,19 @@ struct ClusterArg {
 }
 
 impl ClusterArg {
+    /// Errors of a run on a cluster say so (they may come from any of its processes).
+    pub fn context<T>(&self, result: Result<T>) -> Result<T> {
+        match &self.cluster {
+            Some(url) => result.map_err(|e| {
+                let kind = e.kind();
+                err!("on the cluster at {url}: {e}").or_kind(kind)
+            }),
+            None => result,
+        }
+    }
+
     /// The session plans run in: `local`, or one on the cluster.
-    fn session(&self, local: &SessionContext, rt: &tokio::runtime::Runtime, threads: usize) -> Result<SessionContext> {
+    pub fn session(&self, local: &SessionContext, rt: &tokio::runtime::Runtime, threads: usize) -> Result<SessionContext> {
         match &self.cluster {
             Some(url) => rt.block_on(crate::cluster::session(url, threads)).or_kind(ErrorKind::Usage),
             None => Ok(local.clone()),
@@ -634,11 +645,11 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
         None => vec![Default::default()],
     };
     if destination == Destination::Console {
-        let results = rt.block_on(run::execute_blocks(&ctx, &prepared, &providers, &blocks))?;
+        let results = args.cluster.context(rt.block_on(run::execute_blocks(&ctx, &prepared, &providers, &blocks)))?;
         print!("{}", run::write(&results, &destination)?);
         return Ok(());
     }
-    rt.block_on(run::execute_to_files(&ctx, &prepared, &providers, &blocks, &destination))
+    args.cluster.context(rt.block_on(run::execute_to_files(&ctx, &prepared, &providers, &blocks, &destination)))
 }
 
 fn generate_measures(args: MeasuresArgs, front_end: PythonFrontEnd) -> Result<()> {
@@ -679,7 +690,7 @@ fn generate_measures(args: MeasuresArgs, front_end: PythonFrontEnd) -> Result<()
             Some(d) => pm.blocks(d, args.block_rows).or_kind(ErrorKind::File)?,
             None => vec![Default::default()],
         };
-        rt.block_on(measures::execute(&ctx, &pm, &providers, &blocks))?
+        args.cluster.context(rt.block_on(measures::execute(&ctx, &pm, &providers, &blocks)))?
     };
     measures::write(&pm, &results, &destination)
 }

@@ -100,11 +100,70 @@ fn a_loopback_cluster_gives_the_local_results() {
         assert!(local.lines().count() > 50, "{name}: too few rows to compare: {}", local.lines().count());
         assert_eq!(local, remote, "{name}: the cluster's output differs from the local one");
     }
+    let study = dir.path().join("study");
+    std::fs::create_dir_all(study.join("analysis")).unwrap();
+    std::fs::create_dir_all(study.join("codelists")).unwrap();
+    std::fs::write(study.join("analysis/study_definition.py"), STUDY).unwrap();
+    std::fs::copy(repo().join("benches/codelists/diabetes.csv"), study.join("codelists/diabetes.csv")).unwrap();
+    cohort(&study, data, &["--output-dir", "local"]);
+    cohort(&study, data, &["--output-dir", "cluster", "--cluster", &url, "--threads", "2"]);
+    for date in ["2020-01-01", "2020-02-01", "2020-03-01"] {
+        let name = format!("input_{date}.csv");
+        let (local, remote) = (std::fs::read_to_string(study.join("local").join(&name)).unwrap(), std::fs::read_to_string(study.join("cluster").join(&name)).unwrap());
+        assert!(local.lines().count() > 50, "{name}: too few rows to compare");
+        assert_eq!(local, remote, "{name}: the cluster's cohort differs from the local one");
+    }
+
     // The executors did the work: each job leaves a folder of stage results (beside
     // DataFusion's own `datafusion-*` scratch folders).
     let is_job = |e: &std::fs::DirEntry| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with("datafusion-");
     let jobs: usize = (0..2).map(|i| std::fs::read_dir(dir.path().join(format!("executor-{i}"))).unwrap().map(Result::unwrap).filter(is_job).count()).sum();
-    assert!(jobs >= 6, "expected the executors to have run every job, found {jobs} job folders");
+    assert!(jobs >= 7, "expected the executors to have run every job, found {jobs} job folders");
+}
+
+#[test]
+fn a_killed_executor_s_tasks_go_to_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    population(dir.path());
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (mut processes, url) = cluster(dir.path());
+    let local = dir.path().join("local.csv");
+    ehrfusion_ok(&["generate-dataset", "benches/workloads/wide.py", "--data", data, "--output", local.to_str().unwrap()]);
+    // Killed without a word to the scheduler, which still counts on it.
+    processes.0[2].kill().unwrap();
+    processes.0[2].wait().unwrap();
+    let remote = dir.path().join("cluster.csv");
+    ehrfusion_ok(&["generate-dataset", "benches/workloads/wide.py", "--data", data, "--cluster", &url, "--threads", "2", "--output", remote.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(local).unwrap(), std::fs::read_to_string(remote).unwrap());
+}
+
+/// A cohort-extractor study at three index dates in one pass (the dates' values
+/// travel with the plan as interval parameters).
+const STUDY: &str = r#"
+from cohortextractor import StudyDefinition, patients, codelist_from_csv
+
+diabetes = codelist_from_csv("codelists/diabetes.csv", system="snomed", column="code")
+
+study = StudyDefinition(
+    index_date="2020-03-01",
+    default_expectations={"date": {"earliest": "1900-01-01", "latest": "today"}, "rate": "uniform", "incidence": 0.5},
+    population=patients.registered_as_of("index_date"),
+    sex=patients.sex(),
+    age=patients.age_as_of("index_date"),
+    diabetes_events=patients.with_these_clinical_events(diabetes, between=["index_date - 1 year", "index_date"], returning="number_of_matches_in_period"),
+    first_diabetes=patients.with_these_clinical_events(diabetes, on_or_before="index_date", returning="date", date_format="YYYY-MM-DD", find_first_match_in_period=True),
+)
+"#;
+
+fn cohort(study: &Path, data: &str, extra: &[&str]) {
+    let run = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
+        .current_dir(study)
+        .args(["cohortextractor", "generate_cohort", "--data", data, "--index-date-range", "2020-01-01 to 2020-03-01 by month"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "generate_cohort {extra:?}: {}", String::from_utf8_lossy(&run.stderr));
 }
 
 #[test]

@@ -85,10 +85,10 @@ pub async fn explain(plan: &datafusion::logical_expr::LogicalPlan, partitions: u
 const EXECUTOR_TIMEOUT_SECONDS: u64 = 20;
 const HEARTBEAT_SECONDS: u64 = 5;
 
-/// Log Ballista's job and task events to standard error, filtered by RUST_LOG
-/// (default: jobs, stages and failures).
+/// Log Ballista's events to standard error, filtered by RUST_LOG (default: warnings,
+/// and each job's submission and end).
 fn start_logging() {
-    let filter = "warn,ballista_scheduler=info,ballista_executor=warn";
+    let filter = "warn,ballista_scheduler::scheduler_server::query_stage_scheduler=info";
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter)).try_init();
 }
 

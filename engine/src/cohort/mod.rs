@@ -128,6 +128,8 @@ struct GenerateCohortArgs {
     /// does (by default all dates run in one pass over the tables).
     #[arg(long)]
     per_date: bool,
+    #[command(flatten)]
+    cluster: crate::cli::ClusterArg,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,14 +333,15 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
         }
         let pending: Vec<(String, Prepared)> = runs.into_iter().filter(|(d, _)| !(args.skip_existing && target(d).exists())).collect();
         let Some((_, first)) = pending.first() else { continue };
-        let ctx = run::session(threads);
+        let local = run::session(threads);
         let rt = run::runtime(threads)?;
+        let ctx = args.cluster.session(&local, &rt, threads)?;
         let providers = match &args.data {
             Some(d) => first.open_tables(Tables::Data(d), threads).or_kind(ErrorKind::File)?,
             None => {
                 let options = DummyOptions { population_size: args.expectations_population, seed: args.seed, timeout: dummy::DEFAULT_TIMEOUT, progress: true, profile: dummy::Profile::Query };
                 let mut tables: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-                let outcome = rt.block_on(dummy::generate(&ctx, first, &options, threads, |name, rows| {
+                let outcome = rt.block_on(dummy::generate(&local, first, &options, threads, |name, rows| {
                     tables.entry(name.to_string()).or_default().push(rows);
                     Ok(())
                 }))?;
@@ -363,7 +366,7 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
             if !date.is_empty() {
                 eprintln!("Setting index_date to {date}");
             }
-            let results = rt.block_on(run::execute(&ctx, prepared, &providers))?;
+            let results = args.cluster.context(rt.block_on(run::execute(&ctx, prepared, &providers)))?;
             write(date, &results.dataset)
         };
         if args.per_date || pending.len() == 1 {
@@ -385,7 +388,7 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
             for chunk in positions.chunks(per_pass) {
                 let dates: Vec<&str> = chunk.iter().map(|&k| pending[pass.dates[k]].0.as_str()).collect();
                 eprintln!("Setting index_date to each of {} dates, {} to {}, in one pass", dates.len(), dates[dates.len() - 1], dates[0]);
-                let results = rt.block_on(onepass::execute(&ctx, &prepared, &pass.intervals(chunk)?, &providers))?;
+                let results = args.cluster.context(rt.block_on(onepass::execute(&ctx, &prepared, &pass.intervals(chunk)?, &providers)))?;
                 for (date, result) in dates.iter().zip(&results) {
                     write(date, result)?;
                 }
