@@ -121,6 +121,35 @@ fn a_loopback_cluster_gives_the_local_results() {
     assert!(jobs >= 7, "expected the executors to have run every job, found {jobs} job folders");
 }
 
+/// The bundled ehrQL studies over the csv test tables (which travel inside the plans,
+/// being held in memory) give their golden outputs on the cluster.
+#[test]
+fn the_test_studies_give_their_golden_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_processes, url) = cluster(dir.path());
+    let cases: [(&str, &str, &[&str], &str); 4] = [
+        ("diagnoses-v0", "csv", &[], "dataset.csv"),
+        ("symptoms", "tpp", &[], "dataset.csv"),
+        ("parameters", "csv", &[], "dataset.csv"),
+        ("parameters", "csv", &["--", "--index_date", "2021-06-01", "--lookback_days", "730"], "dataset_2021.csv"),
+    ];
+    for (study, data, parameters, expected) in cases {
+        let folder = repo().join("testdata/studies").join(study);
+        let out = dir.path().join(format!("{study}-{expected}"));
+        let run = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
+            .current_dir(&folder)
+            .args(["generate-dataset", "analysis/dataset_definition.py", "--data", &format!("../../data/{data}"), "--cluster", &url])
+            .args(["--threads", "2", "--output", out.to_str().unwrap()])
+            .args(parameters)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{study}: {}", String::from_utf8_lossy(&run.stderr));
+        // The golden files keep Unix line ends; CSV rows end with CRLF, as ehrQL writes them.
+        let golden = std::fs::read_to_string(folder.join("expected").join(expected)).unwrap();
+        assert_eq!(std::fs::read_to_string(out).unwrap().replace("\r\n", "\n"), golden, "{study} {parameters:?}");
+    }
+}
+
 #[test]
 fn a_killed_executor_s_tasks_go_to_the_other() {
     let dir = tempfile::tempdir().unwrap();
