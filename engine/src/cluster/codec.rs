@@ -1,7 +1,10 @@
 //! The extension codecs a cluster needs for our plans: Ballista's own, plus our
 //! functions (see `compile::portable`) and the tables held in memory (stage results,
 //! the intervals of measures, inline tables), which travel inside the plan as Arrow
-//! IPC. Tables read from files travel as DataFusion writes them: their paths.
+//! IPC. Tables read from files travel as their paths: DataFusion's own tables as it
+//! writes them, parquet tables with dictionary code columns as `source::dictionary`
+//! does (on executors, whose plans do not carry each file's dictionary schema,
+//! their files are read as strings and cast).
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use crate::compile::portable;
+use crate::source::dictionary::{self, DictionaryCodes};
 
 /// Marks a table held in memory among the table encodings.
 const MEMORY_TABLE: &[u8] = b"ehrfusion:memory-table:1\n";
@@ -40,15 +44,21 @@ impl LogicalExtensionCodec for LogicalCodec {
     }
 
     fn try_decode_table_provider(&self, buf: &[u8], table_ref: &TableReference, schema: SchemaRef, ctx: &TaskContext) -> DFResult<Arc<dyn TableProvider>> {
-        match buf.strip_prefix(MEMORY_TABLE) {
-            Some(partitions) => decode_memory_table(partitions, schema),
+        if let Some(partitions) = buf.strip_prefix(MEMORY_TABLE) {
+            return decode_memory_table(partitions, schema);
+        }
+        match buf.strip_prefix(dictionary::ENCODED) {
+            Some(table) => Ok(Arc::new(DictionaryCodes::decode(table, schema)?)),
             None => self.ballista.try_decode_table_provider(buf, table_ref, schema, ctx),
         }
     }
 
     fn try_encode_table_provider(&self, table_ref: &TableReference, node: Arc<dyn TableProvider>, buf: &mut Vec<u8>) -> DFResult<()> {
-        match node.as_ref().downcast_ref::<MemTable>() {
-            Some(table) => encode_memory_table(table, buf),
+        if let Some(table) = node.as_ref().downcast_ref::<MemTable>() {
+            return encode_memory_table(table, buf);
+        }
+        match node.as_ref().downcast_ref::<DictionaryCodes>() {
+            Some(table) => Ok(buf.extend(table.encode()?)),
             None => self.ballista.try_encode_table_provider(table_ref, node, buf),
         }
     }

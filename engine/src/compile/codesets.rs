@@ -18,17 +18,15 @@ use datafusion::logical_expr::{
 /// Codelists per mask column (the bits of a u64).
 const BITS: usize = 64;
 
-/// Rewrites `column IN (codes)` in `exprs` to bit tests over mask columns when a
-/// column is tested two or more times. Returns the rewritten expressions
-/// and the mask columns to compute (as `expr AS name`) from the rows they read.
+/// Rewrites `column IN (codes)` in `exprs` to bit tests over mask columns. Returns
+/// the rewritten expressions and the mask columns to compute (as `expr AS name`) from the rows they read.
 pub fn rewrite(exprs: Vec<Expr>) -> DFResult<(Vec<Expr>, Vec<Expr>)> {
-    // Distinct codelists per column, in first-seen order, and how many tests there are.
-    let mut lists: BTreeMap<String, (Vec<Vec<String>>, usize)> = BTreeMap::new();
+    // Distinct codelists per column, in first-seen order.
+    let mut lists: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
     for e in &exprs {
         e.apply(|e| {
             if let Some((column, codes)) = codelist_test(e) {
-                let (seen, tests) = lists.entry(column).or_default();
-                *tests += 1;
+                let seen = lists.entry(column).or_default();
                 if !seen.contains(&codes) {
                     seen.push(codes);
                 }
@@ -36,15 +34,16 @@ pub fn rewrite(exprs: Vec<Expr>) -> DFResult<(Vec<Expr>, Vec<Expr>)> {
             Ok(TreeNodeRecursion::Continue)
         })?;
     }
-    // One test is as cheap as a lookup; two or more save lookups.
-    lists.retain(|_, (_, tests)| *tests >= 2);
+    // Even one test is a mask: over a dictionary-encoded column (see
+    // `source::dictionary`) it looks up each distinct code once, where DataFusion's
+    // `IN` looks up the dictionary's every value for every batch.
     if lists.is_empty() {
         return Ok((exprs, vec![]));
     }
     // (column, codelist) -> (mask column, bit)
     let mut bits: HashMap<(String, Vec<String>), (String, u64)> = HashMap::new();
     let mut masks = Vec::new();
-    for (column, (codelists, _)) in &lists {
+    for (column, codelists) in &lists {
         for (chunk_no, chunk) in codelists.chunks(BITS).enumerate() {
             let name = format!("__codes_{column}_{chunk_no}");
             let mut map = CodeMap::default();
@@ -221,7 +220,7 @@ impl CodeMap {
 }
 
 fn code_mask(name: String, map: CodeMap) -> ScalarUDF {
-    ScalarUDF::new_from_impl(CodeMask { name, signature: Signature::any(1, Volatility::Immutable), map: Arc::new(map) })
+    ScalarUDF::new_from_impl(CodeMask { name, signature: Signature::any(1, Volatility::Immutable), map: Arc::new(map), recent: Default::default() })
 }
 
 /// The codes of a codelist mask function and the mask of each, sorted by code
@@ -274,7 +273,16 @@ struct CodeMask {
     name: String,
     signature: Signature,
     map: Arc<CodeMap>,
+    /// The masks of the dictionaries seen last, with those dictionaries. A parquet
+    /// reader gives every batch of a column chunk the same dictionary (a row
+    /// group's distinct codes, tens of thousands): it is looked up once, not once
+    /// per batch. Holding each dictionary keeps its buffers alive, so a buffer
+    /// address seen again is the same dictionary.
+    recent: std::sync::Mutex<std::collections::VecDeque<(ArrayData, ArrayRef)>>,
 }
+
+/// Dictionaries whose masks are kept: a few per scanning thread.
+const RECENT_DICTIONARIES: usize = 8;
 
 // Mask columns are named uniquely within a plan.
 impl PartialEq for CodeMask {
@@ -305,7 +313,7 @@ impl ScalarUDFImpl for CodeMask {
             DataType::Utf8 => UInt64Array::new(self.map.masks_of(codes.as_string::<i32>()).into(), codes.nulls().cloned()),
             DataType::LargeUtf8 => UInt64Array::new(self.map.masks_of(codes.as_string::<i64>()).into(), codes.nulls().cloned()),
             DataType::Utf8View => self.masks(codes.as_string_view()),
-            DataType::Dictionary(_, _) => self.masks(arrow::compute::cast(&codes, &DataType::Utf8)?.as_string::<i32>()),
+            DataType::Dictionary(_, _) => self.dictionary_masks(codes.as_any_dictionary())?,
             other => return exec_err!("{}: expected codes as strings, got {other}", self.name),
         };
         Ok(ColumnarValue::Array(Arc::new(masks)))
@@ -313,6 +321,34 @@ impl ScalarUDFImpl for CodeMask {
 }
 
 impl CodeMask {
+    /// Codes read as a dictionary (as parquet stores them) are looked up once per
+    /// distinct code, and each row takes its code's mask by key: a few thousand
+    /// lookups for millions of rows.
+    fn dictionary_masks(&self, codes: &dyn AnyDictionaryArray) -> DFResult<UInt64Array> {
+        let values = codes.values();
+        let data = values.to_data();
+        let known = self.recent.lock().expect("not poisoned").iter().find(|(d, _)| d.ptr_eq(&data)).map(|(_, m)| m.clone());
+        let value_masks = match known {
+            Some(masks) => masks,
+            None => {
+                let masks: ArrayRef = Arc::new(match values.data_type() {
+                    DataType::Utf8 => UInt64Array::new(self.map.masks_of(values.as_string::<i32>()).into(), values.nulls().cloned()),
+                    DataType::LargeUtf8 => UInt64Array::new(self.map.masks_of(values.as_string::<i64>()).into(), values.nulls().cloned()),
+                    DataType::Utf8View => self.masks(values.as_string_view()),
+                    other => return exec_err!("{}: expected codes as strings, got a dictionary of {other}", self.name),
+                });
+                let mut recent = self.recent.lock().expect("not poisoned");
+                if recent.len() == RECENT_DICTIONARIES {
+                    recent.pop_front();
+                }
+                recent.push_back((data, masks.clone()));
+                masks
+            }
+        };
+        let masks = arrow::compute::take(&value_masks, codes.keys(), None)?;
+        Ok(masks.as_primitive::<arrow::datatypes::UInt64Type>().clone())
+    }
+
     /// One lookup per row; null codes keep their nulls (the value under them is unused).
     fn masks<'a>(&self, codes: impl StringArrayType<'a>) -> UInt64Array {
         let mut out = Vec::with_capacity(codes.len());
@@ -359,5 +395,38 @@ mod tests {
         assert_eq!(expected, vec![0, 1, 0, 16, 8, 0, 4, 0, 2]);
         let sliced = array.slice(1, 3);
         assert_eq!(map.masks_of(&sliced), vec![1, 0, 16]);
+    }
+
+    #[test]
+    fn dictionary_codes_get_the_masks_of_their_values_and_keep_their_nulls() {
+        let mut map = CodeMap::default();
+        map.add("X40J4", 1);
+        map.add("693447796", 2);
+        map.add("693447796", 4);
+        let udf = code_mask("__codes_code_0".into(), map);
+        let mask = udf.inner().downcast_ref::<CodeMask>().unwrap();
+        // Keys in any order, a null key, an unused value and a null value.
+        let values = StringArray::from(vec![Some("693447796"), None, Some("X40J4"), Some("unused")]);
+        let keys = Int32Array::from(vec![Some(2), Some(0), None, Some(1), Some(2), Some(0)]);
+        let codes = DictionaryArray::new(keys, Arc::new(values));
+        let got = mask.dictionary_masks(&codes).unwrap();
+        let expected = UInt64Array::from(vec![Some(1), Some(6), None, None, Some(1), Some(6)]);
+        assert_eq!(got, expected);
+        // Seen again (from the kept masks), and another dictionary of the same shape.
+        assert_eq!(mask.dictionary_masks(&codes).unwrap(), expected);
+        let other = StringArray::from(vec![Some("X40J4"), None, Some("693447796"), Some("unused")]);
+        let swapped = DictionaryArray::new(codes.keys().clone(), Arc::new(other));
+        assert_eq!(mask.dictionary_masks(&swapped).unwrap(), UInt64Array::from(vec![Some(6), Some(1), None, None, Some(6), Some(1)]));
+        // The same as the codes read as plain strings.
+        let plain = arrow::compute::cast(&codes, &DataType::Utf8).unwrap();
+        let args = ScalarFunctionArgs {
+            args: vec![ColumnarValue::Array(plain)],
+            arg_fields: vec![Arc::new(arrow::datatypes::Field::new("code", DataType::Utf8, true))],
+            number_rows: 6,
+            return_field: Arc::new(arrow::datatypes::Field::new("m", DataType::UInt64, true)),
+            config_options: Arc::new(Default::default()),
+        };
+        let ColumnarValue::Array(from_plain) = udf.invoke_with_args(args).unwrap() else { panic!("an array") };
+        assert_eq!(from_plain.as_primitive::<arrow::datatypes::UInt64Type>(), &expected);
     }
 }

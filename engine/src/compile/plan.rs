@@ -16,7 +16,7 @@ use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::logical_expr::utils::split_conjunction;
 use arrow::datatypes::DataType;
-use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, col, lit, when};
+use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, cast, col, lit, when};
 use datafusion::prelude::SessionContext;
 
 use super::analyze::{Analysis, EventTable, Source, SourceKind};
@@ -121,7 +121,7 @@ impl<'a> Planner<'a> {
     /// where `late` and the table has one. With `limits` (see [`intervals::limiting_conditions`]),
     /// a row is repeated only for the run of intervals they allow, not for all.
     fn table_rows_from(&self, table: &str, late: bool, before: &[Expr], keep: Option<Expr>, limits: &[Limit]) -> Result<LogicalPlanBuilder> {
-        let rows = keeping(with_columns(self.patient_rows_from(table, late)?, before)?, keep)?;
+        let rows = keeping(self.patient_rows_from(table, late, before)?, keep)?;
         match &self.intervals {
             None => Ok(rows),
             Some(iv) if !limits.is_empty() => {
@@ -144,7 +144,7 @@ impl<'a> Planner<'a> {
     /// the row) lies between the interval's bounds, narrowed by `shift`; rows in no
     /// interval are dropped.
     fn bucketed_rows(&self, table: &str, x: Expr, shift: (i32, i32), iv: &Intervals, before: &[Expr], keep: Option<Expr>) -> Result<LogicalPlanBuilder> {
-        let rows = keeping(with_columns(self.patient_rows(table)?, before)?, keep)?;
+        let rows = keeping(self.patient_rows_from(table, false, before)?, keep)?;
         // Rows outside the whole span first, by two comparisons (which the scan can
         // also use); a row in a gap between intervals has no bucket, and the inner
         // join drops it.
@@ -240,10 +240,16 @@ impl<'a> Planner<'a> {
 
     /// Scan a table's rows for the planned patients.
     fn patient_rows(&self, table: &str) -> Result<LogicalPlanBuilder> {
-        self.patient_rows_from(table, false)
+        self.patient_rows_from(table, false, &[])
     }
 
-    fn patient_rows_from(&self, table: &str, late: bool) -> Result<LogicalPlanBuilder> {
+    ///
+    /// Code columns a scan decodes as dictionaries (see `source::dictionary`) are
+    /// cast to strings here, in one projection with `before` (expressions of the
+    /// row, such as codelist masks), which see them as dictionaries. The optimizer
+    /// pushes the filters above through this projection into the scan, so only the
+    /// rows they keep are cast.
+    fn patient_rows_from(&self, table: &str, late: bool, before: &[Expr]) -> Result<LogicalPlanBuilder> {
         let provider = match self.providers.get(&crate::source::late_key(table)) {
             Some(p) if late => p,
             _ => self.provider(table)?,
@@ -251,10 +257,27 @@ impl<'a> Planner<'a> {
         let b = self.scan(table, provider)?;
         let PatientRange { first, end } = self.patients;
         let bounds = first.map(|f| col("patient_id").gt_eq(lit(f))).into_iter().chain(end.map(|e| col("patient_id").lt(lit(e))));
-        Ok(match bounds.reduce(Expr::and) {
+        let b = match bounds.reduce(Expr::and) {
             Some(f) => b.filter(f)?,
             None => b,
-        })
+        };
+        let dictionaries = b.schema().fields().iter().any(|f| matches!(f.data_type(), DataType::Dictionary(..)));
+        if !dictionaries && before.is_empty() {
+            return Ok(b);
+        }
+        let mut columns: Vec<Expr> = b
+            .schema()
+            .iter()
+            .map(|(qualifier, field)| {
+                let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+                match field.data_type() {
+                    DataType::Dictionary(_, values) => cast(column, values.as_ref().clone()).alias_qualified(qualifier.cloned(), field.name()),
+                    _ => column,
+                }
+            })
+            .collect();
+        columns.extend(before.iter().cloned());
+        Ok(b.project(columns)?)
     }
 
     /// Scan an event table, joined to the values of earlier stages when it needs them.
@@ -375,17 +398,21 @@ impl<'a> Planner<'a> {
                     stage => hoist_stage_values(aggs, &self.stage_columns(stage)?)?,
                 };
                 out.extend(s.columns.iter().map(|(name, _)| col(name.as_str())));
-                // For measures, what depends only on a row (codelist masks, sort keys)
-                // is computed before the row is repeated for each interval.
-                // Rows no value's filter can keep, whatever the interval, are dropped
-                // before that too.
-                let mut before = Vec::new();
+                // Codelist masks of the table's own columns are computed from the
+                // scan's rows as it decodes them; masks of an earlier stage's values
+                // (a code picked in it) once the rows are joined to those.
+                // For measures, what else depends only on a row (sort keys) is
+                // computed before the row is repeated for each interval too, and
+                // rows no value's filter can keep, whatever the interval, are
+                // dropped before that.
+                let schema = self.provider(&s.table)?.schema();
+                let own = |e: &Expr| e.column_refs().iter().all(|c| schema.field_with_name(&c.name).is_ok());
+                let (mut before, after): (Vec<Expr>, Vec<Expr>) = masks.iter().cloned().partition(own);
                 let mut keep = None;
                 let aggs = match &self.intervals {
                     Some(_) => {
-                        let schema = self.provider(&s.table)?.schema();
-                        let (aggs, keys) = hoist_sort_keys(aggs, |e| e.column_refs().iter().all(|c| schema.field_with_name(&c.name).is_ok()))?;
-                        before = std::mem::take(&mut masks);
+                        let (aggs, keys) = hoist_sort_keys(aggs, own)?;
+                        masks.clear();
                         before.extend(keys);
                         let made: Vec<String> = before.iter().map(|e| e.schema_name().to_string()).collect();
                         keep = own_filter(&aggs, |c| schema.field_with_name(c).is_ok() || made.iter().any(|m| m == c));
@@ -420,9 +447,9 @@ impl<'a> Planner<'a> {
                         self.with_stage(self.table_rows_from(&s.table, late, &before, keep, &limits)?, s.stage, &computed, inner)?
                     }
                 };
-                if !masks.is_empty() {
+                if !after.is_empty() {
                     let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
-                    columns.extend(masks);
+                    columns.extend(after);
                     rows = rows.project(columns)?;
                 }
                 // A row that no value's filter keeps cannot change any value, so such
@@ -695,16 +722,6 @@ fn keeping(rows: LogicalPlanBuilder, condition: Option<Expr>) -> Result<LogicalP
         Some(c) => rows.filter(c)?,
         None => rows,
     })
-}
-
-/// Rows with extra columns.
-fn with_columns(rows: LogicalPlanBuilder, extra: &[Expr]) -> Result<LogicalPlanBuilder> {
-    if extra.is_empty() {
-        return Ok(rows);
-    }
-    let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
-    columns.extend(extra.iter().cloned());
-    Ok(rows.project(columns)?)
 }
 
 /// Replace the expressions inside the aggregates that read only an earlier stage's

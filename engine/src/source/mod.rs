@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod builder;
 pub mod constraints;
 pub mod csv;
+pub mod dictionary;
 pub mod shared;
 pub mod typed;
 

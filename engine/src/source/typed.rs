@@ -16,6 +16,9 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::ipc::reader::{FileReader, StreamReader};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use std::collections::HashMap;
+
+use super::dictionary::DictionaryCodes;
 use super::{Columns, table_arrow_schema};
 use super::constraints;
 use crate::error::Result;
@@ -29,11 +32,16 @@ use crate::{bail, err};
 pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema, columns: Columns, check_constraints: bool) -> Result<Arc<dyn TableProvider>> {
     let mut seen = std::collections::HashSet::new();
     let mut urls = Vec::with_capacity(paths.len());
+    // Code columns are decoded as dictionaries (see `dictionary`): each file's
+    // physical schema with those columns as dictionaries, by its location.
+    let codes: Vec<String> = table.columns.iter().filter(|c| matches!(c.ty, ValueType::Code(_))).map(|c| c.name.clone()).collect();
+    let mut file_schemas = HashMap::new();
     for path in paths {
         let shown = path.display();
         let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err!("{shown}: not a readable parquet file: {e}"))?;
         let indexes = check_schema(path, builder.schema(), table, columns)?;
+        let file_schema = builder.schema().clone();
         let pid_at = indexes[0].expect("patient_id is always required");
         let metadata = builder.metadata().clone();
         // Null patient ids show in the footer's statistics (and, for patient-level
@@ -75,13 +83,26 @@ pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema, columns:
             }
         }
         let absolute = std::fs::canonicalize(path).map_err(|e| err!("{shown}: {e}"))?;
-        urls.push(ListingTableUrl::parse(absolute.to_string_lossy()).map_err(|e| err!("{shown}: {e}"))?);
+        let url = ListingTableUrl::parse(absolute.to_string_lossy()).map_err(|e| err!("{shown}: {e}"))?;
+        file_schemas.insert(url.prefix().as_ref().to_string(), file_schema);
+        urls.push(url);
     }
     // Columns a file lacks (allowed for dummy tables) are read as nulls by
     // DataFusion's schema adapter, as the table schema declares every column nullable.
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(table_arrow_schema(table));
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    let schema = table_arrow_schema(table);
+    match DictionaryCodes::new(urls.clone(), &schema, &file_schemas, codes, false)? {
+        Some(table) => Ok(Arc::new(table)),
+        None => Ok(Arc::new(listing(urls, schema, false)?)),
+    }
+}
+
+/// Parquet files as one table of `schema`; with `late`, scans evaluate their
+/// filters inside the parquet reader.
+pub fn listing(urls: Vec<ListingTableUrl>, schema: SchemaRef, late: bool) -> datafusion::common::Result<ListingTable> {
+    let mut options = datafusion::config::TableParquetOptions::default();
+    options.global.pushdown_filters = late;
+    let listing = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(options))).with_file_extension(".parquet");
+    ListingTable::try_new(ListingTableConfig::new_with_multi_paths(urls).with_listing_options(listing).with_schema(schema))
 }
 
 /// The same parquet table read with late materialisation: a scan's filter is
@@ -90,12 +111,13 @@ pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema, columns:
 /// that read columns their filter does not (a pick's tie-breaking columns); where
 /// a pass reads only its filter's columns, decoding them all at once is cheaper.
 pub fn late_materialising(provider: &Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {
-    let Some(table) = provider.as_ref().downcast_ref::<ListingTable>() else { return Ok(None) };
-    let mut options = datafusion::config::TableParquetOptions::default();
-    options.global.pushdown_filters = true;
-    let listing = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(options))).with_file_extension(".parquet");
-    let config = ListingTableConfig::new_with_multi_paths(table.table_paths().clone()).with_listing_options(listing).with_schema(table.schema());
-    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
+    if let Some(table) = provider.as_ref().downcast_ref::<DictionaryCodes>() {
+        return Ok(Some(Arc::new(table.late_materialising()?)));
+    }
+    match provider.as_ref().downcast_ref::<ListingTable>() {
+        Some(table) => Ok(Some(Arc::new(listing(table.table_paths().clone(), table.schema(), true)?))),
+        None => Ok(None),
+    }
 }
 
 pub fn read_parquet(path: &Path, table: &TableSchema, columns: Columns) -> Result<Vec<RecordBatch>> {
