@@ -106,7 +106,12 @@ pub fn session_config(threads: usize) -> SessionConfig {
 }
 
 pub fn session(threads: usize) -> SessionContext {
-    SessionContext::new_with_config(session_config(threads))
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(session_config(threads))
+        .with_default_features()
+        .with_physical_optimizer_rules(crate::compile::small_sides::CollectSmallSides::with_default_rules())
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 /// The physical plan of a logical plan. DataFusion 55 can leave a sort-preserving

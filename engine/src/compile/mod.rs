@@ -3,7 +3,8 @@
 //! stage; `functions` holds the scalar functions whose semantics are ehrQL's own;
 //! `codesets` tests many codelists against one column with one lookup per row;
 //! `pick` is the aggregate that picks one row per patient by a sort key;
-//! `portable` turns these functions into bytes and back for plans sent to a cluster.
+//! `portable` turns these functions into bytes and back for plans sent to a cluster;
+//! `small_sides` is a physical optimizer rule for joins to an earlier stage.
 
 pub mod analyze;
 mod codesets;
@@ -12,6 +13,7 @@ pub mod intervals;
 mod pick;
 pub mod plan;
 pub mod portable;
+pub mod small_sides;
 
 pub use analyze::{Analysis, analyze};
 pub use plan::{Planner, Providers};
