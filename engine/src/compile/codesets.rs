@@ -310,11 +310,11 @@ impl ScalarUDFImpl for CodeMask {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
         let codes = ColumnarValue::values_to_arrays(&args.args)?.remove(0);
         let masks = match codes.data_type() {
-            DataType::Utf8 => UInt64Array::new(self.map.masks_of(codes.as_string::<i32>()).into(), codes.nulls().cloned()),
-            DataType::LargeUtf8 => UInt64Array::new(self.map.masks_of(codes.as_string::<i64>()).into(), codes.nulls().cloned()),
-            DataType::Utf8View => self.masks(codes.as_string_view()),
             DataType::Dictionary(_, _) => self.dictionary_masks(codes.as_any_dictionary())?,
-            other => return exec_err!("{}: expected codes as strings, got {other}", self.name),
+            other => match self.string_masks(&codes) {
+                Some(masks) => masks,
+                None => return exec_err!("{}: expected codes as strings, got {other}", self.name),
+            },
         };
         Ok(ColumnarValue::Array(Arc::new(masks)))
     }
@@ -331,12 +331,10 @@ impl CodeMask {
         let value_masks = match known {
             Some(masks) => masks,
             None => {
-                let masks: ArrayRef = Arc::new(match values.data_type() {
-                    DataType::Utf8 => UInt64Array::new(self.map.masks_of(values.as_string::<i32>()).into(), values.nulls().cloned()),
-                    DataType::LargeUtf8 => UInt64Array::new(self.map.masks_of(values.as_string::<i64>()).into(), values.nulls().cloned()),
-                    DataType::Utf8View => self.masks(values.as_string_view()),
-                    other => return exec_err!("{}: expected codes as strings, got a dictionary of {other}", self.name),
-                });
+                let masks: ArrayRef = match self.string_masks(values) {
+                    Some(masks) => Arc::new(masks),
+                    None => return exec_err!("{}: expected codes as strings, got a dictionary of {}", self.name, values.data_type()),
+                };
                 let mut recent = self.recent.lock().expect("not poisoned");
                 if recent.len() == RECENT_DICTIONARIES {
                     recent.pop_front();
@@ -347,6 +345,16 @@ impl CodeMask {
         };
         let masks = arrow::compute::take(&value_masks, codes.keys(), None)?;
         Ok(masks.as_primitive::<arrow::datatypes::UInt64Type>().clone())
+    }
+
+    /// The masks of an array of strings (`None` for any other array).
+    fn string_masks(&self, codes: &dyn Array) -> Option<UInt64Array> {
+        Some(match codes.data_type() {
+            DataType::Utf8 => UInt64Array::new(self.map.masks_of(codes.as_string::<i32>()).into(), codes.nulls().cloned()),
+            DataType::LargeUtf8 => UInt64Array::new(self.map.masks_of(codes.as_string::<i64>()).into(), codes.nulls().cloned()),
+            DataType::Utf8View => self.masks(codes.as_string_view()),
+            _ => return None,
+        })
     }
 
     /// One lookup per row; null codes keep their nulls (the value under them is unused).

@@ -243,7 +243,7 @@ impl<'a> Planner<'a> {
         self.patient_rows_from(table, false, &[])
     }
 
-    ///
+    /// [`Self::patient_rows`], from the late-materialising provider where `late`.
     /// Code columns a scan decodes as dictionaries (see `source::dictionary`) are
     /// cast to strings here, in one projection with `before` (expressions of the
     /// row, such as codelist masks), which see them as dictionaries. The optimizer
@@ -430,7 +430,7 @@ impl<'a> Planner<'a> {
                 let limits: Vec<Limit> = limited.iter().map(|(_, l)| l.clone()).collect();
                 let limited_rows = !limited.is_empty();
                 let aggs = assume_true(aggs, limited.into_iter().map(|(c, _)| c).collect())?;
-                let mut rows = match (&bucketing, &self.intervals) {
+                let rows = match (&bucketing, &self.intervals) {
                     (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before, keep)?, s.stage, &computed, false)?,
                     _ => {
                         // For datasets: an inner join when every value needs the patient's earlier values.
@@ -447,11 +447,7 @@ impl<'a> Planner<'a> {
                         self.with_stage(self.table_rows_from(&s.table, late, &before, keep, &limits)?, s.stage, &computed, inner)?
                     }
                 };
-                if !after.is_empty() {
-                    let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
-                    columns.extend(after);
-                    rows = rows.project(columns)?;
-                }
+                let rows = with_columns(rows, &after)?;
                 // A row that no value's filter keeps cannot change any value, so such
                 // rows are dropped before grouping. If this pass also says which
                 // patients the table has, that comes from a grouping of patient ids
@@ -722,6 +718,16 @@ fn keeping(rows: LogicalPlanBuilder, condition: Option<Expr>) -> Result<LogicalP
         Some(c) => rows.filter(c)?,
         None => rows,
     })
+}
+
+/// Rows with extra columns.
+fn with_columns(rows: LogicalPlanBuilder, extra: &[Expr]) -> Result<LogicalPlanBuilder> {
+    if extra.is_empty() {
+        return Ok(rows);
+    }
+    let mut columns: Vec<Expr> = rows.schema().columns().into_iter().map(Expr::Column).collect();
+    columns.extend(extra.iter().cloned());
+    Ok(rows.project(columns)?)
 }
 
 /// Replace the expressions inside the aggregates that read only an earlier stage's

@@ -20,17 +20,16 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result as DFResult, Statistics, exec_datafusion_err};
-use datafusion::datasource::listing::ListingTableUrl;
-use parquet::arrow::arrow_reader::ArrowReaderMetadata;
-use serde::{Deserialize, Serialize};
-
-use super::typed;
 use datafusion::datasource::TableType;
-use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::listing::{ListingTable, ListingTableUrl};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use serde::{Deserialize, Serialize};
+
+use super::typed;
 
 /// The type code columns are decoded as.
 pub fn code_dictionary() -> DataType {
