@@ -104,6 +104,7 @@ def main():
     ap.add_argument("--workloads", nargs="+", default=["diagnoses", "wide", "staged", "monthly"])
     ap.add_argument("--repeat", type=int, default=1, help="runs per system; the fastest is kept")
     ap.add_argument("--block-rows", type=int, help="passed to generate-dataset (one cluster job per block)")
+    ap.add_argument("--blocks-at-once", type=int, help="passed to generate-dataset on a cluster")
     ap.add_argument("--binary", default=os.path.expanduser("~/.cache/ehrfusion-target/release/ehrfusion"))
     args = ap.parse_args()
     cores = os.cpu_count()
@@ -129,6 +130,8 @@ def main():
                             command += ["--block-rows", str(args.block_rows)]
                         if cluster:
                             command += ["--cluster", cluster.url]
+                            if args.blocks_at_once:
+                                command += ["--blocks-at-once", str(args.blocks_at_once)]
                         timing = run(command, cluster)
                         if best is None or timing[0] < best[0]:
                             best = timing
@@ -149,7 +152,7 @@ def main():
         cells = [f"{r['wall_s']:.2f} / {r['client_cpu_s']:.2f} + {r['cluster_cpu_s']:.2f}" for r in (results[w][s] for s, _ in shapes)]
         print(f"| {w} | {rows[w]:,} | " + " | ".join(cells) + " |")
     out = HERE / "results" / f"cluster-{args.data.name}.json"
-    out.write_text(json.dumps({"data": str(args.data), "cores": cores, "repeat": args.repeat, "block_rows": args.block_rows,
+    out.write_text(json.dumps({"data": str(args.data), "cores": cores, "repeat": args.repeat, "block_rows": args.block_rows, "blocks_at_once": args.blocks_at_once,
                                "results": results, "rows": rows}, indent=1))
     print(f"\nwritten to {out.relative_to(REPO)}", file=sys.stderr)
 

@@ -12,6 +12,7 @@ use arrow::array::RecordBatch;
 use clap::{Args, Parser, Subcommand};
 use datafusion::prelude::SessionContext;
 
+use crate::cluster::stages::{ClusterRun, StageFiles};
 use crate::error::{ErrorKind, Result, ResultExt};
 use crate::measures::{self, PreparedMeasures};
 use crate::model::QueryModel;
@@ -117,7 +118,7 @@ Examples:
     #[command(subcommand, after_help = "\
 Examples:
   ehrfusion cluster scheduler --bind 0.0.0.0 --port 50050
-  ehrfusion cluster executor --scheduler df://HOST:50050 --port 50051 --grpc-port 50052 --concurrency 8 --work-dir /scratch/ehrfusion
+  ehrfusion cluster executor --scheduler df://HOST:50050 --bind 0.0.0.0 --external-host THIS-HOST --concurrency 8 --work-dir /scratch/ehrfusion
   ehrfusion generate-dataset analysis/dataset_definition.py --data /shared/data --cluster df://HOST:50050 --output output/dataset.parquet
 
 See \"Running on a cluster\" in README.md.")]
@@ -149,9 +150,13 @@ enum ClusterCommand {
         /// The scheduler, df://HOST:PORT.
         #[arg(long, default_value = "df://127.0.0.1:50050")]
         scheduler: String,
-        /// The address to listen on, which the scheduler and other executors must reach.
+        /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         bind: String,
+        /// The host name or address the scheduler, other executors and clients reach
+        /// this executor at (default: --bind; required when --bind is 0.0.0.0 or ::).
+        #[arg(long, value_name = "HOST")]
+        external_host: Option<String>,
         /// The port stage results are fetched from (Arrow Flight).
         #[arg(long, default_value_t = 50051)]
         port: u16,
@@ -176,10 +181,11 @@ fn cluster(command: ClusterCommand) -> Result<()> {
         .map_err(|e| err!("cannot start worker threads: {e}"))?;
     match command {
         ClusterCommand::Scheduler { bind, port } => rt.block_on(crate::cluster::run_scheduler(crate::cluster::SchedulerOptions { bind, port })),
-        ClusterCommand::Executor { scheduler, bind, port, grpc_port, concurrency, work_dir } => {
+        ClusterCommand::Executor { scheduler, bind, external_host, port, grpc_port, concurrency, work_dir } => {
             rt.block_on(crate::cluster::run_executor(crate::cluster::ExecutorOptions {
                 scheduler,
                 bind,
+                external_host,
                 port,
                 grpc_port,
                 concurrency: concurrency.unwrap_or_else(run::default_threads),
@@ -350,6 +356,14 @@ pub struct ClusterArg {
     /// --threads is then the partitions per stage.
     #[arg(long, value_name = "URL")]
     cluster: Option<String>,
+    /// With --cluster: where executors write stage results, a folder every executor
+    /// and the scheduler can read and write (default: `.ehrfusion-stages` inside
+    /// --data; over dummy data, they travel inside the plans). Emptied when the run ends.
+    #[arg(long, value_name = "DIR", requires = "cluster")]
+    stage_dir: Option<PathBuf>,
+    /// With --cluster: blocks of patients whose jobs run on the cluster at once.
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "cluster")]
+    blocks_at_once: usize,
 }
 
 impl ClusterArg {
@@ -364,12 +378,20 @@ impl ClusterArg {
         }
     }
 
-    /// The session plans run in: `local`, or one on the cluster.
-    pub fn session(&self, local: &SessionContext, rt: &tokio::runtime::Runtime, threads: usize) -> Result<SessionContext> {
-        match &self.cluster {
-            Some(url) => rt.block_on(crate::cluster::session(url, threads)).or_kind(ErrorKind::Usage),
-            None => Ok(local.clone()),
+    /// The session plans run in: `local`, or one on the cluster, whose stage results
+    /// go to files in --stage-dir or inside `data` (the tables every executor reads).
+    pub fn session(&self, local: &SessionContext, rt: &tokio::runtime::Runtime, threads: usize, data: Option<&Path>) -> Result<SessionContext> {
+        let Some(url) = &self.cluster else { return Ok(local.clone()) };
+        if self.blocks_at_once == 0 {
+            return Err(err!("--blocks-at-once must be at least 1").or_kind(ErrorKind::Usage));
         }
+        let stages = match (&self.stage_dir, data) {
+            (Some(dir), _) => Some(StageFiles::create(dir, false).or_kind(ErrorKind::Usage)?),
+            (None, Some(data)) => Some(StageFiles::create(&data.join(".ehrfusion-stages"), true).or_kind(ErrorKind::Usage)?),
+            (None, None) => None,
+        };
+        let run = ClusterRun { stages, blocks_at_once: self.blocks_at_once };
+        rt.block_on(crate::cluster::session(url, threads, run)).or_kind(ErrorKind::Usage)
     }
 }
 
@@ -625,7 +647,7 @@ fn generate(args: GenerateArgs, front_end: PythonFrontEnd) -> Result<()> {
     }
     let local = run::session(threads);
     let rt = run::runtime(threads)?;
-    let ctx = args.cluster.session(&local, &rt, threads)?;
+    let ctx = args.cluster.session(&local, &rt, threads, args.data.as_deref())?;
     let providers = match (&args.data, &args.dummy_tables) {
         (Some(d), _) => prepared.open_tables(Tables::Data(d), threads).or_kind(ErrorKind::File)?,
         (None, Some(d)) => prepared.open_tables(Tables::DummyTables(d), threads).or_kind(ErrorKind::File)?,
@@ -668,7 +690,7 @@ fn generate_measures(args: MeasuresArgs, front_end: PythonFrontEnd) -> Result<()
     } else {
         let local = run::session(threads);
         let rt = run::runtime(threads)?;
-        let ctx = args.cluster.session(&local, &rt, threads)?;
+        let ctx = args.cluster.session(&local, &rt, threads, args.data.as_deref())?;
         let providers = match (&args.data, &args.dummy_tables) {
             (Some(d), _) => pm.open_tables(Tables::Data(d), threads).or_kind(ErrorKind::File)?,
             (None, Some(d)) => pm.open_tables(Tables::DummyTables(d), threads).or_kind(ErrorKind::File)?,

@@ -228,7 +228,7 @@ pub async fn execute_blocks(ctx: &SessionContext, prepared: &Prepared, providers
 }
 
 /// The one loop over blocks: each block's dataset rows (table 0), then its rows of
-/// each event table (table i + 1), handed to `sink` batch by batch as they stream.
+/// each event table (table i + 1), handed to `sink` batch by batch, in patient order.
 async fn each_block(
     ctx: &SessionContext,
     prepared: &Prepared,
@@ -236,28 +236,64 @@ async fn each_block(
     blocks: &[PatientRange],
     mut sink: impl FnMut(usize, RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    let event_tables = &prepared.analysis.event_tables;
     let progress = progress_bar(blocks.len());
-    for range in blocks {
-        let mut planner = Planner::new(&prepared.analysis, providers).for_patients(*range).all_tables_patients(prepared.patients_from_all_tables);
-        planner.materialise_stages(ctx).await?;
-        let mut ids = Vec::new();
-        stream_with_metrics(ctx, planner.dataset_plan()?, "the dataset", |batch| {
-            if !event_tables.is_empty() {
-                ids.push(batch.project(&[0])?);
-            }
-            sink(0, batch)
-        })
-        .await?;
-        if !event_tables.is_empty() {
-            let population = population_table(&ids)?;
-            for (i, t) in event_tables.iter().enumerate() {
-                stream_with_metrics(ctx, planner.event_table_plan(t, &population)?, &format!("event table {}", t.name), |batch| sink(i + 1, batch)).await?;
-            }
+    let at_once = crate::cluster::stages::blocks_at_once(ctx);
+    if at_once < 2 {
+        // Locally a block uses every core: blocks run one by one, their rows streamed.
+        for range in blocks {
+            block_rows(ctx, prepared, providers, *range, &mut sink).await?;
+            progress.inc(1);
         }
-        progress.inc(1);
+    } else {
+        // On a cluster one block's jobs rarely fill every executor: several run at
+        // once, and each block's rows wait here until the blocks before it are handed on.
+        let mut blocks = futures::stream::iter(blocks)
+            .map(|range| async move {
+                let mut rows = Vec::new();
+                block_rows(ctx, prepared, providers, *range, |table, batch| {
+                    rows.push((table, batch));
+                    Ok(())
+                })
+                .await?;
+                Ok::<_, crate::error::Error>(rows)
+            })
+            .buffered(at_once);
+        while let Some(rows) = blocks.next().await {
+            for (table, batch) in rows? {
+                sink(table, batch)?;
+            }
+            progress.inc(1);
+        }
     }
     progress.finish_and_clear();
+    Ok(())
+}
+
+/// One block of patients: its stages, then its dataset rows and event tables' rows.
+async fn block_rows(
+    ctx: &SessionContext,
+    prepared: &Prepared,
+    providers: &Providers,
+    range: PatientRange,
+    mut sink: impl FnMut(usize, RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let event_tables = &prepared.analysis.event_tables;
+    let mut planner = Planner::new(&prepared.analysis, providers).for_patients(range).all_tables_patients(prepared.patients_from_all_tables);
+    planner.materialise_stages(ctx).await?;
+    let mut ids = Vec::new();
+    stream_with_metrics(ctx, planner.dataset_plan()?, "the dataset", |batch| {
+        if !event_tables.is_empty() {
+            ids.push(batch.project(&[0])?);
+        }
+        sink(0, batch)
+    })
+    .await?;
+    if !event_tables.is_empty() {
+        let population = population_table(&ids)?;
+        for (i, t) in event_tables.iter().enumerate() {
+            stream_with_metrics(ctx, planner.event_table_plan(t, &population)?, &format!("event table {}", t.name), |batch| sink(i + 1, batch)).await?;
+        }
+    }
     Ok(())
 }
 

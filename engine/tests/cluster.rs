@@ -6,7 +6,7 @@ mod common;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ehrfusion_ok, population, repo};
@@ -21,6 +21,11 @@ impl Drop for Processes {
             let _ = child.wait();
         }
     }
+}
+
+/// Run the ehrfusion binary in `dir`, with extra environment variables.
+fn ehrfusion_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ehrfusion")).current_dir(dir).args(args).envs(env.iter().copied()).output().unwrap()
 }
 
 fn free_port() -> u16 {
@@ -79,23 +84,34 @@ fn a_loopback_cluster_gives_the_local_results() {
     let data = data.to_str().unwrap();
     let (_processes, url) = cluster(dir.path());
 
-    let mut runs: Vec<(String, Vec<String>)> = ["diagnoses", "wide", "staged", "monthly"]
+    // (name, arguments of both runs, arguments of the cluster run only)
+    let mut runs: Vec<(String, Vec<String>, Vec<String>)> = ["diagnoses", "wide", "staged", "monthly"]
         .iter()
-        .map(|w| (w.to_string(), vec!["generate-dataset".to_string(), format!("benches/workloads/{w}.py"), "--data".into(), data.into()]))
+        .map(|w| (w.to_string(), vec!["generate-dataset".to_string(), format!("benches/workloads/{w}.py"), "--data".into(), data.into()], vec![]))
         .collect();
-    // Blocks of patients: one job per block.
-    runs.push(("staged in blocks".into(), ["generate-dataset", "benches/workloads/staged.py", "--data", data, "--block-rows", "30000"].map(String::from).into()));
-    runs.push(("measures".into(), ["generate-measures", "benches/workloads/measures.py", "--data", data].map(String::from).into()));
-    for (name, args) in runs {
-        let local = dir.path().join(format!("{}-local.csv", name.replace(' ', "-")));
-        let remote = dir.path().join(format!("{}-cluster.csv", name.replace(' ', "-")));
-        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Blocks of patients: one job per block, two blocks' jobs at once by default.
+    let staged_in_blocks = ["generate-dataset", "benches/workloads/staged.py", "--data", data, "--block-rows", "30000"].map(String::from);
+    runs.push(("staged in blocks".into(), staged_in_blocks.clone().into(), vec![]));
+    runs.push(("staged, blocks one by one".into(), staged_in_blocks.clone().into(), vec!["--blocks-at-once".into(), "1".into()]));
+    runs.push(("staged, three blocks at once".into(), staged_in_blocks.into(), vec!["--blocks-at-once".into(), "3".into()]));
+    runs.push(("measures".into(), ["generate-measures", "benches/workloads/measures.py", "--data", data].map(String::from).into(), vec![]));
+    for (name, args, cluster_only) in runs {
+        let local = dir.path().join(format!("{}-local.csv", name.replace([' ', ','], "-")));
+        let remote = dir.path().join(format!("{}-cluster.csv", name.replace([' ', ','], "-")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let parameters: &[&str] = if name == "measures" { &["--", "--intervals", "6"] } else { &[] };
-        let local_args = [&args[..], &["--output", local.to_str().unwrap()], parameters].concat();
-        ehrfusion_ok(&local_args);
-        args.extend(["--cluster", &url, "--threads", "2", "--output", remote.to_str().unwrap()]);
-        args.extend(parameters);
-        ehrfusion_ok(&args);
+        ehrfusion_ok(&[&args[..], &["--output", local.to_str().unwrap()], parameters].concat());
+        let cluster_only: Vec<&str> = cluster_only.iter().map(String::as_str).collect();
+        let on_cluster = [&args[..], &cluster_only, &["--cluster", &url, "--threads", "2", "--output", remote.to_str().unwrap()], parameters].concat();
+        let run = ehrfusion_in(&repo(), &on_cluster, &[("EHRFUSION_METRICS", "1")]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{name}: {stderr}");
+        // Stage results were written by the executors into the data folder, and removed.
+        if name.starts_with("staged") {
+            let stages = format!("written by the cluster to {data}/.ehrfusion-stages/run-");
+            assert!(stderr.contains(&stages), "{name}: no stage was written to the cluster's files: {stderr}");
+        }
+        assert!(!Path::new(data).join(".ehrfusion-stages").exists(), "{name}: the stage files were left behind");
         let (local, remote) = (std::fs::read_to_string(local).unwrap(), std::fs::read_to_string(remote).unwrap());
         assert!(local.lines().count() > 50, "{name}: too few rows to compare: {}", local.lines().count());
         assert_eq!(local, remote, "{name}: the cluster's output differs from the local one");
@@ -136,13 +152,9 @@ fn the_test_studies_give_their_golden_outputs() {
     for (study, data, parameters, expected) in cases {
         let folder = repo().join("testdata/studies").join(study);
         let out = dir.path().join(format!("{study}-{expected}"));
-        let run = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
-            .current_dir(&folder)
-            .args(["generate-dataset", "analysis/dataset_definition.py", "--data", &format!("../../data/{data}"), "--cluster", &url])
-            .args(["--threads", "2", "--output", out.to_str().unwrap()])
-            .args(parameters)
-            .output()
-            .unwrap();
+        let data = format!("../../data/{data}");
+        let args = ["generate-dataset", "analysis/dataset_definition.py", "--data", &data, "--cluster", &url, "--threads", "2", "--output", out.to_str().unwrap()];
+        let run = ehrfusion_in(&folder, &[&args[..], parameters].concat(), &[]);
         assert!(run.status.success(), "{study}: {}", String::from_utf8_lossy(&run.stderr));
         // The golden files keep Unix line ends; CSV rows end with CRLF, as ehrQL writes them.
         let golden = std::fs::read_to_string(folder.join("expected").join(expected)).unwrap();
@@ -186,12 +198,8 @@ study = StudyDefinition(
 "#;
 
 fn cohort(study: &Path, data: &str, extra: &[&str]) {
-    let run = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
-        .current_dir(study)
-        .args(["cohortextractor", "generate_cohort", "--data", data, "--index-date-range", "2020-01-01 to 2020-03-01 by month"])
-        .args(extra)
-        .output()
-        .unwrap();
+    let args = ["cohortextractor", "generate_cohort", "--data", data, "--index-date-range", "2020-01-01 to 2020-03-01 by month"];
+    let run = ehrfusion_in(study, &[&args[..], extra].concat(), &[]);
     assert!(run.status.success(), "generate_cohort {extra:?}: {}", String::from_utf8_lossy(&run.stderr));
 }
 
@@ -200,23 +208,20 @@ fn an_unreachable_cluster_is_one_line_and_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("dataset.csv");
     let closed = format!("df://127.0.0.1:{}", free_port());
-    let run = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
-        .current_dir(repo())
-        .args(["generate-dataset", "testdata/definitions/diagnoses.json", "--data", "testdata/data/csv", "--cluster", &closed])
-        .args(["--output", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let args = ["generate-dataset", "testdata/definitions/diagnoses.json", "--data", "testdata/data/csv", "--cluster", &closed, "--output", out.to_str().unwrap()];
+    let run = ehrfusion_in(&repo(), &args, &[]);
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains(&closed), "{stderr}");
     assert!(!out.exists());
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
-        .current_dir(repo())
-        .args(["generate-dataset", "testdata/definitions/diagnoses.json", "--data", "testdata/data/csv", "--cluster", "localhost:50050"])
-        .output()
-        .unwrap();
+    let bad = ehrfusion_in(&repo(), &["generate-dataset", "testdata/definitions/diagnoses.json", "--data", "testdata/data/csv", "--cluster", "localhost:50050"], &[]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected df://HOST:PORT"));
+
+    // An executor listening on every interface must say where others reach it.
+    let wildcard = ehrfusion_in(&repo(), &["cluster", "executor", "--bind", "0.0.0.0", "--scheduler", &closed], &[]);
+    assert_eq!(wildcard.status.code(), Some(2), "{wildcard:?}");
+    assert!(String::from_utf8_lossy(&wildcard.stderr).contains("--external-host"), "{wildcard:?}");
 }

@@ -1,7 +1,7 @@
 //! The extension codecs a cluster needs for our plans: Ballista's own, plus our
-//! functions (see `compile::portable`) and the tables held in memory (stage results,
-//! the intervals of measures, inline tables), which travel inside the plan as Arrow
-//! IPC. Tables read from files travel as their paths: DataFusion's own tables as it
+//! functions (see `compile::portable`) and the tables held in memory (the intervals
+//! of measures, inline and dummy tables, and stage results over them), which travel
+//! inside the plan as Arrow IPC. Tables read from files travel as their paths: DataFusion's own tables as it
 //! writes them, parquet tables with dictionary code columns as `source::dictionary`
 //! does (on executors, whose plans do not carry each file's dictionary schema,
 //! their files are read as strings and cast).
@@ -28,6 +28,34 @@ use crate::source::dictionary::{self, DictionaryCodes};
 
 /// Marks a table held in memory among the table encodings.
 const MEMORY_TABLE: &[u8] = b"ehrfusion:memory-table:1\n";
+
+/// The function methods of both codecs (the same in each trait): our functions
+/// travel as their `portable` bytes, anything else (empty bytes) is Ballista's.
+macro_rules! portable_functions {
+    () => {
+        fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DFResult<Arc<ScalarUDF>> {
+            if buf.is_empty() { self.ballista.try_decode_udf(name, buf) } else { portable::decode_udf(name, buf) }
+        }
+
+        fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DFResult<()> {
+            match portable::encode_udf(node)? {
+                Some(bytes) => Ok(buf.extend_from_slice(&bytes)),
+                None => self.ballista.try_encode_udf(node, buf),
+            }
+        }
+
+        fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> DFResult<Arc<AggregateUDF>> {
+            if buf.is_empty() { self.ballista.try_decode_udaf(name, buf) } else { portable::decode_udaf(name, buf) }
+        }
+
+        fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> DFResult<()> {
+            match portable::encode_udaf(node)? {
+                Some(bytes) => Ok(buf.extend_from_slice(&bytes)),
+                None => self.ballista.try_encode_udaf(node, buf),
+            }
+        }
+    };
+}
 
 #[derive(Debug, Default)]
 pub struct LogicalCodec {
@@ -71,27 +99,7 @@ impl LogicalExtensionCodec for LogicalCodec {
         self.ballista.try_encode_file_format(buf, node)
     }
 
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DFResult<Arc<ScalarUDF>> {
-        if buf.is_empty() { self.ballista.try_decode_udf(name, buf) } else { portable::decode_udf(name, buf) }
-    }
-
-    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DFResult<()> {
-        match portable::encode_udf(node)? {
-            Some(bytes) => Ok(buf.extend_from_slice(&bytes)),
-            None => self.ballista.try_encode_udf(node, buf),
-        }
-    }
-
-    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> DFResult<Arc<AggregateUDF>> {
-        if buf.is_empty() { self.ballista.try_decode_udaf(name, buf) } else { portable::decode_udaf(name, buf) }
-    }
-
-    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> DFResult<()> {
-        match portable::encode_udaf(node)? {
-            Some(bytes) => Ok(buf.extend_from_slice(&bytes)),
-            None => self.ballista.try_encode_udaf(node, buf),
-        }
-    }
+    portable_functions!();
 }
 
 #[derive(Debug, Default)]
@@ -108,27 +116,7 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         self.ballista.try_encode(node, buf, converter)
     }
 
-    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DFResult<Arc<ScalarUDF>> {
-        if buf.is_empty() { self.ballista.try_decode_udf(name, buf) } else { portable::decode_udf(name, buf) }
-    }
-
-    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DFResult<()> {
-        match portable::encode_udf(node)? {
-            Some(bytes) => Ok(buf.extend_from_slice(&bytes)),
-            None => self.ballista.try_encode_udf(node, buf),
-        }
-    }
-
-    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> DFResult<Arc<AggregateUDF>> {
-        if buf.is_empty() { self.ballista.try_decode_udaf(name, buf) } else { portable::decode_udaf(name, buf) }
-    }
-
-    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> DFResult<()> {
-        match portable::encode_udaf(node)? {
-            Some(bytes) => Ok(buf.extend_from_slice(&bytes)),
-            None => self.ballista.try_encode_udaf(node, buf),
-        }
-    }
+    portable_functions!();
 }
 
 /// A memory table as the marker, then per partition a u64 length and an Arrow IPC

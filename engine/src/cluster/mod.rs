@@ -6,6 +6,7 @@
 //! scheduler and executor here are Ballista's own with that codec built in.
 
 pub mod codec;
+pub mod stages;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_plan::displayable;
 use datafusion::prelude::SessionContext;
 
-use crate::error::Result;
+use crate::error::{ErrorKind, Result, ResultExt};
 use crate::{bail, err};
 
 pub use codec::{LogicalCodec, PhysicalCodec};
@@ -46,19 +47,32 @@ pub fn parse_url(url: &str) -> Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
+/// The settings of a session on a cluster: a local session's, without join dynamic
+/// filters. A Ballista 55 scheduler chooses join sides again when a stage's inputs
+/// are known, and a join whose dynamic filter was already built cannot be swapped:
+/// the task's status update then fails and the job never ends (seen with stage
+/// results read from files, three blocks' jobs at once).
+fn cluster_config(partitions: usize) -> datafusion::prelude::SessionConfig {
+    let mut config = crate::run::session_config(partitions);
+    config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+    config
+}
+
 /// A session whose plans run on the scheduler at `url`; `partitions` is how many
-/// partitions each stage is split into (at least the executors' task slots).
-pub async fn session(url: &str, partitions: usize) -> Result<SessionContext> {
+/// partitions each stage is split into (at least the executors' task slots), and
+/// `run` where stage results go and how many blocks run at once.
+pub async fn session(url: &str, partitions: usize, run: stages::ClusterRun) -> Result<SessionContext> {
     let (host, port) = parse_url(url)?;
     // Ballista connects only when the first plan runs: check now, to fail with one line
     // before any work is done.
     let endpoint = format!("http://{host}:{port}");
     SchedulerGrpcClient::connect(endpoint.clone()).await.map_err(|e| err!("--cluster {url}: cannot reach a scheduler at {endpoint} ({e})"))?;
-    let config = crate::run::session_config(partitions)
+    let config = cluster_config(partitions)
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
         .with_ballista_grpc_client_max_message_size(MAX_MESSAGE_BYTES as usize)
-        .with_ballista_job_name("ehrfusion");
+        .with_ballista_job_name("ehrfusion")
+        .with_extension(Arc::new(run));
     let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
     SessionContext::remote_with_state(&format!("df://{host}:{port}"), state).await.map_err(|e| err!("--cluster {url}: {e}"))
 }
@@ -66,7 +80,7 @@ pub async fn session(url: &str, partitions: usize) -> Result<SessionContext> {
 /// The stages a plan becomes on a cluster, as a scheduler would split it (shown by
 /// `explain --cluster`; nothing is sent anywhere).
 pub async fn explain(plan: &datafusion::logical_expr::LogicalPlan, partitions: usize) -> Result<String> {
-    let config = crate::run::session_config(partitions).upgrade_for_ballista();
+    let config = cluster_config(partitions).upgrade_for_ballista();
     let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
     let physical = state.create_physical_plan(plan).await?;
     let mut planner = DefaultDistributedPlanner::new();
@@ -125,6 +139,8 @@ pub struct ExecutorOptions {
     /// The scheduler, as `df://HOST:PORT` or `HOST:PORT`.
     pub scheduler: String,
     pub bind: String,
+    /// The address others reach this executor at (default: `bind`).
+    pub external_host: Option<String>,
     /// The port other executors and clients fetch results from (Arrow Flight).
     pub port: u16,
     /// The port the scheduler sends tasks to.
@@ -135,16 +151,30 @@ pub struct ExecutorOptions {
     pub work_dir: Option<String>,
 }
 
+/// The address an executor tells the scheduler to reach it at: --external-host, or
+/// the address it listens on, unless that is a wildcard no other machine can use.
+fn advertised_host(bind: &str, external: Option<&str>) -> Result<String> {
+    match external {
+        Some("") => bail!("--external-host: no host named"),
+        Some(host) => Ok(host.to_string()),
+        None if matches!(bind, "0.0.0.0" | "::" | "[::]") => {
+            bail!("--bind {bind} listens on every interface, but others cannot reach {bind}: give --external-host, this machine's name or address as the scheduler and other executors see it")
+        }
+        None => Ok(bind.to_string()),
+    }
+}
+
 /// Run an executor until the process is stopped.
 pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
     let url = if options.scheduler.contains("://") { options.scheduler.clone() } else { format!("df://{}", options.scheduler) };
     let (host, port) = parse_url(&url)?;
     if options.concurrency == 0 {
-        bail!("--concurrency must be at least 1");
+        return Err(err!("--concurrency must be at least 1").or_kind(ErrorKind::Usage));
     }
+    let external_host = advertised_host(&options.bind, options.external_host.as_deref()).or_kind(ErrorKind::Usage)?;
     let mut config = ExecutorProcessConfig {
         bind_host: options.bind.clone(),
-        external_host: Some(options.bind.clone()),
+        external_host: Some(external_host.clone()),
         port: options.port,
         grpc_port: options.grpc_port,
         scheduler_host: host,
@@ -160,7 +190,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
     config.override_logical_codec = Some(Arc::new(LogicalCodec::default()));
     config.override_physical_codec = Some(Arc::new(PhysicalCodec::default()));
     start_logging();
-    eprintln!("ehrfusion executor on {}:{} ({} task slots), scheduler {url}", options.bind, options.port, options.concurrency);
+    eprintln!("ehrfusion executor on {}:{}, reached at {external_host} ({} task slots), scheduler {url}", options.bind, options.port, options.concurrency);
     start_executor_process(Arc::new(config)).await.map_err(|e| err!("executor: {e}"))?;
     Ok(())
 }
@@ -177,5 +207,17 @@ mod tests {
         for bad in ["localhost:50050", "df://", "df://h:port", "df://h:70000", "http://h:1"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn executors_advertise_a_reachable_address() {
+        assert_eq!(advertised_host("127.0.0.1", None).unwrap(), "127.0.0.1");
+        assert_eq!(advertised_host("0.0.0.0", Some("node-3")).unwrap(), "node-3");
+        assert_eq!(advertised_host("10.0.0.5", Some("node-3")).unwrap(), "node-3");
+        for wildcard in ["0.0.0.0", "::", "[::]"] {
+            let e = advertised_host(wildcard, None).unwrap_err().to_string();
+            assert!(e.contains("--external-host"), "{e}");
+        }
+        assert!(advertised_host("0.0.0.0", Some("")).is_err());
     }
 }

@@ -335,7 +335,7 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
         let Some((_, first)) = pending.first() else { continue };
         let local = run::session(threads);
         let rt = run::runtime(threads)?;
-        let ctx = args.cluster.session(&local, &rt, threads)?;
+        let ctx = args.cluster.session(&local, &rt, threads, args.data.as_deref())?;
         let providers = match &args.data {
             Some(d) => first.open_tables(Tables::Data(d), threads).or_kind(ErrorKind::File)?,
             None => {

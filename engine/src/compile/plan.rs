@@ -678,8 +678,12 @@ fn join_all(joins: Vec<Join>, intervals: Option<&Intervals>) -> Result<LogicalPl
     Ok(acc)
 }
 
-/// Run a plan and keep its result in memory as a table.
+/// Run a plan and keep its result as a table: in memory, or on a cluster in files
+/// its executors write (see `cluster::stages`).
 pub async fn materialise(ctx: &SessionContext, plan: LogicalPlan) -> Result<Arc<dyn TableProvider>> {
+    if let Some(files) = crate::cluster::stages::of(ctx).as_ref().and_then(|run| run.stages.as_ref()) {
+        return files.materialise(ctx, plan).await;
+    }
     let schema = Arc::new(plan.schema().as_arrow().clone());
     let batches = crate::run::collect_with_metrics(ctx, plan, "an earlier stage's values").await?;
     Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))

@@ -189,7 +189,11 @@ async fn group_sums(ctx: &SessionContext, g: &PreparedGroup, providers: &Provide
     let mut schema = None;
     // A block's final plan runs while the next block's stages are materialised: one
     // plan alone keeps only 1.3-1.8 of 2 cores busy. Results are kept in block order.
-    let at_once = ctx.copied_config().target_partitions().clamp(1, BLOCKS_AT_ONCE);
+    // On a cluster, as many final plans as --blocks-at-once.
+    let at_once = match crate::cluster::stages::of(ctx) {
+        Some(run) => run.blocks_at_once.max(1),
+        None => ctx.copied_config().target_partitions().clamp(1, BLOCKS_AT_ONCE),
+    };
     let mut running = std::collections::VecDeque::new();
     for (i, range) in blocks.iter().enumerate() {
         let mut planner = Planner::new(&g.prepared.analysis, providers)
