@@ -23,9 +23,32 @@ impl Drop for Processes {
     }
 }
 
-/// Run the ehrfusion binary in `dir`, with extra environment variables.
+/// Run the ehrfusion binary in `dir`, with extra environment variables. A run that
+/// has not ended within five minutes fails the test (a job a scheduler loses track
+/// of would otherwise wait for ever).
 fn ehrfusion_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ehrfusion")).current_dir(dir).args(args).envs(env.iter().copied()).output().unwrap()
+    let logs = tempfile::tempdir().unwrap();
+    let (out, err) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ehrfusion"))
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} did not end within five minutes: {}", std::fs::read_to_string(&err).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output { status, stdout: std::fs::read(out).unwrap(), stderr: std::fs::read(err).unwrap() }
 }
 
 fn free_port() -> u16 {
@@ -135,6 +158,10 @@ fn a_loopback_cluster_gives_the_local_results() {
     let is_job = |e: &std::fs::DirEntry| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with("datafusion-");
     let jobs: usize = (0..2).map(|i| std::fs::read_dir(dir.path().join(format!("executor-{i}"))).unwrap().map(Result::unwrap).filter(is_job).count()).sum();
     assert!(jobs >= 7, "expected the executors to have run every job, found {jobs} job folders");
+    // And the scheduler had no trouble with any of them (a failed task status update
+    // leaves a job running for ever).
+    let scheduler_log = std::fs::read_to_string(dir.path().join("scheduler.err")).unwrap();
+    assert!(!scheduler_log.contains("ERROR"), "the scheduler logged errors: {scheduler_log}");
 }
 
 /// The bundled ehrQL studies over the csv test tables (which travel inside the plans,

@@ -47,15 +47,17 @@ pub fn parse_url(url: &str) -> Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
-/// The settings of a session on a cluster: a local session's, without join dynamic
+/// The settings of a session on a cluster: a local session's, without dynamic
 /// filters. A Ballista 55 scheduler chooses join sides again when a stage's inputs
 /// are known, and a join whose dynamic filter was already built cannot be swapped:
 /// the task's status update then fails and the job never ends (seen with stage
-/// results read from files, three blocks' jobs at once).
-fn cluster_config(partitions: usize) -> datafusion::prelude::SessionConfig {
+/// results read from files). The umbrella setting is the one to turn off: the
+/// scheduler applies settings in order, and it comes after (and overrides) the
+/// join-only one.
+fn cluster_config(partitions: usize) -> Result<datafusion::prelude::SessionConfig> {
     let mut config = crate::run::session_config(partitions);
-    config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
-    config
+    config.options_mut().set("datafusion.optimizer.enable_dynamic_filter_pushdown", "false")?;
+    Ok(config)
 }
 
 /// A session whose plans run on the scheduler at `url`; `partitions` is how many
@@ -67,7 +69,7 @@ pub async fn session(url: &str, partitions: usize, run: stages::ClusterRun) -> R
     // before any work is done.
     let endpoint = format!("http://{host}:{port}");
     SchedulerGrpcClient::connect(endpoint.clone()).await.map_err(|e| err!("--cluster {url}: cannot reach a scheduler at {endpoint} ({e})"))?;
-    let config = cluster_config(partitions)
+    let config = cluster_config(partitions)?
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
         .with_ballista_grpc_client_max_message_size(MAX_MESSAGE_BYTES as usize)
@@ -80,7 +82,7 @@ pub async fn session(url: &str, partitions: usize, run: stages::ClusterRun) -> R
 /// The stages a plan becomes on a cluster, as a scheduler would split it (shown by
 /// `explain --cluster`; nothing is sent anywhere).
 pub async fn explain(plan: &datafusion::logical_expr::LogicalPlan, partitions: usize) -> Result<String> {
-    let config = cluster_config(partitions).upgrade_for_ballista();
+    let config = cluster_config(partitions)?.upgrade_for_ballista();
     let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
     let physical = state.create_physical_plan(plan).await?;
     let mut planner = DefaultDistributedPlanner::new();
