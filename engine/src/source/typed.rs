@@ -18,7 +18,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use std::collections::HashMap;
 
-use super::dictionary::DictionaryCodes;
+use super::dictionary::{self, DictionaryCodes};
 use super::{Columns, table_arrow_schema};
 use super::constraints;
 use crate::error::Result;
@@ -84,7 +84,7 @@ pub fn parquet_table(paths: &[std::path::PathBuf], table: &TableSchema, columns:
         }
         let absolute = std::fs::canonicalize(path).map_err(|e| err!("{shown}: {e}"))?;
         let url = ListingTableUrl::parse(absolute.to_string_lossy()).map_err(|e| err!("{shown}: {e}"))?;
-        file_schemas.insert(url.prefix().as_ref().to_string(), file_schema);
+        file_schemas.insert(url.prefix().as_ref().to_string(), dictionary::Footer::of(&metadata, file_schema, Some(pid_at)));
         urls.push(url);
     }
     // Columns a file lacks (allowed for dummy tables) are read as nulls by
