@@ -34,6 +34,17 @@ DEFAULTS = {"bool": 0, "int": 0, "float": 0.0, "str": "", "date": ""}
 DATE_FORMATS = ("YYYY", "YYYY-MM", "YYYY-MM-DD")
 
 
+# Queries that cannot be run over the TPP tables as ehrQL has them, and why.
+UNAVAILABLE = {
+    "admitted_to_icu": "the TPP tables ehrfusion reads (ehrQL's) have no ICNARC intensive care table",
+    "with_death_recorded_in_cpns": "the TPP tables ehrfusion reads (ehrQL's) have no CPNS deaths table",
+    "with_high_cost_drugs": "the TPP tables ehrfusion reads (ehrQL's) have no high cost drugs table",
+    "with_an_isaric_record": "cohort-extractor returns every ISARIC record of a patient (several rows for one patient), which a dataset of one row per patient cannot reproduce",
+    "with_complete_history_between": "cohort-extractor itself does not implement it (NotImplementedError)",
+    "random_sample": "a random draw per patient, which ehrfusion's query language cannot express",
+}
+
+
 class StudyError(ValueError):
     """A study definition that cannot be run, in cohort-extractor's words."""
 
@@ -149,6 +160,8 @@ class Lowering:
 
     def lower(self, name, query_type, args):
         method = getattr(self, f"q_{query_type}", None)
+        if query_type in UNAVAILABLE:
+            raise StudyError(f"{name}: patients.{query_type}(): {UNAVAILABLE[query_type]}")
         if method is None:
             raise StudyError(f"{name}: patients.{query_type}() is not supported by ehrfusion yet")
         column = method(**args)
@@ -263,8 +276,18 @@ class Lowering:
             return date_column(dates.minimum_for_patient() if first else dates.maximum_for_patient(), date_format)
         if returning == "number_of_matches_in_period":
             return Column("int", rows.count_for_patient())
-        if returning == "total_critical_care_days_in_period":
-            raise StudyError("returning='total_critical_care_days_in_period' is not supported by ehrfusion yet")
+        if returning in ("total_bed_days_in_period", "total_critical_care_days_in_period"):
+            for name, value in (("find_first_match_in_period", find_first_match_in_period), ("find_last_match_in_period", find_last_match_in_period)):
+                if value:
+                    raise StudyError(f"Cannot use '{name}' when returning '{returning}'")
+            if returning == "total_bed_days_in_period":
+                # TPP's length of stay counts nights, so a stay's bed days are one more.
+                days_per_spell = (rows.discharge_date - rows.admission_date).days + 1
+            else:
+                days_per_spell = rows.days_in_critical_care
+            # TPP counts each admission date once, with its longest spell; spells of
+            # one patient admitted on the same day are all counted here.
+            return Column("int", written("int", days_per_spell.sum_for_patient()))
         picks = {"primary_diagnosis": ("str", lambda r: function("CastToStr", "str", r.primary_diagnosis)), "admission_method": ("str", lambda r: r.admission_method),
                  "discharge_destination": ("str", lambda r: r.discharge_destination), "patient_classification": ("str", lambda r: r.patient_classification),
                  # TPP's Spell_PbR_CC_Day is text: the days written as text.
@@ -509,15 +532,7 @@ class Lowering:
         if returning == "number_of_matches_in_period":
             return Column("int", rows.count_for_patient(), date=match_date)
         if returning == "number_of_episodes":
-            # A new episode starts more than N days after the event before it (N = 0:
-            # every day with an event is one).
-            gap = 0
-            if episode_defined_as is not None:
-                m = re.match(r"^series of events each <= (\d+) days apart$", episode_defined_as)
-                if not m:
-                    raise StudyError("Argument `episode_defined_as` must match pattern: ^series of events each <= (\\d+) days apart$")
-                gap = int(m.group(1))
-            return Column("int", written("int", rows.date.count_episodes_for_patient(days(gap))))
+            return Column("int", written("int", rows.date.count_episodes_for_patient(days(washout_days(episode_defined_as)))))
         ordered = rows.sort_by(rows.date)
         picked = ordered.first_for_patient() if first else ordered.last_for_patient()
         if returning == "numeric_value":
@@ -591,6 +606,112 @@ class Lowering:
         else:
             groups = dict(zip(letters, "1112222333344455"))
         return Column("str", written("str", code.map_values(groups), "0"), default="0")
+
+    def q_with_healthcare_worker_flag_on_covid_vaccine_record(self, returning="binary_flag", **_):
+        if returning != "binary_flag":
+            raise StudyError(f"Unsupported `returning` value: {returning}")
+        occupations = tpp.occupation_on_covid_vaccine_record
+        return flag_column(occupations.where(occupations.is_healthcare_worker).exists_for_patient())
+
+    def q_with_these_decision_support_values(self, algorithm, between=None, find_first_match_in_period=None, returning="numeric_value", date_format=None, ignore_missing_values=False, **_):
+        # TPP's algorithm type 1 is the electronic frailty index, version 1.0.
+        if algorithm != "electronic_frailty_index":
+            raise StudyError(f"Unsupported `algorithm` value: {algorithm}")
+        values = tpp.decision_support_values.electronic_frailty_index()
+        rows = self.within(values, values.calculation_date, between)
+        if ignore_missing_values:
+            rows = rows.where(rows.numeric_value != 0)
+        first = bool(find_first_match_in_period)
+        match_date = rows.calculation_date.minimum_for_patient() if first else rows.calculation_date.maximum_for_patient()
+        if returning == "binary_flag":
+            return flag_column(rows.exists_for_patient(), date=match_date)
+        if returning == "date":
+            return date_column(match_date, date_format)
+        if returning == "number_of_matches_in_period":
+            return Column("int", rows.count_for_patient(), date=match_date)
+        if returning == "numeric_value":
+            ordered = rows.sort_by(rows.calculation_date)
+            picked = ordered.first_for_patient() if first else ordered.last_for_patient()
+            return Column("float", written("float", picked.numeric_value), date=picked.calculation_date)
+        raise StudyError(f"Unsupported `returning` value: {returning}")
+
+    def q_with_covid_therapeutics(self, with_these_statuses=None, with_these_therapeutics=None, with_these_indications=None, between=None, returning="binary_flag", date_format=None,
+                                  find_first_match_in_period=None, find_last_match_in_period=None, include_date_of_match=False, episode_defined_as=None, **_):
+        forms = tpp.covid_therapeutics
+        rows = forms
+        if with_these_statuses:
+            rows = rows.where(rows.current_status.is_in([status.strip() for status in as_list(with_these_statuses)]))
+        if with_these_therapeutics:
+            # TPP matches `Intervention LIKE '%name%'` under a case-insensitive collation.
+            intervention = function("LowerCase", "str", rows.intervention)
+            rows = rows.where(any_of([intervention.contains(name.lower()) for name in as_list(with_these_therapeutics)]))
+        if with_these_indications:
+            valid = ["hospital_onset", "hospitalised_with", "non_hospitalised"]
+            for indication in as_list(with_these_indications):
+                if indication not in valid:
+                    raise StudyError(f"'{indication}' is not a valid indication; options are {', '.join(valid)}")
+            rows = rows.where(rows.covid_indication.is_in(as_list(with_these_indications)))
+        rows = self.within(rows, rows.treatment_start_date, between)
+        if returning == "number_of_episodes":
+            for name, value in (("find_first_match_in_period", find_first_match_in_period), ("find_last_match_in_period", find_last_match_in_period), ("include_date_of_match", include_date_of_match)):
+                if value:
+                    raise StudyError(f"Cannot use '{name}' when returning 'number_of_episodes'")
+            return Column("int", written("int", rows.treatment_start_date.count_episodes_for_patient(days(washout_days(episode_defined_as)))))
+        if episode_defined_as:
+            raise StudyError("Can only use 'episode_defined_as' when returning 'number_of_episodes'")
+        if returning == "number_of_matches_in_period":
+            return Column("int", rows.count_for_patient())
+        if returning == "risk_group":
+            raise StudyError("with_covid_therapeutics(returning='risk_group'): the TPP tables ehrfusion reads hold the risk groups already joined in another order and wording (ehrQL's covid_therapeutics.risk_cohort), so cohort-extractor's value cannot be rebuilt")
+        picked = self._therapeutic_form(rows, bool(find_first_match_in_period))
+        started = picked.treatment_start_date
+        if returning in ("binary_flag", "date"):
+            if returning == "date":
+                return date_column(started, date_format)
+            return flag_column(rows.exists_for_patient(), date=started)
+        if returning == "region":
+            return Column("str", written("str", picked.region), date=started)
+        if returning == "therapeutic":
+            name = function("TrimSpaces", "str", picked.intervention)
+            listed = function("ReplaceIgnoringCase", "str", name, value_series(" and ", "str"), value_series(",", "str"))
+            return Column("str", written("str", listed), date=started)
+        raise StudyError(f"Unsupported `returning` value: {returning}")
+
+    @staticmethod
+    def _therapeutic_form(rows, first):
+        """Each patient's first or last form by treatment start, as TPP orders them:
+        the start date (missing first when ascending, last when descending), then
+        the form's other fields ascending."""
+        ties = (rows.received, rows.current_status, rows.intervention, rows.region, rows.risk_cohort)
+        if first:
+            return rows.sort_by(rows.treatment_start_date, *ties).first_for_patient()
+        start = rows.treatment_start_date
+        missing_last = case(when(start.is_null()).then(1), otherwise=0)
+        latest_first = -(start - datetime.date(1900, 1, 1)).days
+        return rows.sort_by(missing_last, latest_first, *ties).first_for_patient()
+
+    def q_with_record_in_ukrr(self, from_dataset=None, returning=None, between=None, date_format=None, **_):
+        datasets = ["2019_prevalence", "2020_prevalence", "2021_prevalence", "2020_incidence", "2020_ckd"]
+        if from_dataset not in datasets:
+            raise StudyError(f"Unsupported Dataset passed to argument `from_dataset`: {from_dataset}")
+        ukrr = tpp.ukrr
+        rows = ukrr.where(ukrr.dataset == from_dataset)
+        rows = self.within(rows, rows.rrt_start_date, between)
+        if returning == "binary_flag":
+            return flag_column(rows.exists_for_patient())
+        # A patient has one row in each UKRR dataset.
+        row = rows.sort_by(rows.rrt_start_date).last_for_patient()
+        if returning == "rrt_start_date":
+            return date_column(row.rrt_start_date, date_format)
+        kinds = {"renal_centre": "str", "treatment_modality_start": "str", "treatment_modality_prevalence": "str", "latest_creatinine": "int", "latest_egfr": "float"}
+        if returning not in kinds:
+            raise StudyError(f"Unsupported `returning` value: {returning}")
+        kind = kinds[returning]
+        value = getattr(row, returning)
+        if kind == "int":
+            # UKRR's creatinine is a whole number; ehrQL's table holds it as float.
+            value = value.as_int()
+        return Column(kind, written(kind, value))
 
     def q_value_from(self, source, returning, date_format=None, **_):
         column = self.columns[source]
@@ -755,6 +876,17 @@ def category_value(category, ty):
     if ty == "float":
         return float(category)
     return int(category)
+
+
+def washout_days(episode_defined_as):
+    """The N of "series of events each <= N days apart": a new episode starts more
+    than N days after the event before it (none given: every day with an event is one)."""
+    if episode_defined_as is None:
+        return 0
+    m = re.match(r"^series of events each <= (\d+) days apart$", episode_defined_as)
+    if not m:
+        raise StudyError("Argument `episode_defined_as` must match pattern: ^series of events each <= (\\d+) days apart$")
+    return int(m.group(1))
 
 
 def as_list(value):

@@ -151,8 +151,10 @@ def function(op, ty, *args, **fields):
     dim, root = combine_dims(*args)
     if len(args) == 1:
         node = Node(op, source=args[0]._node, **fields)
-    else:
+    elif len(args) == 2:
         node = Node(op, lhs=args[0]._node, rhs=args[1]._node, **fields)
+    else:
+        node = Node(op, sources=[a._node for a in args], **fields)
     return make_series(node, ty, dim, root)
 
 

@@ -187,7 +187,7 @@ def test_output_file_and_params(tmp_path):
     "change, line, message",
     [
         (("age >= 18", "agee >= 18"), 6, "Unknown column: agee"),
-        (("sex=patients.sex(),", "sex=patients.admitted_to_icu(),"), 6, "patients.admitted_to_icu() is not supported by ehrfusion yet"),
+        (("sex=patients.sex(),", "sex=patients.admitted_to_icu(),"), 6, "patients.admitted_to_icu(): the TPP tables ehrfusion reads (ehrQL's) have no ICNARC intensive care table"),
         (("\"index_date - 1 year\"", "\"index_date - 1 fortnight\""), 6, "Unknown date unit 'fortnight'"),
         (("registered AND NOT died", "registered AND NOT"), 6, "Invalid SQL expression"),
     ],
@@ -404,7 +404,7 @@ study = StudyDefinition(
 )
 ''')
     run = generate(study, "--data", "data")
-    assert run.returncode != 0
+    assert run.returncode == 10, run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], run.stderr
     assert errors[0].startswith("error: analysis/study_definition.py, line 3:")
@@ -528,6 +528,100 @@ study = StudyDefinition(
         "3,,0,",
         "5,,0,",
     ]
+
+
+def test_therapeutics_frailty_healthcare_workers_renal_registry_and_bed_days(tmp_path):
+    study = make_study(tmp_path, """\
+from cohortextractor import StudyDefinition, patients
+
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.registered_as_of("index_date"),
+    sotrovimab=patients.with_covid_therapeutics(with_these_therapeutics="sotrovimab", returning="date", date_format="YYYY-MM-DD"),
+    last_name=patients.with_covid_therapeutics(returning="therapeutic"),
+    first_name=patients.with_covid_therapeutics(returning="therapeutic", find_first_match_in_period=True, include_date_of_match=True, date_format="YYYY-MM-DD"),
+    approved=patients.with_covid_therapeutics(with_these_statuses=["Approved"], returning="number_of_matches_in_period"),
+    region=patients.with_covid_therapeutics(with_these_indications="non_hospitalised", on_or_after="2022-01-01", returning="region"),
+    episodes=patients.with_covid_therapeutics(on_or_after="2021-01-01", returning="number_of_episodes", episode_defined_as="series of events each <= 30 days apart"),
+    efi=patients.with_these_decision_support_values("electronic_frailty_index", on_or_before="index_date"),
+    efi_recorded=patients.with_these_decision_support_values("electronic_frailty_index", ignore_missing_values=True, returning="binary_flag"),
+    efi_first=patients.with_these_decision_support_values("electronic_frailty_index", find_first_match_in_period=True, returning="date", date_format="YYYY-MM-DD"),
+    efi_count=patients.with_these_decision_support_values("electronic_frailty_index", returning="number_of_matches_in_period"),
+    hcw=patients.with_healthcare_worker_flag_on_covid_vaccine_record(returning="binary_flag"),
+    rrt=patients.with_record_in_ukrr(from_dataset="2020_prevalence", returning="binary_flag"),
+    centre=patients.with_record_in_ukrr(from_dataset="2020_prevalence", returning="renal_centre"),
+    creatinine=patients.with_record_in_ukrr(from_dataset="2020_prevalence", returning="latest_creatinine"),
+    rrt_started=patients.with_record_in_ukrr(from_dataset="2020_incidence", returning="rrt_start_date", date_format="YYYY-MM-DD"),
+    bed_days=patients.admitted_to_hospital(between=["2019-01-01", "index_date"], returning="total_bed_days_in_period"),
+    critical_days=patients.admitted_to_hospital(between=["2019-01-01", "index_date"], returning="total_critical_care_days_in_period"),
+)
+""")
+    data = tmp_path / "data"
+    (data / "covid_therapeutics.csv").write_text(
+        "patient_id,covid_indication,current_status,intervention,received,region,risk_cohort,treatment_start_date\n"
+        "1,non_hospitalised,Approved,Sotrovimab ,2022-01-09,London,,2022-01-10\n"
+        "1,hospitalised_with,Treatment Complete,Casirivimab and imdevimab ,2022-01-31,East,,2022-02-01\n"
+        "2,non_hospitalised,Approved,molnupiravir,2022-01-19,North,,2022-01-20\n"
+        "2,non_hospitalised,Approved,Paxlovid,2022-01-25,North,,\n"
+    )
+    (data / "decision_support_values.csv").write_text(
+        "patient_id,calculation_date,numeric_value,algorithm_description,algorithm_version\n"
+        "1,2019-01-01,0.1,UK Electronic Frailty Index (eFI),1.0\n"
+        "1,2020-01-01,0.25,UK Electronic Frailty Index (eFI),1.0\n"
+        "1,2020-02-01,0.9,UK Electronic Frailty Index (eFI),2.0\n"
+        "2,2019-06-01,0.0,UK Electronic Frailty Index (eFI),1.0\n"
+    )
+    (data / "occupation_on_covid_vaccine_record.csv").write_text("patient_id,is_healthcare_worker\n1,T\n2,F\n5,F\n5,T\n")
+    (data / "ukrr.csv").write_text(
+        "patient_id,dataset,renal_centre,rrt_start_date,latest_creatinine,latest_egfr,treatment_modality_start,treatment_modality_prevalence\n"
+        "1,2020_prevalence,RXX,2015-03-01,250.0,20.5,HD,HD\n"
+        "2,2020_incidence,RYY,2020-02-01,180.0,30.0,PD,\n"
+    )
+    header = "patient_id,apcs_ident,admission_date,discharge_date,discharge_destination,discharge_method,spell_core_hrg_sus,admission_method,primary_diagnosis,secondary_diagnosis,all_diagnoses,all_procedures,days_in_critical_care,patient_classification"
+    (data / "apcs.csv").write_text(
+        header + "\n"
+        "1,10,2018-01-05,2018-01-09,,,,21,J45,,J45,,4,1\n"
+        "1,11,2019-06-01,2019-06-02,,,,11,J45,,J45,,3,1\n"
+        "1,12,2020-01-01,2020-01-11,,,,11,J45,,J45,,0,1\n"
+        "2,20,2019-02-02,,,,,11,J45,,J45,,,1\n"
+    )
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    # Therapeutic names are trimmed, with " and " made a comma, as TPP writes them;
+    # names match ignoring case; a form with no start date sorts first, and last
+    # when the latest is wanted. eFI is version 1.0 only.
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,sotrovimab,last_name,first_name,first_name_date,approved,region,episodes,efi,efi_recorded,efi_first,efi_count,hcw,rrt,centre,creatinine,rrt_started,bed_days,critical_days",
+        "1,2022-01-10,\"Casirivimab,imdevimab\",Sotrovimab,2022-01-10,1,London,1,0.25,1,2019-01-01,2,1,1,RXX,250,,13,3",
+        "2,,molnupiravir,Paxlovid,,2,North,1,0.0,0,2019-06-01,1,0,0,,0,2020-02-01,0,0",
+        "3,,,,,0,,0,0.0,0,,0,0,0,,0,,0,0",
+        "5,,,,,0,,0,0.0,0,,0,1,0,,0,,0,0",
+    ]
+
+
+@pytest.mark.parametrize("query, message", [
+    ('patients.with_covid_therapeutics(returning="risk_group")', "risk_cohort"),
+    ('patients.with_covid_therapeutics(with_these_indications="outpatient")', "'outpatient' is not a valid indication"),
+    ('patients.with_these_decision_support_values("qrisk")', "Unsupported `algorithm` value: qrisk"),
+    ('patients.admitted_to_icu(returning="binary_flag")', "no ICNARC intensive care table"),
+    ('patients.with_high_cost_drugs(drug_name_matches="x", returning="binary_flag")', "no high cost drugs table"),
+    ('patients.admitted_to_hospital(returning="total_bed_days_in_period", find_first_match_in_period=True)', "Cannot use 'find_first_match_in_period'"),
+])
+def test_queries_the_tables_cannot_answer_are_refused_with_the_reason(tmp_path, query, message):
+    study = make_study(tmp_path, f"""\
+from cohortextractor import StudyDefinition, patients
+
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.registered_as_of("index_date"),
+    value={query},
+)
+""")
+    run = generate(study, "--data", "data")
+    assert run.returncode != 0
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and errors[0].startswith("error: analysis/study_definition.py, line 3: "), run.stderr
+    assert not (study / "output" / "input.csv").exists()
 
 
 EXPECTATIONS_STUDY = '''\

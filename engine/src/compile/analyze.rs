@@ -541,6 +541,9 @@ impl Analyzer<'_> {
             MaximumOf => greatest((0..args.len()).map(|_| next()).collect()),
             FormatDate => call("ehr_format_date", vec![next(), next()]),
             CastToStr => cast(next(), DataType::Utf8),
+            LowerCase => call("ehr_lower_case", vec![next()]),
+            TrimSpaces => call("ehr_trim_spaces", vec![next()]),
+            ReplaceIgnoringCase => call("ehr_replace_ignoring_case", vec![next(), next(), next()]),
         };
         Ok(out)
     }

@@ -67,7 +67,7 @@ fn udf(name: &'static str, arity: usize, returns: DataType, kernel: Kernel) -> A
 }
 
 /// Our functions of fixed arity: name, arity, return type, kernel.
-static FUNCTIONS: [(&str, usize, DataType, Kernel); 19] = [
+static FUNCTIONS: [(&str, usize, DataType, Kernel); 22] = [
     ("ehr_true_divide", 2, DataType::Float64, true_divide),
     ("ehr_floor_divide_int", 2, DataType::Int64, floor_divide_int),
     ("ehr_floor_divide_float", 2, DataType::Int64, floor_divide_float),
@@ -87,6 +87,9 @@ static FUNCTIONS: [(&str, usize, DataType, Kernel); 19] = [
     ("ehr_in_set", 2, DataType::Boolean, in_set),
     ("ehr_format_date", 2, DataType::Utf8, format_date),
     ("ehr_count_episodes", 2, DataType::Int64, count_episodes),
+    ("ehr_lower_case", 1, DataType::Utf8, lower_case),
+    ("ehr_trim_spaces", 1, DataType::Utf8, trim_spaces),
+    ("ehr_replace_ignoring_case", 3, DataType::Utf8, replace_ignoring_case),
 ];
 
 const SORT_KEY: &str = "ehr_sort_key";
@@ -366,6 +369,58 @@ fn format_date(args: &[ArrayRef]) -> DFResult<ArrayRef> {
     Ok(Arc::new(out.finish()))
 }
 
+/// Text in lower case (cohort-extractor's TPP queries match text ignoring case).
+fn lower_case(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let out: StringArray = as_str(&args[0])?.iter().map(|x| x.map(str::to_lowercase)).collect();
+    Ok(Arc::new(out))
+}
+
+/// Text without leading or trailing spaces, as SQL Server's `LTRIM(RTRIM(..))`
+/// (spaces only, not tabs or newlines).
+fn trim_spaces(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let out: StringArray = as_str(&args[0])?.iter().map(|x| x.map(|t| t.trim_matches(' '))).collect();
+    Ok(Arc::new(out))
+}
+
+/// SQL Server's `REPLACE(text, from, to)` under TPP's case-insensitive collation:
+/// every non-overlapping match of `from`, in any case, becomes `to`.
+fn replace_ignoring_case(args: &[ArrayRef]) -> DFResult<ArrayRef> {
+    let (text, from, to) = (as_str(&args[0])?, as_str(&args[1])?, as_str(&args[2])?);
+    let out: StringArray = (0..text.len())
+        .map(|i| {
+            if text.is_null(i) || from.is_null(i) || to.is_null(i) {
+                return None;
+            }
+            Some(replace_any_case(text.value(i), from.value(i), to.value(i)))
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn replace_any_case(text: &str, from: &str, to: &str) -> String {
+    if from.is_empty() {
+        return text.to_string();
+    }
+    let (lower_text, lower_from) = (text.to_lowercase(), from.to_lowercase());
+    // Byte offsets agree between `text` and its lower case only when lowering
+    // keeps every character's width; otherwise fall back to matching as given.
+    if lower_text.len() != text.len() || lower_from.len() != from.len() {
+        return text.replace(from, to);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, _) in lower_text.match_indices(&lower_from) {
+        if !text.is_char_boundary(start) {
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str(to);
+        at = start + from.len();
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 /// `value IN set` as ehrQL defines it: an empty (or missing) set contains nothing,
 /// not even null; otherwise a null value gives null; nulls in the set are ignored.
 fn in_set(args: &[ArrayRef]) -> DFResult<ArrayRef> {
@@ -419,6 +474,20 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn replace_matches_any_case_as_tpp_collation() {
+        assert_eq!(replace_any_case("Casirivimab and imdevimab", " and ", ","), "Casirivimab,imdevimab");
+        assert_eq!(replace_any_case("A AND b and C", " and ", "+"), "A+b+C");
+        assert_eq!(replace_any_case("aaa", "aa", "b"), "ba");
+        assert_eq!(replace_any_case("nothing here", "xyz", "-"), "nothing here");
+        assert_eq!(replace_any_case("keep", "", "-"), "keep");
+        let texts: ArrayRef = Arc::new(StringArray::from(vec![Some("  Sotrovimab "), None, Some("\tx ")]));
+        let trimmed = trim_spaces(&[texts.clone()]).unwrap();
+        assert_eq!(as_str(&trimmed).unwrap().iter().collect::<Vec<_>>(), vec![Some("Sotrovimab"), None, Some("\tx")]);
+        let lowered = lower_case(&[texts]).unwrap();
+        assert_eq!(as_str(&lowered).unwrap().value(0), "  sotrovimab ");
     }
 
     #[test]

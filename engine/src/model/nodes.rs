@@ -68,10 +68,14 @@ pub enum Function {
     MaximumOf,
     FormatDate,
     CastToStr,
+    // Text functions that cohort-extractor's TPP queries use (not ehrQL's).
+    LowerCase,
+    TrimSpaces,
+    ReplaceIgnoringCase,
 }
 
 impl Function {
-    pub const ALL: [Function; 37] = [
+    pub const ALL: [Function; 40] = [
         Function::EQ,
         Function::NE,
         Function::LT,
@@ -109,6 +113,9 @@ impl Function {
         Function::MaximumOf,
         Function::FormatDate,
         Function::CastToStr,
+        Function::LowerCase,
+        Function::TrimSpaces,
+        Function::ReplaceIgnoringCase,
     ];
 
     pub fn name(self) -> &'static str {
@@ -150,6 +157,9 @@ impl Function {
             Function::MaximumOf => "MaximumOf",
             Function::FormatDate => "FormatDate",
             Function::CastToStr => "CastToStr",
+            Function::LowerCase => "LowerCase",
+            Function::TrimSpaces => "TrimSpaces",
+            Function::ReplaceIgnoringCase => "ReplaceIgnoringCase",
         }
     }
 
@@ -159,8 +169,8 @@ impl Function {
         use Function::*;
         match self {
             Not | IsNull | Negate | Absolute | CastToInt | CastToFloat | YearFromDate | MonthFromDate
-            | DayFromDate | ToFirstOfYear | ToFirstOfMonth | CastToStr => Arity::Unary,
-            MinimumOf | MaximumOf => Arity::Variadic,
+            | DayFromDate | ToFirstOfYear | ToFirstOfMonth | CastToStr | LowerCase | TrimSpaces => Arity::Unary,
+            MinimumOf | MaximumOf | ReplaceIgnoringCase => Arity::Variadic,
             _ => Arity::Binary,
         }
     }

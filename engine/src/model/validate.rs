@@ -401,6 +401,14 @@ fn function_info(infos: &[NodeInfo], function: Function, args: &[NodeId]) -> Res
             need(matches!(tys[0], ValueType::Str | ValueType::Code(_) | ValueType::Int), "only str, code and int series convert to str")?;
             ValueType::Str
         }
+        LowerCase | TrimSpaces => {
+            need(*tys[0] == ValueType::Str, "the argument must be str")?;
+            ValueType::Str
+        }
+        ReplaceIgnoringCase => {
+            need(tys.len() == 3 && tys.iter().all(|t| **t == ValueType::Str), "needs three str series: the text, what to replace and its replacement")?;
+            ValueType::Str
+        }
         MinimumOf | MaximumOf => {
             same("all arguments")?;
             need(tys[0].is_comparable(), "only int, float, str, date and code series have an order")?;
