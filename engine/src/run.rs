@@ -85,6 +85,7 @@ pub fn default_threads() -> usize {
 
 /// The worker threads that run plans.
 pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    crate::output::parquet::set_threads(threads);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
@@ -172,7 +173,11 @@ async fn stream_with_metrics(
     mut sink: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
     let physical = physical_plan(ctx, &plan).await?;
-    let mut rows = datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())?;
+    // The plan's last operators (the merge into patient order) run in a task of
+    // their own, so that the sink's work on a batch (encoding it into a file, on this
+    // thread) overlaps with computing the next one.
+    let rows = datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())?;
+    let mut rows = datafusion::physical_plan::common::spawn_buffered(rows, 2);
     while let Some(batch) = rows.next().await {
         sink(batch?)?;
     }

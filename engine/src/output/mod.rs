@@ -5,6 +5,7 @@
 
 pub mod format;
 pub mod narrow;
+pub mod parquet;
 pub mod unnamed;
 
 use std::fs::File;
@@ -17,9 +18,8 @@ use arrow::compute::BatchCoalescer;
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use arrow::ipc::writer::FileWriter;
 use flate2::write::GzEncoder;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use ::parquet::basic::Compression;
+use ::parquet::file::properties::WriterProperties;
 
 use crate::error::Result;
 use crate::source::Format;
@@ -58,7 +58,7 @@ impl Destination {
 enum Sink {
     Csv(csv::Writer<Text>),
     Arrow(FileWriter<BufWriter<File>>),
-    Parquet(ArrowWriter<BufWriter<File>>),
+    Parquet(parquet::ParquetSink<BufWriter<File>>),
 }
 
 /// Where CSV text goes: the file, or gzip into the file.
@@ -148,7 +148,7 @@ impl TableWriter {
             Format::Arrow => Sink::Arrow(FileWriter::try_new(buffered, &schema).map_err(|e| arrow_write_error(&target.display().to_string(), e))?),
             Format::Parquet => {
                 let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-                Sink::Parquet(ArrowWriter::try_new(buffered, schema.clone(), Some(props))?)
+                Sink::Parquet(parquet::ParquetSink::try_new(buffered, schema.clone(), props)?)
             }
         };
         Ok(TableWriter { sink, file: unnamed, target: target.to_path_buf(), schema, columns, rebatch: None })
