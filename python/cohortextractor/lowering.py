@@ -514,13 +514,16 @@ class Lowering:
     def _events(self, frame, code_column, codelist, between=None, find_first_match_in_period=None, find_last_match_in_period=None, returning="binary_flag", date_format=None, ignore_missing_values=False, ignore_days_where_these_codes_occur=None, episode_defined_as=None, include_reference_range_columns=False, **_):
         if include_reference_range_columns:
             frame = tpp.clinical_events_ranges
-        if ignore_days_where_these_codes_occur is not None:
-            raise StudyError("ignore_days_where_these_codes_occur is not supported by ehrfusion yet")
         if episode_defined_as is not None and returning != "number_of_episodes":
             raise StudyError("episode_defined_as needs returning='number_of_episodes'")
         code = getattr(frame, code_column)
         rows = frame.where(code.is_in(valid_codes(codelist, code._type)))
         rows = self.within(rows, rows.date, between)
+        if ignore_days_where_these_codes_occur is not None:
+            # As TPP: no event on a day when the patient has a clinical event with one
+            # of these codes in the same period (an event with no date is kept).
+            ignored = self._clinical_events_with(ignore_days_where_these_codes_occur, between)
+            rows = rows.where(rows.date.is_null() | rows.date.is_not_in(ignored.date))
         if ignore_missing_values:
             rows = rows.where(rows.numeric_value != 0)
         first = bool(find_first_match_in_period)
@@ -547,6 +550,16 @@ class Lowering:
             categories = {c: cat for c, cat in valid_codes(codelist, code._type, with_categories=True)}
             return Column("str", written("str", getattr(picked, code_column).to_category(categories)), date=picked.date)
         raise StudyError(f"Unsupported `returning` value: {returning}")
+
+    def _clinical_events_with(self, codelist, between):
+        """Clinical events with a code of `codelist` (ctv3 or snomed) in the period."""
+        code_column = {"ctv3": "ctv3_code", "snomed": "snomedct_code"}.get(getattr(codelist, "system", None))
+        if code_column is None:
+            raise StudyError(f"ignore_days_where_these_codes_occur needs a ctv3 or snomed codelist, not {getattr(codelist, 'system', None)!r}")
+        events = tpp.clinical_events
+        code = getattr(events, code_column)
+        rows = events.where(code.is_in(valid_codes(codelist, code._type)))
+        return self.within(rows, rows.date, between)
 
     def _summarised(self, how, codelist, on_most_recent_day_of_measurement=None, between=None, **_):
         code_column = {"ctv3": "ctv3_code", "snomed": "snomedct_code"}.get(codelist.system)

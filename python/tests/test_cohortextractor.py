@@ -599,6 +599,50 @@ study = StudyDefinition(
     ]
 
 
+def test_ignore_days_where_these_codes_occur(tmp_path):
+    # The flu vaccine pattern of many studies: "vaccine given" codes, except on days
+    # with a "not given" code in the same period.
+    study = make_study(tmp_path, """\
+from cohortextractor import StudyDefinition, patients, codelist
+
+given = codelist(["65E.."], system="ctv3")
+not_given = codelist(["9OX6."], system="ctv3")
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.registered_as_of("index_date"),
+    flu=patients.with_these_clinical_events(given, ignore_days_where_these_codes_occur=not_given, between=["2019-09-01", "2020-02-29"], returning="binary_flag"),
+    flu_first=patients.with_these_clinical_events(given, ignore_days_where_these_codes_occur=not_given, between=["2019-09-01", "2020-02-29"], find_first_match_in_period=True, returning="date", date_format="YYYY-MM-DD"),
+    flu_count=patients.with_these_clinical_events(given, ignore_days_where_these_codes_occur=not_given, returning="number_of_matches_in_period"),
+    flu_episodes=patients.with_these_clinical_events(given, ignore_days_where_these_codes_occur=not_given, returning="number_of_episodes", episode_defined_as="series of events each <= 30 days apart"),
+)
+""")
+    (tmp_path / "data" / "clinical_events.csv").write_text(
+        "patient_id,date,snomedct_code,ctv3_code,numeric_value,consultation_id\n"
+        "1,2019-10-01,,65E..,,1\n"
+        "1,2019-10-01,,9OX6.,,2\n"
+        "1,2019-11-05,,65E..,,3\n"
+        "1,2019-11-20,,65E..,,4\n"
+        "2,2019-10-02,,65E..,,5\n"
+        "2,2019-10-03,,9OX6.,,6\n"
+        "3,2019-10-04,,65E..,,7\n"
+        "3,2019-10-04,,9OX6.,,8\n"
+        "5,2020-03-01,,65E..,,9\n"
+        "5,2020-02-01,,65E..,,10\n"
+        "5,2020-03-01,,9OX6.,,11\n"
+    )
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    # Patient 5's "not given" day is outside the period, so without a period (count,
+    # episodes) it hides that day's event, and with one the event is outside anyway.
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,flu,flu_first,flu_count,flu_episodes",
+        "1,1,2019-11-05,2,1",
+        "2,1,2019-10-02,1,1",
+        "3,0,,0,0",
+        "5,1,2020-02-01,1,1",
+    ]
+
+
 @pytest.mark.parametrize("query, message", [
     ('patients.with_covid_therapeutics(returning="risk_group")', "risk_cohort"),
     ('patients.with_covid_therapeutics(with_these_indications="outpatient")', "'outpatient' is not a valid indication"),
