@@ -356,10 +356,18 @@ class Lowering:
         return Column("int", rows.count_for_patient())
 
     def q_outpatient_appointment_date(self, returning="binary_flag", attended=None, is_first_attendance=None, with_these_treatment_function_codes=None, with_these_procedures=None, between=None, date_format="YYYY-MM-DD", find_first_match_in_period=None, **_):
-        if with_these_procedures is not None:
-            raise StudyError("outpatient_appointment_date(with_these_procedures=...) needs a join of two tables (opa and opa_proc) that ehrfusion cannot express yet")
         opa = tpp.opa
         rows = self.within(opa, opa.appointment_date, between)
+        if with_these_procedures is not None:
+            if getattr(with_these_procedures, "system", None) != "opcs4":
+                raise StudyError("outpatient_appointment_date(with_these_procedures=...) needs an opcs4 codelist")
+            # TPP joins the appointment's procedures and matches the primary one as
+            # LIKE '%code%': here, appointments whose id is among the patient's
+            # appointments with such a procedure.
+            procedures = tpp.opa_proc
+            primary = function("CastToStr", "str", procedures.primary_procedure_code)
+            matching = procedures.where(any_of([primary.contains(code) for code in plain_codes(with_these_procedures)]))
+            rows = rows.where(rows.opa_ident.is_in(matching.opa_ident))
         if attended:
             rows = rows.where(rows.attendance_status.is_in(["5", "6"]))
         if is_first_attendance:

@@ -502,7 +502,7 @@ study = StudyDefinition(
 
 def test_outpatient_appointments(tmp_path):
     study = make_study(tmp_path, '''\
-from cohortextractor import StudyDefinition, patients
+from cohortextractor import StudyDefinition, patients, codelist
 
 study = StudyDefinition(
     index_date="2020-03-01",
@@ -510,8 +510,15 @@ study = StudyDefinition(
     attended_first=patients.outpatient_appointment_date(attended=True, is_first_attendance=True, between=["1900-01-01", "index_date"], returning="date"),
     appointments=patients.outpatient_appointment_date(between=["2019-01-01", "2019-12-31"], returning="number_of_matches_in_period"),
     medium=patients.outpatient_appointment_date(returning="consultation_medium_used"),
+    with_procedure=patients.outpatient_appointment_date(with_these_procedures=codelist(["H01"], system="opcs4"), returning="number_of_matches_in_period"),
 )
 ''')
+    (tmp_path / "data" / "opa_proc.csv").write_text(
+        "patient_id,opa_ident,primary_procedure_code,primary_procedure_code_read,procedure_code_2,procedure_code_2_read,appointment_date,referral_request_received_date\n"
+        "1,1,H011,,,,2019-02-01,\n"
+        "1,3,X12,,H01,,2020-01-15,\n"
+        "2,4,H01,,,,2018-03-03,\n"
+    )
     (tmp_path / "data" / "opa.csv").write_text(
         "patient_id,opa_ident,appointment_date,attendance_status,consultation_medium_used,first_attendance,hrg_code,outcome_of_attendance,referral_request_received_date,treatment_function_code\n"
         "1,1,2019-02-01,5,01,1,,,,100\n"
@@ -522,11 +529,11 @@ study = StudyDefinition(
     run = generate(study, "--data", "data")
     assert run.returncode == 0, run.stderr
     assert (study / "output" / "input.csv").read_text().splitlines() == [
-        "patient_id,attended_first,appointments,medium",
-        "1,2019-02-01,2,03",
-        "2,2018-03-03,0,04",
-        "3,,0,",
-        "5,,0,",
+        "patient_id,attended_first,appointments,medium,with_procedure",
+        "1,2019-02-01,2,03,1",
+        "2,2018-03-03,0,04,1",
+        "3,,0,,0",
+        "5,,0,,0",
     ]
 
 
