@@ -205,11 +205,11 @@ class Generator:
                 columns[name] = [datetime.date.fromisoformat(v) if args["column_type"] == "date" else v] * self.population
         for name, (query_type, args) in visible.items():
             if query_type == "aggregate_of":
-                sources = [columns[c] for c in args["column_names"] if c in columns]
-                if len(sources) != len(args["column_names"]):
-                    raise StudyError(f"{name}: expectations dummy data for minimum_of/maximum_of over hidden columns is not supported by ehrfusion yet")
+                hidden = self._hidden([c for c in args["column_names"] if c not in columns])
+                sources = [columns[c] if c in columns else hidden[c] for c in args["column_names"]]
                 pick = min if args["aggregate_function"] == "MIN" else max
-                columns[name] = [pick([v for v in row if v not in (None, 0, 0.0, "")], default=None) for row in zip(*sources)]
+                # pandas min/max skip only missing values (empty dates); an empty number is 0.
+                columns[name] = [pick([v for v in row if v is not None], default=None) for row in zip(*sources)]
         for name in [n for n in columns if n != "patient_id"]:
             query_type, args = visible[name]
             if args["column_type"] == "date" and query_type != "categorised_as":
@@ -218,6 +218,27 @@ class Generator:
         if "patient_id" not in columns:
             columns["patient_id"] = self.rng.sample(range(self.population * 10), self.population)
         return columns
+
+    def _hidden(self, names):
+        """Hidden columns that an aggregate reads, drawn as cohort-extractor draws
+        them: as a study of their own, cut to their date format and read back as
+        dates (a year alone is its first of January)."""
+        if not names:
+            return {}
+        definitions = self.study.covariate_definitions
+        unknown = [n for n in names if n not in definitions]
+        if unknown:
+            raise StudyError(f"Unknown column: {unknown[0]}")
+        study = copy.copy(self.study)
+        study.covariate_definitions = {n: (definitions[n][0], dict(definitions[n][1], hidden=False)) for n in names}
+        drawn = Generator(study, self.population, self.rng.random()).frame()
+        out = {}
+        for n in names:
+            values = drawn[n]
+            if definitions[n][1]["column_type"] == "date":
+                values = [None if v is None else datetime.date.fromisoformat((v + "-01-01")[:10] if len(v) == 4 else (v + "-01")[:10] if len(v) == 7 else v) for v in values]
+            out[n] = values
+        return out
 
     def _from_file(self, name, args):
         """The patient ids and the values (text as written; dates as dates) of a

@@ -721,6 +721,34 @@ def test_expectations_dummy_data(tmp_path):
     assert [str(f.type) for f in table.schema] == ["timestamp[ns]", "timestamp[ns]", "dictionary<values=string, indices=int8, ordered=0>", "int64", "bool", "int64"]
 
 
+def test_expectations_for_an_aggregate_of_hidden_columns_draw_those_columns(tmp_path):
+    study = make_study(tmp_path, """\
+from cohortextractor import StudyDefinition, patients, codelist
+
+asthma = codelist(["H33.."], system="ctv3")
+study = StudyDefinition(
+    index_date="2020-03-01",
+    default_expectations={"date": {"earliest": "2015-01-01", "latest": "index_date"}, "rate": "uniform", "incidence": 0.5},
+    population=patients.all(),
+    first_event=patients.minimum_of(
+        primary_care=patients.with_these_clinical_events(asthma, returning="date", date_format="YYYY-MM-DD", find_first_match_in_period=True),
+        hospital=patients.admitted_to_hospital(returning="date_admitted", date_format="YYYY-MM-DD", find_first_match_in_period=True,
+                                               return_expectations={"date": {"earliest": "2018-01-01", "latest": "2018-12-31"}, "incidence": 0.2}),
+    ),
+)
+""")
+    run = generate(study, "--expectations-population", "5000")
+    assert run.returncode == 0, run.stderr
+    lines = (study / "output" / "input.csv").read_text().splitlines()
+    assert lines[0] == "first_event,patient_id"
+    values = [line.split(",")[0] for line in lines[1:]]
+    # Empty only where both hidden columns are: 0.5 x 0.8 of the patients.
+    assert abs(values.count("") / 5000 - 0.4) < 0.03
+    # Within the range either column can hold, and sometimes the hospital's alone.
+    assert all(len(v) == 10 and "2015-01-01" <= v <= "2020-03-01" for v in values if v)
+    assert 0.15 < sum(v.startswith("2018") for v in values) / 5000 < 0.35
+
+
 def test_expectations_dummy_data_from_files_takes_the_files_patients_and_values(tmp_path):
     study = make_study(tmp_path, """\
 from cohortextractor import StudyDefinition, patients
