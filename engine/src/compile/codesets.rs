@@ -15,6 +15,9 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, binary_expr, col, lit,
 };
 
+/// The names of codelist mask functions (and of the columns computed from them).
+pub const MASK_PREFIX: &str = "__codes_";
+
 /// Codelists per mask column (the bits of a u64).
 const BITS: usize = 64;
 
@@ -45,7 +48,7 @@ pub fn rewrite(exprs: Vec<Expr>) -> DFResult<(Vec<Expr>, Vec<Expr>)> {
     let mut masks = Vec::new();
     for (column, codelists) in &lists {
         for (chunk_no, chunk) in codelists.chunks(BITS).enumerate() {
-            let name = format!("__codes_{column}_{chunk_no}");
+            let name = format!("{MASK_PREFIX}{column}_{chunk_no}");
             let mut map = CodeMap::default();
             for (bit, codes) in chunk.iter().enumerate() {
                 for code in codes {
@@ -117,7 +120,7 @@ fn bit_test(e: &Expr) -> Option<(String, u64)> {
     let Expr::BinaryExpr(ne) = e else { return None };
     let (Expr::BinaryExpr(and), Expr::Literal(ScalarValue::UInt64(Some(0)), _)) = (ne.left.as_ref(), ne.right.as_ref()) else { return None };
     match (ne.op, and.op, and.left.as_ref(), and.right.as_ref()) {
-        (Operator::NotEq, Operator::BitwiseAnd, Expr::Column(c), Expr::Literal(ScalarValue::UInt64(Some(b)), _)) if c.name.starts_with("__codes_") => {
+        (Operator::NotEq, Operator::BitwiseAnd, Expr::Column(c), Expr::Literal(ScalarValue::UInt64(Some(b)), _)) if c.name.starts_with(MASK_PREFIX) => {
             Some((c.name.clone(), *b))
         }
         _ => None,

@@ -4,9 +4,11 @@
 //! `codesets` tests many codelists against one column with one lookup per row;
 //! `pick` is the aggregate that picks one row per patient by a sort key;
 //! `portable` turns these functions into bytes and back for plans sent to a cluster;
-//! `small_sides` is a physical optimizer rule for joins to an earlier stage.
+//! `small_sides` is a physical optimizer rule for joins to an earlier stage, and
+//! `codes_first` one that puts a filter's codelist tests before its other conditions.
 
 pub mod analyze;
+pub mod codes_first;
 mod codesets;
 pub mod functions;
 pub mod intervals;

@@ -30,11 +30,13 @@ const MAX_ROWS: usize = 2 << 20;
 pub struct CollectSmallSides;
 
 impl CollectSmallSides {
-    /// DataFusion's physical optimizer rules with this one after join selection.
+    /// DataFusion's physical optimizer rules with this one after join selection,
+    /// and `codes_first` last.
     pub fn with_default_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
         let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         let at = rules.iter().position(|r| r.name() == "join_selection").map_or(0, |i| i + 1);
         rules.insert(at, Arc::new(CollectSmallSides));
+        rules.push(Arc::new(super::codes_first::CodesFirst));
         rules
     }
 }
