@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::path::Path;
 
+use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
@@ -84,6 +85,16 @@ pub fn patient_blocks(dir: &Path, schema: &Schema, used: &[String], rows_per_blo
 
 /// The row groups of a parquet file, if their statistics show patient_id ranges in
 /// increasing order.
+/// The first and last patient of a row group, from its exact statistics of the
+/// `patient_id` column at `column`.
+pub fn patients_in(rg: &RowGroupMetaData, column: usize) -> Option<(i64, i64)> {
+    match rg.column(column).statistics()? {
+        Statistics::Int64(s) if s.min_is_exact() && s.max_is_exact() => Some((*s.min_opt()?, *s.max_opt()?)),
+        Statistics::Int32(s) if s.min_is_exact() && s.max_is_exact() => Some((i64::from(*s.min_opt()?), i64::from(*s.max_opt()?))),
+        _ => None,
+    }
+}
+
 fn ordered_spans(path: &Path) -> Result<Option<Vec<Span>>> {
     let shown = path.display();
     let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
@@ -94,12 +105,7 @@ fn ordered_spans(path: &Path) -> Result<Option<Vec<Span>>> {
     };
     let mut spans: Vec<Span> = Vec::new();
     for rg in metadata.row_groups() {
-        let range = match rg.column(column).statistics() {
-            Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
-            Some(Statistics::Int32(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a as i64, *b as i64)),
-            _ => None,
-        };
-        let Some((first, last)) = range else { return Ok(None) };
+        let Some((first, last)) = patients_in(rg, column) else { return Ok(None) };
         if spans.last().is_some_and(|p| first < p.last) {
             return Ok(None);
         }

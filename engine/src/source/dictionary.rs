@@ -36,7 +36,6 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::physical_plan::ExecutionPlan;
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parquet::file::metadata::ParquetMetaData;
-use parquet::file::statistics::Statistics as ParquetStatistics;
 use serde::{Deserialize, Serialize};
 
 use super::typed;
@@ -102,12 +101,8 @@ impl Footer {
                     .map(|rg| {
                         let first_column = rg.column(0);
                         let start = first_column.dictionary_page_offset().unwrap_or_else(|| first_column.data_page_offset());
-                        match rg.column(at).statistics() {
-                            Some(ParquetStatistics::Int64(s)) if s.min_is_exact() && s.max_is_exact() => {
-                                Some(RowGroupAt { start, bytes: rg.compressed_size(), first: *s.min_opt()?, last: *s.max_opt()? })
-                            }
-                            _ => None,
-                        }
+                        let (first, last) = super::blocks::patients_in(rg, at)?;
+                        Some(RowGroupAt { start, bytes: rg.compressed_size(), first, last })
                     })
                     .collect::<Option<Vec<_>>>()
             })
