@@ -112,6 +112,10 @@ where
             if !sys_path.contains(&dir).map_err(|e| err!("{e}"))? {
                 sys_path.insert(0, dir).map_err(|e| err!("{e}"))?;
             }
+            // Study code imports what the platform's images ship (pandas, numpy, ...):
+            // an active virtual environment's packages are seen, after our own.
+            let venv = c"import os, site, sys\nvenv = os.environ.get('VIRTUAL_ENV')\nif venv:\n    site.addsitedir(os.path.join(venv, 'lib', f'python{sys.version_info[0]}.{sys.version_info[1]}', 'site-packages'))\n";
+            py.run(venv, None, None).map_err(|e| err!("cannot add the virtual environment's packages: {e}"))?;
         }
         let loader = py.import("ehrfusion.loader").map_err(|e| err!("cannot load the Python front end: {e}"))?;
         let target = py.import(module).map_err(|e| err!("cannot load the Python front end: {e}"))?;

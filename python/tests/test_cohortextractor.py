@@ -6,6 +6,7 @@ alone by default), periods including both ends, date expressions over columns.""
 
 import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -648,6 +649,20 @@ study = StudyDefinition(
         "3,0,,0,0",
         "5,1,2020-02-01,1,1",
     ]
+
+
+def test_study_code_sees_the_active_virtual_environments_packages(tmp_path):
+    study = make_study(tmp_path, STUDY.replace("from cohortextractor import", "import helper_only_in_the_venv\nfrom cohortextractor import"))
+    venv = tmp_path / "venv"
+    packages = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    packages.mkdir(parents=True)
+    (packages / "helper_only_in_the_venv.py").write_text("")
+    without = generate(study, "--data", "data")
+    assert without.returncode != 0 and "No module named 'helper_only_in_the_venv'" in without.stderr
+    env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+    run = subprocess.run([BIN, "cohortextractor", "generate_cohort", "--data", "data"], cwd=study, capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert (study / "output" / "input.csv").read_bytes() == EXPECTED.replace("\n", "\r\n").encode()
 
 
 @pytest.mark.parametrize("query, message", [
