@@ -173,9 +173,11 @@ fn extract_sources() -> Result<PathBuf> {
 /// A cohort-extractor study definition run for each index date of `date_range`
 /// (empty: once, at the definition's own index date): its written columns (JSON:
 /// name, type, date_format) and, latest date first, (index date, query model).
-pub fn load_study(path: &Path, date_range: &str, params: &[(String, String)], front_end: FrontEnd) -> Result<(String, Vec<(String, QueryModel)>)> {
+/// With `no_queries` (dummy data that runs none), a query the tables cannot answer
+/// stands as an empty column instead of being refused.
+pub fn load_study(path: &Path, date_range: &str, params: &[(String, String)], no_queries: bool, front_end: FrontEnd) -> Result<(String, Vec<(String, QueryModel)>)> {
     let (columns, runs): (String, Vec<(String, String)>) = call(front_end, path, "cohortextractor.loader", "study_documents_json", |py| {
-        Ok((path.to_string_lossy().to_string(), date_range.to_string(), params.to_vec(), schemas(py)?).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
+        Ok((path.to_string_lossy().to_string(), date_range.to_string(), params.to_vec(), schemas(py)?, no_queries).into_pyobject(py).map_err(|e| err!("{e}"))?.into_any())
     })?;
     let runs = runs.into_iter().map(|(date, model)| Ok((date, parse_model(path, &model)?))).collect::<Result<Vec<_>>>()?;
     Ok((columns, runs))

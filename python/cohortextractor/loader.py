@@ -8,7 +8,7 @@ import cohortextractor
 from ehrfusion.loader import DefinitionError, _located, run_definition
 from ehrfusion.query_model import dumps
 
-from . import dates
+from . import dates, lowering
 from .study_definition import StudyDefinition
 
 
@@ -43,10 +43,12 @@ def index_dates(date_range):
     return list(reversed(out))
 
 
-def study_documents_json(path, date_range="", params=(), schemas=None):
+def study_documents_json(path, date_range="", params=(), schemas=None, no_queries=False):
     """(columns JSON, [(index date or "", model JSON)]) for the `study` of a study
-    definition file."""
+    definition file; with `no_queries` (dummy data that runs none), a query the
+    tables cannot answer stands as an empty column."""
     _provide(schemas)
+    lowering.EXPECTATIONS_ONLY = no_queries
     cohortextractor.params.clear()
     cohortextractor.params.update(dict(params))
     namespace = run_definition(path)
@@ -105,6 +107,7 @@ def expectations_json(path, date_range="", params=(), population=1000, seed=0, s
     from .expectations import Generator, csv_text
 
     _provide(schemas)
+    lowering.EXPECTATIONS_ONLY = True
     cohortextractor.params.clear()
     cohortextractor.params.update(dict(params))
     namespace = run_definition(path)

@@ -49,6 +49,25 @@ class StudyError(ValueError):
     """A study definition that cannot be run, in cohort-extractor's words."""
 
 
+class Unavailable(StudyError):
+    """A query that the TPP tables ehrfusion reads cannot answer."""
+
+
+# Set while a study is loaded for expectations dummy data, which runs no query (as
+# in cohort-extractor): a query the tables cannot answer then stands as an empty
+# column, and its values are drawn from its expectations like any other.
+EXPECTATIONS_ONLY = False
+
+
+def empty_column(kind, date_format=None):
+    nothing = value_series(False, "bool")
+    if kind == "bool":
+        return flag_column(nothing)
+    if kind == "date":
+        return date_column(case(when(nothing).then(datetime.date(1900, 1, 1))), date_format)
+    return Column(kind, value_series(DEFAULTS[kind], kind))
+
+
 class Column:
     """A lowered column: `kind` is cohort-extractor's column type; `value` the
     written (never null) patient series; `date` the date the value matched on (a
@@ -160,11 +179,16 @@ class Lowering:
 
     def lower(self, name, query_type, args):
         method = getattr(self, f"q_{query_type}", None)
-        if query_type in UNAVAILABLE:
-            raise StudyError(f"{name}: patients.{query_type}(): {UNAVAILABLE[query_type]}")
-        if method is None:
+        if method is None and query_type not in UNAVAILABLE:
             raise StudyError(f"{name}: patients.{query_type}() is not supported by ehrfusion yet")
-        column = method(**args)
+        try:
+            if query_type in UNAVAILABLE:
+                raise Unavailable(f"patients.{query_type}(): {UNAVAILABLE[query_type]}")
+            column = method(**args)
+        except Unavailable as e:
+            if not EXPECTATIONS_ONLY:
+                raise StudyError(f"{name}: {e}") from None
+            column = empty_column(args["column_type"], args.get("date_format"))
         self.columns[name] = column
         return column
 
@@ -225,7 +249,7 @@ class Lowering:
             raise StudyError("Household data only currently available for 2020-02-01")
         columns = {"pseudo_id": "household_pseudo_id", "household_size": "household_size"}
         if returning not in columns:
-            raise StudyError(f"household_as_of(returning={returning!r}): not in the TPP tables ehrfusion reads (pseudo_id and household_size are)")
+            raise Unavailable(f"household_as_of(returning={returning!r}): not in the TPP tables ehrfusion reads (pseudo_id and household_size are)")
         return Column("int", written("int", getattr(tpp.household_memberships_2020, columns[returning])))
 
     def q_which_exist_in_file(self, f_path, **_):
@@ -250,7 +274,7 @@ class Lowering:
         unavailable = {"with_source_of_admission": with_source_of_admission, "with_admission_treatment_function_code": with_admission_treatment_function_code, "with_administrative_category": with_administrative_category}
         for name, value in unavailable.items():
             if value is not None:
-                raise StudyError(f"admitted_to_hospital({name}=...): the TPP tables ehrfusion reads have no such column")
+                raise Unavailable(f"admitted_to_hospital({name}=...): the TPP tables ehrfusion reads have no such column")
         for column, values in (("admission_method", with_admission_method), ("discharge_destination", with_discharge_destination), ("patient_classification", with_patient_classification)):
             if values is not None:
                 rows = rows.where(getattr(rows, column).is_in(as_list(values)))
@@ -394,7 +418,7 @@ class Lowering:
     def q_registered_practice_as_of(self, date, returning=None, **_):
         columns = {"stp_code": ("str", "practice_stp"), "nuts1_region_name": ("str", "practice_nuts1_region_name"), "pseudo_id": ("int", "practice_pseudo_id")}
         if returning in ("msoa", "msoa_code") or (returning or "").startswith("rct__"):
-            raise StudyError(f"registered_practice_as_of(returning={returning!r}): the TPP tables ehrfusion reads have no such practice property")
+            raise Unavailable(f"registered_practice_as_of(returning={returning!r}): the TPP tables ehrfusion reads have no such practice property")
         if returning not in columns:
             raise StudyError(f"Unsupported `returning` value: {returning}")
         kind, column = columns[returning]
@@ -683,7 +707,7 @@ class Lowering:
         if returning == "number_of_matches_in_period":
             return Column("int", rows.count_for_patient())
         if returning == "risk_group":
-            raise StudyError("with_covid_therapeutics(returning='risk_group'): the TPP tables ehrfusion reads hold the risk groups already joined in another order and wording (ehrQL's covid_therapeutics.risk_cohort), so cohort-extractor's value cannot be rebuilt")
+            raise Unavailable("with_covid_therapeutics(returning='risk_group'): the TPP tables ehrfusion reads hold the risk groups already joined in another order and wording (ehrQL's covid_therapeutics.risk_cohort), so cohort-extractor's value cannot be rebuilt")
         picked = self._therapeutic_form(rows, bool(find_first_match_in_period))
         started = picked.treatment_start_date
         if returning in ("binary_flag", "date"):

@@ -764,6 +764,39 @@ study = StudyDefinition(
     assert 0.15 < sum(v.startswith("2018") for v in values) / 5000 < 0.35
 
 
+def test_expectations_draw_the_columns_of_queries_the_tables_cannot_answer(tmp_path):
+    # cohort-extractor runs no query for expectations dummy data, so studies using
+    # ICNARC, CPNS, household or practice properties ehrQL's tables lack run there;
+    # with tables, the same queries are refused (see the test above).
+    study = make_study(tmp_path, """\
+from cohortextractor import StudyDefinition, patients
+
+study = StudyDefinition(
+    index_date="2020-03-01",
+    default_expectations={"date": {"earliest": "2020-01-01", "latest": "index_date"}, "rate": "uniform", "incidence": 0.5},
+    population=patients.all(),
+    icu_date=patients.admitted_to_icu(on_or_after="2020-02-01", returning="date_admitted", date_format="YYYY-MM-DD", find_first_match_in_period=True),
+    ventilated=patients.admitted_to_icu(returning="had_respiratory_support"),
+    died_cpns=patients.with_death_recorded_in_cpns(returning="binary_flag"),
+    prison=patients.household_as_of("2020-02-01", returning="is_prison"),
+    practice_msoa=patients.registered_practice_as_of("index_date", returning="msoa", return_expectations={"category": {"ratios": {"E02000001": 1.0}}, "incidence": 1}),
+)
+""")
+    run = generate(study, "--expectations-population", "2000")
+    assert run.returncode == 0, run.stderr
+    lines = (study / "output" / "input.csv").read_text().splitlines()
+    assert lines[0] == "icu_date,ventilated,died_cpns,prison,practice_msoa,patient_id"
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) == 2000
+    # Each column drawn from its expectations: half the dates empty, and of the rest
+    # those before the column's period (about half) emptied too.
+    icu = [r[0] for r in rows]
+    assert abs(icu.count("") / 2000 - 0.75) < 0.05 and all("2020-02-01" <= d <= "2020-03-01" for d in icu if d)
+    assert {r[1] for r in rows} == {"0", "1"} and {r[4] for r in rows} == {"E02000001"}
+    refused = generate(study, "--data", "data")
+    assert refused.returncode == 10 and "icu_date: patients.admitted_to_icu(): the TPP tables ehrfusion reads (ehrQL's) have no ICNARC intensive care table" in refused.stderr
+
+
 def test_expectations_dummy_data_from_files_takes_the_files_patients_and_values(tmp_path):
     study = make_study(tmp_path, """\
 from cohortextractor import StudyDefinition, patients

@@ -296,7 +296,9 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
     for (study, suffix) in &studies {
         let path = analysis.join(format!("{study}.py"));
         eprintln!("Generating cohort for {study} in {}", output_dir.display());
-        let (columns_json, runs) = crate::frontend::load_study(&path, &args.index_date_range, &params, front_end).or_kind(ErrorKind::Definition)?;
+        // Expectations dummy data and a dummy data file run no query, as in cohort-extractor.
+        let no_queries = args.data.is_none() && (args.dummy_data == DummyData::Expectations || args.dummy_data_file.is_some());
+        let (columns_json, runs) = crate::frontend::load_study(&path, &args.index_date_range, &params, no_queries, front_end).or_kind(ErrorKind::Definition)?;
         let columns: Vec<StudyColumn> = serde_json::from_str(&columns_json).map_err(|e| err!("{}: {e}", path.display()))?;
         let name = output_name.clone().unwrap_or_else(|| "input".into());
         let suffix = if output_name.is_some() { "" } else { suffix.as_str() };
