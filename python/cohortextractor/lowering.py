@@ -117,6 +117,19 @@ def truncated(date, date_format):
     return date
 
 
+def matches(rows, date, first, returning, date_format):
+    """Whether, when (the first or last) and how often `rows` matched, for `returning`
+    "binary_flag", "date" or "number_of_matches_in_period"; None for other values."""
+    match_date = date.minimum_for_patient() if first else date.maximum_for_patient()
+    if returning == "binary_flag":
+        return flag_column(rows.exists_for_patient(), date=match_date)
+    if returning == "date":
+        return date_column(match_date, date_format)
+    if returning == "number_of_matches_in_period":
+        return Column("int", rows.count_for_patient(), date=match_date)
+    return None
+
+
 def date_column(date, date_format, match_date=None):
     """A date column: written as text cut to its format, empty when missing."""
     if date_format not in (None, *DATE_FORMATS):
@@ -559,13 +572,9 @@ class Lowering:
         if ignore_missing_values:
             rows = rows.where(rows.numeric_value != 0)
         first = bool(find_first_match_in_period)
-        match_date = rows.date.minimum_for_patient() if first else rows.date.maximum_for_patient()
-        if returning == "binary_flag":
-            return flag_column(rows.exists_for_patient(), date=match_date)
-        if returning == "date":
-            return date_column(match_date, date_format)
-        if returning == "number_of_matches_in_period":
-            return Column("int", rows.count_for_patient(), date=match_date)
+        counted = matches(rows, rows.date, first, returning, date_format)
+        if counted is not None:
+            return counted
         if returning == "number_of_episodes":
             return Column("int", written("int", rows.date.count_episodes_for_patient(days(washout_days(episode_defined_as)))))
         ordered = rows.sort_by(rows.date)
@@ -667,13 +676,9 @@ class Lowering:
         if ignore_missing_values:
             rows = rows.where(rows.numeric_value != 0)
         first = bool(find_first_match_in_period)
-        match_date = rows.calculation_date.minimum_for_patient() if first else rows.calculation_date.maximum_for_patient()
-        if returning == "binary_flag":
-            return flag_column(rows.exists_for_patient(), date=match_date)
-        if returning == "date":
-            return date_column(match_date, date_format)
-        if returning == "number_of_matches_in_period":
-            return Column("int", rows.count_for_patient(), date=match_date)
+        counted = matches(rows, rows.calculation_date, first, returning, date_format)
+        if counted is not None:
+            return counted
         if returning == "numeric_value":
             ordered = rows.sort_by(rows.calculation_date)
             picked = ordered.first_for_patient() if first else ordered.last_for_patient()
