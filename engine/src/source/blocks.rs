@@ -83,8 +83,6 @@ pub fn patient_blocks(dir: &Path, schema: &Schema, used: &[String], rows_per_blo
     Ok(blocks)
 }
 
-/// The row groups of a parquet file, if their statistics show patient_id ranges in
-/// increasing order.
 /// The first and last patient of a row group, from its exact statistics of the
 /// `patient_id` column at `column`.
 pub fn patients_in(rg: &RowGroupMetaData, column: usize) -> Option<(i64, i64)> {
@@ -95,6 +93,8 @@ pub fn patients_in(rg: &RowGroupMetaData, column: usize) -> Option<(i64, i64)> {
     }
 }
 
+/// The row groups of a parquet file, if their statistics show patient_id ranges in
+/// increasing order.
 fn ordered_spans(path: &Path) -> Result<Option<Vec<Span>>> {
     let shown = path.display();
     let file = File::open(path).map_err(|e| err!("{shown}: {e}"))?;
