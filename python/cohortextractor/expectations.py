@@ -236,7 +236,7 @@ class Generator:
         for n in names:
             values = drawn[n]
             if definitions[n][1]["column_type"] == "date":
-                values = [None if v is None else datetime.date.fromisoformat((v + "-01-01")[:10] if len(v) == 4 else (v + "-01")[:10] if len(v) == 7 else v) for v in values]
+                values = [None if v is None else datetime.date.fromisoformat(v + {4: "-01-01", 7: "-01"}.get(len(v), "")) for v in values]
             out[n] = values
         return out
 

@@ -567,7 +567,7 @@ class Lowering:
         if ignore_days_where_these_codes_occur is not None:
             # As TPP: no event on a day when the patient has a clinical event with one
             # of these codes in the same period (an event with no date is kept).
-            ignored = self._clinical_events_with(ignore_days_where_these_codes_occur, between)
+            ignored = self._clinical_events_with(ignore_days_where_these_codes_occur, between, "ignore_days_where_these_codes_occur needs")
             rows = rows.where(rows.date.is_null() | rows.date.is_not_in(ignored.date))
         if ignore_missing_values:
             rows = rows.where(rows.numeric_value != 0)
@@ -592,23 +592,19 @@ class Lowering:
             return Column("str", written("str", getattr(picked, code_column).to_category(categories)), date=picked.date)
         raise StudyError(f"Unsupported `returning` value: {returning}")
 
-    def _clinical_events_with(self, codelist, between):
-        """Clinical events with a code of `codelist` (ctv3 or snomed) in the period."""
+    def _clinical_events_with(self, codelist, between, needs):
+        """Clinical events with a code of `codelist` (ctv3 or snomed) in the period;
+        `needs` starts the error for a codelist of another system."""
         code_column = {"ctv3": "ctv3_code", "snomed": "snomedct_code"}.get(getattr(codelist, "system", None))
         if code_column is None:
-            raise StudyError(f"ignore_days_where_these_codes_occur needs a ctv3 or snomed codelist, not {getattr(codelist, 'system', None)!r}")
+            raise StudyError(f"{needs} a ctv3 or snomed codelist, not {getattr(codelist, 'system', None)!r}")
         events = tpp.clinical_events
         code = getattr(events, code_column)
         rows = events.where(code.is_in(valid_codes(codelist, code._type)))
         return self.within(rows, rows.date, between)
 
     def _summarised(self, how, codelist, on_most_recent_day_of_measurement=None, between=None, **_):
-        code_column = {"ctv3": "ctv3_code", "snomed": "snomedct_code"}.get(codelist.system)
-        if code_column is None:
-            raise StudyError(f"needs a ctv3 or snomed codelist, not {codelist.system!r}")
-        events = tpp.clinical_events
-        rows = events.where(getattr(events, code_column).is_in(valid_codes(codelist, getattr(events, code_column)._type)))
-        rows = self.within(rows, rows.date, between)
+        rows = self._clinical_events_with(codelist, between, "needs")
         day = None
         if on_most_recent_day_of_measurement:
             day = rows.date.maximum_for_patient()
@@ -687,8 +683,7 @@ class Lowering:
 
     def q_with_covid_therapeutics(self, with_these_statuses=None, with_these_therapeutics=None, with_these_indications=None, between=None, returning="binary_flag", date_format=None,
                                   find_first_match_in_period=None, find_last_match_in_period=None, include_date_of_match=False, episode_defined_as=None, **_):
-        forms = tpp.covid_therapeutics
-        rows = forms
+        rows = tpp.covid_therapeutics
         if with_these_statuses:
             rows = rows.where(rows.current_status.is_in([status.strip() for status in as_list(with_these_statuses)]))
         if with_these_therapeutics:
@@ -715,10 +710,10 @@ class Lowering:
             raise Unavailable("with_covid_therapeutics(returning='risk_group'): the TPP tables ehrfusion reads hold the risk groups already joined in another order and wording (ehrQL's covid_therapeutics.risk_cohort), so cohort-extractor's value cannot be rebuilt")
         picked = self._therapeutic_form(rows, bool(find_first_match_in_period))
         started = picked.treatment_start_date
-        if returning in ("binary_flag", "date"):
-            if returning == "date":
-                return date_column(started, date_format)
+        if returning == "binary_flag":
             return flag_column(rows.exists_for_patient(), date=started)
+        if returning == "date":
+            return date_column(started, date_format)
         if returning == "region":
             return Column("str", written("str", picked.region), date=started)
         if returning == "therapeutic":
