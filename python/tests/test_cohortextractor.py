@@ -175,6 +175,71 @@ def test_feather_has_pandas_types(tmp_path):
     assert [r["bp_date"] for r in rows][2] is None
 
 
+def untimed(data):
+    """A Stata file's bytes without its header's time stamp (the minute it was written)."""
+    at = data.index(b"<timestamp>") + len(b"<timestamp>")
+    return data[:at] + data[at + 18 :]
+
+
+def pandas_stata(feather_path, target):
+    """What cohort-extractor's dataframe_to_file writes for the frame in a feather
+    file: categories back to plain values, dates as %td, Stata 118."""
+    import pandas
+
+    df = pandas.read_feather(feather_path)
+    for column, dtype in list(df.dtypes.items()):
+        if dtype.name == "category":
+            df[column] = df[column].__array__()
+    dates = {c: "td" for c, t in df.dtypes.items() if t.name.startswith("datetime64")}
+    df.to_stata(target, version=118, write_index=False, convert_dates=dates)
+    return Path(target).read_bytes()
+
+
+@pytest.mark.parametrize("dummy", ["tables", "expectations"])
+def test_stata_files_are_what_pandas_writes(tmp_path, dummy):
+    import gzip
+
+    import pandas
+
+    study = make_study(tmp_path, STUDY if dummy == "tables" else EXPECTATIONS_STUDY)
+    for fmt in ("feather", "dta", "dta.gz"):
+        given = ("--data", "data") if dummy == "tables" else ("--expectations-population", "200")
+        run = generate(study, *given, "--output-format", fmt)
+        assert run.returncode == 0, run.stderr
+    out = study / "output"
+    ours = (out / "input.dta").read_bytes()
+    assert ours.startswith(b"<stata_dta><header><release>118</release><byteorder>LSF</byteorder>")
+    assert untimed(ours) == untimed(pandas_stata(out / "input.feather", tmp_path / "pandas.dta"))
+    assert untimed(gzip.decompress((out / "input.dta.gz").read_bytes())) == untimed(ours)
+    # Read back, the values are the feather's: flags as 0/1 bytes, missing text empty.
+    back = pandas.read_stata(out / "input.dta")
+    frame = pandas.read_feather(out / "input.feather")
+    assert list(back.columns) == list(frame.columns) and str(back["patient_id"].dtype) == "int32"
+    for column in frame.columns:
+        theirs = frame[column]
+        if theirs.dtype.name == "category":
+            theirs = theirs.astype(object).where(theirs.notna(), "")
+        elif theirs.dtype == bool:
+            assert str(back[column].dtype) == "int8"
+            theirs = theirs.astype("int8")
+        assert back[column].tolist() == theirs.tolist() or back[column].equals(theirs), column
+    if dummy == "tables":
+        assert back["asthma"].tolist() == [1, 0, 1] and back["sex"].tolist() == ["F", "M", "I"]
+        assert back["bp"].tolist() == [130.5, 0.0, 0.0] and back["asthma_date"].isna().tolist() == [False, True, False]
+
+
+@pytest.mark.filterwarnings("ignore:Not all pandas column names")
+def test_stata_names_follow_pandas_renaming(tmp_path):
+    long_name = "asthma_count_in_the_year_before_the_index_date"
+    study = make_study(tmp_path, STUDY.replace("asthma_count=", f"{long_name}=").replace("    age=patients", "    int=patients").replace('"age ', '"int '))
+    for fmt in ("feather", "dta"):
+        run = generate(study, "--data", "data", "--output-format", fmt)
+        assert run.returncode == 0, run.stderr
+    ours = (study / "output" / "input.dta").read_bytes()
+    assert untimed(ours) == untimed(pandas_stata(study / "output" / "input.feather", tmp_path / "pandas.dta"))
+    assert b"_int\0" in ours and long_name[:32].encode() + b"\0" in ours and long_name.encode() not in ours
+
+
 def test_output_file_and_params(tmp_path):
     study = make_study(tmp_path, STUDY.replace('index_date="2020-03-01"', 'index_date=params["date"]').replace("from cohortextractor import", "from cohortextractor import params,"))
     run = generate(study, "--data", "data", "--output-file", "output/cohort.csv.gz", "--param", "date=2020-03-01")
@@ -209,8 +274,8 @@ def test_usage_errors(tmp_path):
     assert missing.returncode == 2 and "--expectations-population --dummy-data-file --data is required" in missing.stderr
     unknown = generate(study, "--data", "data", "--study-definition", "study_definition_other")
     assert unknown.returncode == 2 and "invalid choice 'study_definition_other'" in unknown.stderr
-    dta = generate(study, "--data", "data", "--output-format", "dta")
-    assert dta.returncode == 2 and "Stata files are not written" in dta.stderr
+    dta = generate(study, "--data", "data", "--output-format", "sav")
+    assert dta.returncode == 2 and "invalid choice 'sav'" in dta.stderr
 
 
 def test_query_consistent_dummy_tables(tmp_path):
@@ -293,6 +358,81 @@ def test_generate_measures_matches_the_reference(tmp_path):
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("measure_")) == sorted(
         f"measure_{m}{d}.csv" for m in ("flu_by_region", "flu_by_region_sex", "flu_all") for d in ("", "_2020-01-01", "_2020-02-01")
     )
+
+
+# The reference's generate_measures over the same cohorts as Stata files (written by
+# pandas as cohort-extractor writes them): text is plain, not categorical, so the
+# empty region is a group and only combinations that occur are rows; flags are
+# 0/1 bytes, so the counts are integers.
+REFERENCE_DTA_BY_REGION_SEX_FEB = """\
+region,sex,flu,population,value
+,F,1,3,0.3333333333333333
+,M,1,2,0.5
+East,F,1,3,0.3333333333333333
+East,M,1,2,0.5
+London,F,4,9,0.4444444444444444
+London,M,2,6,0.3333333333333333
+North East,F,2,3,0.6666666666666666
+North East,M,1,2,0.5
+"""
+REFERENCE_DTA_BY_REGION = """\
+region,flu,population,value,date
+,,,,2020-01-01
+East,,7.0,,2020-01-01
+London,8.0,20.0,0.4,2020-01-01
+North East,,7.0,,2020-01-01
+South West,,,,2020-01-01
+,,,,2020-02-01
+East,,,,2020-02-01
+London,6.0,15.0,0.4,2020-02-01
+North East,,,,2020-02-01
+"""
+REFERENCE_DTA_ALL = "flu,population,value,date\r\n18,41,0.43902439024390244,2020-01-01\r\n13,30,0.43333333333333335,2020-02-01\r\n"
+
+
+@pytest.mark.parametrize("fmt", ["dta", "dta.gz"])
+def test_generate_measures_reads_stata_files_as_the_reference_does(tmp_path, fmt):
+    import pandas
+
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "study_definition.py").write_text(MEASURES_STUDY)
+    out = tmp_path / "output"
+    out.mkdir()
+    regions = ["London", "London", "London", "East", "North East", None]
+    rows = [(pid, regions[pid * 7 % 6], "FM"[pid * 3 % 5 % 2], pid * 11 % 7 < 3) for pid in range(1, 41)] + [(41, "South West", "F", True)]
+    for i, date in enumerate(("2020-01-01", "2020-02-01")):
+        frame = pandas.DataFrame(rows if i == 0 else rows[:30], columns=["patient_id", "region", "sex", "flu"])
+        frame.to_stata(out / f"input_{date}.{fmt}", version=118, write_index=False)
+    run = subprocess.run([BIN, "cohortextractor", "generate_measures"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (out / "measure_flu_by_region_sex_2020-02-01.csv").read_text() == REFERENCE_DTA_BY_REGION_SEX_FEB
+    assert (out / "measure_flu_by_region.csv").read_bytes() == REFERENCE_DTA_BY_REGION.replace("\n", "\r\n").encode()
+    assert (out / "measure_flu_all.csv").read_bytes() == REFERENCE_DTA_ALL.encode()
+
+
+def test_measures_without_group_by_keep_flags_as_pandas_writes_them(tmp_path):
+    import pandas
+
+    (tmp_path / "analysis").mkdir()
+    study = MEASURES_STUDY.replace(
+        "measures = [",
+        'measures = [\n    Measure(id="each", numerator="flu", denominator="population"),\n'
+        '    Measure(id="each_suppressed", numerator="flu", denominator="population", small_number_suppression=True),',
+    )
+    (tmp_path / "analysis" / "study_definition.py").write_text(study)
+    out = tmp_path / "output"
+    out.mkdir()
+    flu = [pid * 11 % 7 < 3 for pid in range(1, 12)]
+    frame = pandas.DataFrame({"patient_id": range(1, 12), "region": pandas.Categorical(["London"] * 11), "sex": pandas.Categorical(["F"] * 11), "flu": flu})
+    frame.to_feather(out / "input_2020-01-01.feather")
+    run = subprocess.run([BIN, "cohortextractor", "generate_measures"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    # As the reference writes them: one row per patient, flags as pandas bools; a
+    # suppressed count is empty beside the flags it leaves.
+    expected = "".join(f"{f},1,{float(f)}\n" for f in flu)
+    assert (out / "measure_each_2020-01-01.csv").read_text() == "flu,population,value\n" + expected
+    suppressed = "".join("False,,\n" if not f else ",,\n" for f in flu)
+    assert (out / "measure_each_suppressed_2020-01-01.csv").read_text() == "flu,population,value\n" + suppressed
 
 
 def test_hospital_admissions_care_homes_and_files(tmp_path):

@@ -10,7 +10,8 @@
 //! its categories (and the other columns' values) is a row, summing to 0 when
 //! empty; a missing category drops the patient from the groups. Text read from CSV
 //! is categorical with its categories sorted, and numbers from CSV are floats;
-//! feather keeps its types (flags, ints, floats, categories in their stored order).
+//! feather keeps its types (flags, ints, floats, categories in their stored order);
+//! Stata files give plain values (flags as 0/1 bytes, text not categorical).
 //! `value` is numerator / denominator; with `small_number_suppression`, counts of 1
 //! to 5 are blanked (and the next smallest too when the blanked ones total 5 or
 //! less), which makes their column a float column.
@@ -64,6 +65,8 @@ struct Column {
     categories: Option<Vec<Key>>,
     /// Whether sums of it are floats.
     float: bool,
+    /// Whether it holds flags (pandas bools): written as True/False when not summed.
+    flag: bool,
     numbers: Vec<f64>,
     /// As a group column: its values in pandas' order (the categories, or the sorted
     /// values seen) and each row's position among them.
@@ -73,7 +76,7 @@ struct Column {
 
 impl Column {
     fn new(keys: Vec<Option<Key>>, categories: Option<Vec<Key>>, float: bool, numbers: Vec<f64>) -> Column {
-        Column { keys, categories, float, numbers, levels: vec![], codes: vec![] }
+        Column { keys, categories, float, flag: false, numbers, levels: vec![], codes: vec![] }
     }
 
     /// Number the values, for grouping.
@@ -125,7 +128,13 @@ fn load(path: &Path, numeric: &[String], groups: &[String]) -> Result<Cohort> {
     let name = path.to_string_lossy();
     let shown = path.display();
     let wanted = |c: &str| numeric.iter().chain(groups).any(|w| w == c);
-    let mut cohort = if name.ends_with(".feather") { load_feather(path, &wanted)? } else { load_csv(path, numeric)? };
+    let mut cohort = if name.ends_with(".feather") {
+        load_feather(path, &wanted)?
+    } else if name.ends_with(".dta") || name.ends_with(".dta.gz") {
+        load_dta(path, &wanted)?
+    } else {
+        load_csv(path, numeric)?
+    };
     for c in numeric.iter().chain(groups) {
         if !cohort.columns.contains_key(c) {
             bail!("{shown}: no column named '{c}' (a measure uses it)");
@@ -191,6 +200,15 @@ fn load_feather(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Cohort> {
     Ok(Cohort { rows: batch.num_rows(), columns })
 }
 
+fn load_dta(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Cohort> {
+    let batch = super::stata::read(path)?;
+    let mut columns = HashMap::new();
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()).filter(|(f, _)| wanted(f.name())) {
+        columns.insert(field.name().clone(), feather_column(array).map_err(|e| err!("{}: column {}: {e}", path.display(), field.name()))?);
+    }
+    Ok(Cohort { rows: batch.num_rows(), columns })
+}
+
 fn feather_column(array: &ArrayRef) -> Result<Column> {
     let n = array.len();
     let plain = |keys: Vec<Option<Key>>, float: bool| {
@@ -206,10 +224,13 @@ fn feather_column(array: &ArrayRef) -> Result<Column> {
     Ok(match array.data_type() {
         DataType::Boolean => {
             let a = array.as_any().downcast_ref::<BooleanArray>().unwrap();
-            plain((0..n).map(|i| a.is_valid(i).then(|| Key::Bool(a.value(i)))).collect(), false)
+            let mut column = plain((0..n).map(|i| a.is_valid(i).then(|| Key::Bool(a.value(i)))).collect(), false);
+            column.flag = true;
+            column
         }
-        DataType::Int64 => {
-            let a = array.as_any().downcast_ref::<Int64Array>().unwrap();
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            let wide = arrow::compute::cast(array, &DataType::Int64)?;
+            let a = wide.as_any().downcast_ref::<Int64Array>().unwrap();
             plain((0..n).map(|i| a.is_valid(i).then(|| Key::Int(a.value(i)))).collect(), false)
         }
         DataType::Float64 => {
@@ -227,7 +248,7 @@ fn feather_column(array: &ArrayRef) -> Result<Column> {
             let keys = keys.into_iter().map(|k| k.map(|k| categories[k].clone())).collect();
             Column::new(keys, Some(categories), false, vec![])
         }
-        DataType::Timestamp(..) | DataType::Utf8 => {
+        DataType::Timestamp(..) | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let text = arrow::compute::cast(array, &DataType::Utf8)?;
             let a = text.as_any().downcast_ref::<StringArray>().unwrap();
             plain((0..n).map(|i| a.is_valid(i).then(|| Key::Text(a.value(i).to_string()))).collect(), false)
@@ -244,8 +265,13 @@ fn dictionary<K: arrow::datatypes::ArrowDictionaryKeyType>(array: &ArrayRef) -> 
 
 fn dictionary_values(values: &ArrayRef) -> Result<Vec<Key>> {
     Ok(match values.data_type() {
-        DataType::Utf8 => values.as_any().downcast_ref::<StringArray>().unwrap().iter().map(|v| Key::Text(v.unwrap_or("").to_string())).collect(),
+        // pandas 3 writes text categories as large strings.
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let text = arrow::compute::cast(values, &DataType::Utf8)?;
+            text.as_any().downcast_ref::<StringArray>().unwrap().iter().map(|v| Key::Text(v.unwrap_or("").to_string())).collect()
+        }
         DataType::Int64 => values.as_any().downcast_ref::<PrimitiveArray<Int64Type>>().unwrap().iter().map(|v| Key::Int(v.unwrap_or(0))).collect(),
+        DataType::Float64 => values.as_any().downcast_ref::<Float64Array>().unwrap().iter().map(|v| Key::Float(v.unwrap_or(f64::NAN))).collect(),
         other => bail!("categories of type {other}"),
     })
 }
@@ -266,6 +292,7 @@ fn calculate(m: &Measure, cohort: &Cohort) -> Result<String> {
             (c.float, c.numbers.clone())
         }
     };
+    let is_flag = |name: &str| name != POPULATION && cohort.columns[name].flag;
     let grouped = !m.group_by.is_empty();
     let by_population = m.group_by == [POPULATION];
     let group_columns: Vec<&str> = if by_population { vec![] } else { m.group_by.iter().map(String::as_str).collect() };
@@ -274,6 +301,8 @@ fn calculate(m: &Measure, cohort: &Cohort) -> Result<String> {
     let mut rows: Vec<(Vec<Key>, Vec<f64>)> = Vec::new();
     let inputs: Vec<(bool, Vec<f64>)> = value_columns.iter().map(|c| sums_of(c)).collect();
     let mut float: Vec<bool> = inputs.iter().map(|(f, _)| *f).collect();
+    // Unsummed (no group_by), flags stay pandas bools, even beside suppressed NaNs.
+    let flags: Vec<bool> = value_columns.iter().map(|c| !grouped && is_flag(c)).collect();
     if !grouped {
         for i in 0..cohort.rows {
             rows.push((vec![], inputs.iter().map(|(_, v)| v[i]).collect()));
@@ -338,7 +367,10 @@ fn calculate(m: &Measure, cohort: &Cohort) -> Result<String> {
         let cells = key
             .iter()
             .map(Key::text)
-            .chain(values.iter().zip(&float).map(|(v, f)| number(*v, *f)))
+            .chain(values.iter().zip(float.iter().zip(&flags)).map(|(v, (f, flag))| match (flag, v.is_nan()) {
+                (true, false) => if *v != 0.0 { "True" } else { "False" }.to_string(),
+                _ => number(*v, *f),
+            }))
             .chain([number(value, true)]);
         out.push_str(&csv_line(cells));
     }

@@ -2,7 +2,7 @@
 //! engine. A study definition (`analysis/study_definition*.py`) is lowered by the
 //! Python `cohortextractor` package to one query model per index date; the dates
 //! run together in one pass over the tables (see [`onepass`]) and each is written as
-//! cohort-extractor writes its files (`output/input[_suffix][_YYYY-MM-DD].csv|csv.gz|feather`).
+//! cohort-extractor writes its files (`output/input[_suffix][_YYYY-MM-DD].csv|csv.gz|feather|dta|dta.gz`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,11 +14,12 @@ use crate::dummy::{self, DummyOptions};
 use crate::error::{ErrorKind, Result, ResultExt};
 use crate::model::QueryModel;
 use crate::run::{self, Prepared};
-use crate::source::{Format, Tables};
+use crate::source::Tables;
 use crate::{bail, err};
 
 mod measures;
 mod onepass;
+mod stata;
 mod write;
 
 const FORMATS: [&str; 5] = ["csv", "csv.gz", "feather", "dta", "dta.gz"];
@@ -77,7 +78,7 @@ struct GenerateCohortArgs {
     /// Directory for the output files (default: output).
     #[arg(long)]
     output_dir: Option<PathBuf>,
-    /// csv (default), csv.gz or feather (dta and dta.gz are not written yet).
+    /// csv (default), csv.gz, feather, dta or dta.gz (Stata 118, as pandas writes it).
     #[arg(long)]
     output_format: Option<String>,
     /// The full path of the output file, e.g. output/input.csv (one study definition only).
@@ -276,13 +277,7 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
         }
         None => (args.output_dir.clone().unwrap_or_else(|| PathBuf::from("output")), None, args.output_format.clone().unwrap_or_else(|| "csv".into())),
     };
-    let writer_format = match format.as_str() {
-        "csv" => Format::Csv,
-        "csv.gz" => Format::CsvGz,
-        "feather" => Format::Arrow,
-        "dta" | "dta.gz" => return Err(usage(format!("--output-format {format}: Stata files are not written by ehrfusion yet (use csv, csv.gz or feather)"))),
-        other => return Err(usage(format!("--output-format: invalid choice '{other}' (choose from {})", FORMATS.join(", ")))),
-    };
+    let writer_format = write::CohortFormat::parse(&format).ok_or_else(|| usage(format!("--output-format: invalid choice '{format}' (choose from {})", FORMATS.join(", "))))?;
     let params = parse_params(&args.params).map_err(usage)?;
     let analysis = PathBuf::from("analysis");
     let studies = select_studies(&analysis, &args.study_definition).map_err(usage)?;

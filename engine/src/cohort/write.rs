@@ -1,5 +1,5 @@
 //! Writing a cohort as cohort-extractor writes it: CSV text as it is, feather with
-//! the types its pandas code gives each column.
+//! the types its pandas code gives each column, Stata files from those types.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Int8Type, Int16Type, Int32Type, Schema as ArrowSchema};
 use arrow::ipc::writer::FileWriter;
 
-use super::StudyColumn;
+use super::{stata, StudyColumn};
 use crate::error::Result;
 use crate::err;
 use crate::model::types::date_to_days;
@@ -17,21 +17,56 @@ use crate::output::{self, TableWriter};
 use crate::run;
 use crate::source::Format;
 
+/// The file formats of `--output-format`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CohortFormat {
+    Csv,
+    CsvGz,
+    Feather,
+    Dta,
+    DtaGz,
+}
+
+impl CohortFormat {
+    pub fn parse(name: &str) -> Option<CohortFormat> {
+        Some(match name {
+            "csv" => CohortFormat::Csv,
+            "csv.gz" => CohortFormat::CsvGz,
+            "feather" => CohortFormat::Feather,
+            "dta" => CohortFormat::Dta,
+            "dta.gz" => CohortFormat::DtaGz,
+            _ => return None,
+        })
+    }
+}
+
+/// A batch typed as cohort-extractor's pandas frame, as feather or Stata.
+fn write_typed(path: &Path, format: CohortFormat, typed: &RecordBatch) -> Result<()> {
+    if matches!(format, CohortFormat::Dta | CohortFormat::DtaGz) {
+        return stata::write(path, typed, format == CohortFormat::DtaGz, &stata::time_stamp());
+    }
+    let unnamed = output::UnnamedFile::create(path)?;
+    write_feather(unnamed.handle()?, typed).map_err(|e| err!("{}: {e}", path.display()))?;
+    unnamed.publish(path)
+}
+
 /// Write dummy data given as CSV text (pandas' text, as cohort-extractor writes
-/// expectations data): as it is for csv and csv.gz, typed as for real data in feather.
-pub fn write_text_cohort(path: &Path, format: Format, text: &str, columns: &[StudyColumn]) -> Result<()> {
+/// expectations data): as it is for csv and csv.gz, typed as for real data in feather
+/// and Stata files.
+pub fn write_text_cohort(path: &Path, format: CohortFormat, text: &str, columns: &[StudyColumn]) -> Result<()> {
+    if !matches!(format, CohortFormat::Csv | CohortFormat::CsvGz) {
+        return write_typed(path, format, &typed_from_text(text, columns)?);
+    }
     let unnamed = output::UnnamedFile::create(path)?;
     let mut file = unnamed.handle()?;
     let cannot = |e: std::io::Error| err!("{}: cannot write: {e}", path.display());
-    match format {
+    if format == CohortFormat::Csv {
         // Unbuffered: one write of the whole text, whose error is reported.
-        Format::Csv => std::io::Write::write_all(&mut file, text.as_bytes()).map_err(cannot)?,
-        Format::CsvGz => {
-            let mut gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::new(6));
-            std::io::Write::write_all(&mut gz, text.as_bytes()).map_err(cannot)?;
-            gz.finish().map_err(cannot)?.into_inner().map_err(|e| cannot(e.into_error()))?;
-        }
-        _ => write_feather(file, &typed_from_text(text, columns)?).map_err(|e| err!("{}: {e}", path.display()))?,
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(cannot)?;
+    } else {
+        let mut gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::new(6));
+        std::io::Write::write_all(&mut gz, text.as_bytes()).map_err(cannot)?;
+        gz.finish().map_err(cannot)?.into_inner().map_err(|e| cannot(e.into_error()))?;
     }
     unnamed.publish(path)
 }
@@ -84,8 +119,12 @@ fn typed_from_text(text: &str, columns: &[StudyColumn]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)?)
 }
 
-pub fn write_cohort(path: &Path, format: Format, table: &run::TableResult, columns: &[StudyColumn]) -> Result<()> {
-    if format != Format::Arrow {
+pub fn write_cohort(path: &Path, format: CohortFormat, table: &run::TableResult, columns: &[StudyColumn]) -> Result<()> {
+    if let Some(format) = match format {
+        CohortFormat::Csv => Some(Format::Csv),
+        CohortFormat::CsvGz => Some(Format::CsvGz),
+        _ => None,
+    } {
         let mut writer = TableWriter::create(path, format, table.columns.clone())?;
         for b in &table.batches {
             writer.write(b)?;
@@ -94,10 +133,7 @@ pub fn write_cohort(path: &Path, format: Format, table: &run::TableResult, colum
     }
     let batch = concat_batches(&table.batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(ArrowSchema::empty())), &table.batches)?;
     let batch = if table.batches.is_empty() { empty_batch(&table.columns) } else { batch };
-    let typed = feather_batch(&batch, columns)?;
-    let unnamed = output::UnnamedFile::create(path)?;
-    write_feather(unnamed.handle()?, &typed).map_err(|e| err!("{}: {e}", path.display()))?;
-    unnamed.publish(path)
+    write_typed(path, format, &feather_batch(&batch, columns)?)
 }
 
 fn empty_batch(columns: &[output::ColumnInfo]) -> RecordBatch {
