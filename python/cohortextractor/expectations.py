@@ -25,7 +25,7 @@ import datetime
 import math
 import random
 
-from . import dates
+from . import dates, files
 from .lowering import StudyError
 
 # ONS 2018 principal projection of the UK population, thousands per 5-year band from
@@ -246,17 +246,16 @@ class Generator:
         path = args["f_path"]
         returning = args.get("returning")
         try:
-            with open(path, newline="") as f:
-                rows = list(csv.DictReader(f))
+            header, rows = files.read_rows(path)
         except OSError as e:
             raise StudyError(f"{name}: {path}: {e.strerror}") from None
         for needed in ["patient_id"] + ([returning] if returning else []):
-            if rows and needed not in rows[0]:
+            if rows and needed not in header:
                 raise StudyError(f"{name}: {path} has no column {needed!r}")
-        ids = [r["patient_id"] for r in rows]
+        ids = files.column(header, rows, "patient_id")
         if returning is None:
             return ids, [1] * len(rows)
-        values = [r[returning] or None for r in rows]
+        values = [v or None for v in files.column(header, rows, returning)]
         if args["column_type"] == "date":
             try:
                 values = [None if v is None else datetime.date.fromisoformat(v[:10]) for v in values]

@@ -15,7 +15,7 @@ import datetime
 import re
 
 from ehrfusion.language import BaseSeries, case, convert_value, days, function, maximum_of, minimum_of, months, value_series, when, years
-from . import dates
+from . import dates, files
 from .expressions import InvalidExpressionError, Parser
 
 class _TppTables:
@@ -940,9 +940,9 @@ def as_list(value):
 
 def patients_file_table(f_path, returning, returning_type):
     """A CSV file of patient_id (and a `returning` column) as a patient table, its
-    values typed as the TPP backend's upload types them (bool as 0/1)."""
-    import csv
-
+    values typed as the TPP backend's upload types them (bool as 0/1). With
+    expectations dummy data no query runs, and the file's columns are checked but
+    not turned into a table (the dummy data takes them from the file)."""
     from ehrfusion.tables import PatientFrame, Series, table_from_rows
 
     if not str(f_path).endswith((".csv", ".csv.gz")):
@@ -950,32 +950,34 @@ def patients_file_table(f_path, returning, returning_type):
     if returning is not None and not re.fullmatch(r"\w+", returning, re.ASCII):
         raise StudyError("The column name given by `returning` should contain only alphanumeric characters and the underscore character")
     ty = {"bool": int, "int": int, "float": float, "str": str, "date": datetime.date, None: bool}[returning_type]
-    opener = __import__("gzip").open if str(f_path).endswith(".gz") else open
-    rows = []
-    with opener(f_path, "rt", newline="") as f:
-        reader = csv.DictReader(f)
-        for column in ["patient_id"] + ([returning] if returning else []):
-            if column not in (reader.fieldnames or []):
-                raise StudyError(f"{f_path}: no column named {column!r}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                pid = int(row["patient_id"])
-                text = row[returning] if returning else "1"
-                if text in ("", None):
-                    value = None
-                elif returning_type == "bool":
-                    value = 0 if text.strip().lower() in ("0", "false", "f") else 1
-                elif returning_type == "date":
-                    value = datetime.date.fromisoformat(text.strip()[:10])
-                elif returning_type is None:
-                    value = True
-                else:
-                    value = ty(text)
-            except ValueError as e:
-                raise StudyError(f"{f_path}, line {line}: {e}") from None
-            rows.append((pid, value))
+    try:
+        header, rows = files.read_rows(f_path)
+    except OSError as e:
+        raise StudyError(f"{f_path}: {e.strerror}") from None
+    for name in ["patient_id"] + ([returning] if returning else []):
+        if name not in header:
+            raise StudyError(f"{f_path}: no column named {name!r}")
     cls = type("patients_from_file", (PatientFrame,), {"value": Series(ty)})
-    return table_from_rows(rows)(cls)
+    if EXPECTATIONS_ONLY:
+        return table_from_rows([])(cls)
+    texts = files.column(header, rows, returning) if returning else ["1"] * len(rows)
+    table = []
+    for (line, _), pid, text in zip(rows, files.column(header, rows, "patient_id"), texts):
+        try:
+            if text in ("", None):
+                value = None
+            elif returning_type == "bool":
+                value = 0 if text.strip().lower() in ("0", "false", "f") else 1
+            elif returning_type == "date":
+                value = datetime.date.fromisoformat(text.strip()[:10])
+            elif returning_type is None:
+                value = True
+            else:
+                value = ty(text)
+            table.append((int(pid), value))
+        except (ValueError, TypeError) as e:
+            raise StudyError(f"{f_path}, line {line}: {e}") from None
+    return table_from_rows(table)(cls)
 
 
 def any_of(conditions):
