@@ -363,12 +363,20 @@ class Lowering:
             raise StudyError("with_test_result_in_sgss() needs pathogen='SARS-CoV-2'")
         if test_result not in ("any", "positive", "negative"):
             raise StudyError(f"Unsupported test_result '{test_result}'")
+        if returning == "case_category" and (not restrict_to_earliest_specimen_date or test_result != "positive"):
+            raise StudyError("Due to limitations in the SGSS data we receive you can only use returning = 'case_category' with the options restrict_to_earliest_specimen_date = True, test_result = 'positive'")
         if returning == "number_of_matches_in_period" and restrict_to_earliest_specimen_date is not False:
             raise StudyError("Due to limitations in the SGSS data we receive you can only use returning = 'number_of_matches_in_period' with restrict_to_earliest_specimen_date = False")
-        if returning not in ("binary_flag", "date", "number_of_matches_in_period"):
-            raise StudyError(f"with_test_result_in_sgss(returning={returning!r}) is not supported by ehrfusion yet")
+        if returning in ("variant", "variant_detection_method", "symptomatic") and restrict_to_earliest_specimen_date:
+            raise StudyError(f"Due to limitations in the SGSS data we receive you can only use returning = '{returning}' with the option restrict_to_earliest_specimen_date = False")
+        if returning == "case_category":
+            raise Unavailable("with_test_result_in_sgss(returning='case_category'): the TPP tables ehrfusion reads (ehrQL's sgss_covid_all_tests) have no case category")
         tests = tpp.sgss_covid_all_tests
         first = bool(find_first_match_in_period)
+        if returning in ("s_gene_target_failure", "variant", "variant_detection_method", "symptomatic"):
+            return self._sgss_value(tests, test_result, between, first, restrict_to_earliest_specimen_date, returning)
+        if returning not in ("binary_flag", "date", "number_of_matches_in_period"):
+            raise StudyError(f"Unsupported `returning` value: {returning}")
 
         def of_result(positive):
             rows = tests.where(tests.is_positive if positive else ~tests.is_positive)
@@ -391,6 +399,54 @@ class Lowering:
         if returning == "date":
             return date_column(match_date, date_format)
         return Column("int", rows.count_for_patient())
+
+    def _sgss_value(self, tests, test_result, between, first, earliest, returning):
+        """A value of a patient's first (or last) test in the period, as TPP picks it
+        from the positive and negative tests (a negative test has no S-gene,
+        variant or detection method: ''). With `earliest`, the tests are each
+        patient's first specimen of each result (SGSS's "earliest" tables), dated
+        within the period."""
+
+        def value(row, positive):
+            if returning == "symptomatic":
+                return case(when(row.was_symptomatic).then("Y"), when(~row.was_symptomatic).then("N"))
+            if not positive:
+                return value_series("", "str")
+            if returning == "s_gene_target_failure":
+                return function("CastToStr", "str", row.sgtf_status)
+            if returning == "variant_detection_method":
+                return row.variant_detection_method
+            # TPP tidies the variant's placeholders away.
+            variant = row.variant
+            return case(
+                when(variant.is_in(["(blank)", "none", "N/A"])).then(""),
+                when(variant == "VOC-20DEC-01 detected").then("VOC-20DEC-01"),
+                otherwise=variant,
+            )
+
+        results = {"positive": [True], "negative": [False], "any": [True, False]}[test_result]
+        candidates = []
+        for positive in results:
+            rows = tests.where(tests.is_positive if positive else ~tests.is_positive)
+            if earliest:
+                row = rows.sort_by(rows.specimen_taken_date).first_for_patient()
+                in_period = both(row.specimen_taken_date.is_not_null(), self.in_period(row.specimen_taken_date, between))
+                candidates.append((case(when(in_period).then(row.specimen_taken_date)), value(row, positive)))
+            else:
+                rows = self.within(rows, rows.specimen_taken_date, between)
+                ordered = rows.sort_by(rows.specimen_taken_date)
+                row = ordered.first_for_patient() if first else ordered.last_for_patient()
+                candidates.append((row.specimen_taken_date, value(row, positive)))
+        if len(candidates) == 1:
+            date, picked = candidates[0]
+        else:
+            (pos_date, pos_value), (neg_date, neg_value) = candidates
+            # The positive test when both fall on the same day (TPP's order is arbitrary there).
+            closer = pos_date <= neg_date if first else pos_date >= neg_date
+            take_positive = pos_date.is_not_null() & (neg_date.is_null() | closer)
+            date = case(when(take_positive).then(pos_date), otherwise=neg_date)
+            picked = case(when(take_positive).then(pos_value), when(neg_date.is_not_null()).then(neg_value))
+        return Column("str", written("str", case(when(date.is_not_null()).then(picked))), date=date)
 
     def q_outpatient_appointment_date(self, returning="binary_flag", attended=None, is_first_attendance=None, with_these_treatment_function_codes=None, with_these_procedures=None, between=None, date_format="YYYY-MM-DD", find_first_match_in_period=None, **_):
         opa = tpp.opa

@@ -247,6 +247,10 @@ def test_output_file_and_params(tmp_path):
     import gzip
 
     assert gzip.decompress((study / "output" / "cohort.csv.gz").read_bytes()) == EXPECTED.replace("\n", "\r\n").encode()
+    # The words of one --param are joined, as cohort-extractor joins them.
+    spaced = generate(study, "--data", "data", "--output-file", "output/spaced.csv.gz", "--param", "date", "=", "2020-03-01", "--skip-existing")
+    assert spaced.returncode == 0, spaced.stderr
+    assert gzip.decompress((study / "output" / "spaced.csv.gz").read_bytes()) == EXPECTED.replace("\n", "\r\n").encode()
 
 
 @pytest.mark.parametrize(
@@ -641,6 +645,71 @@ study = StudyDefinition(
     ]
 
 
+def test_sgss_values_of_the_picked_test(tmp_path):
+    study = make_study(tmp_path, '''\
+from cohortextractor import StudyDefinition, patients
+
+def sgss(returning, **kwargs):
+    return patients.with_test_result_in_sgss(pathogen="SARS-CoV-2", returning=returning, **kwargs)
+
+study = StudyDefinition(
+    index_date="2021-01-01",
+    population=patients.registered_as_of("2020-03-01"),
+    sgtf=sgss("s_gene_target_failure", test_result="positive"),
+    sgtf_any_first=sgss("s_gene_target_failure", test_result="any", find_first_match_in_period=True),
+    sgtf_any_last=sgss("s_gene_target_failure", test_result="any"),
+    variant_last=sgss("variant", test_result="positive", restrict_to_earliest_specimen_date=False),
+    variant_first=sgss("variant", test_result="positive", restrict_to_earliest_specimen_date=False, find_first_match_in_period=True),
+    method_last=sgss("variant_detection_method", test_result="any", restrict_to_earliest_specimen_date=False),
+    symptomatic_2020=sgss("symptomatic", test_result="any", restrict_to_earliest_specimen_date=False, between=["2020-01-01", "2020-12-31"]),
+    symptomatic_first=sgss("symptomatic", test_result="any", restrict_to_earliest_specimen_date=False, find_first_match_in_period=True),
+)
+''')
+    (tmp_path / "data" / "sgss_covid_all_tests.csv").write_text(
+        "patient_id,specimen_taken_date,is_positive,lab_report_date,was_symptomatic,sgtf_status,variant,variant_detection_method\n"
+        "1,2020-04-01,F,2020-04-02,F,,,\n"
+        "1,2020-06-01,T,2020-06-02,T,1,VOC-20DEC-01 detected,Reflex Assay\n"
+        "1,2020-09-01,T,2020-09-02,,0,B.1.617.2,Private Lab Sequencing\n"
+        "1,2021-02-01,F,2021-02-02,T,,,\n"
+        "2,2020-05-05,F,2020-05-06,,,,\n"
+        "2,2020-07-05,T,2020-07-06,F,9,(blank),Reflex Assay\n"
+    )
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    # As TPP picks them: the earliest positive and negative specimens (a negative
+    # has no S-gene result), or every test in the period; TPP's placeholders for no
+    # variant are empty; symptoms Y/N, unknown empty.
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,sgtf,sgtf_any_first,sgtf_any_last,variant_last,variant_first,method_last,symptomatic_2020,symptomatic_first",
+        "1,1,,1,B.1.617.2,VOC-20DEC-01,,,N",
+        "2,9,,9,,,Reflex Assay,N,",
+        "3,,,,,,,,",
+        "5,,,,,,,,",
+    ]
+    # SGSS's case category is not in ehrQL's table: refused when queries run, drawn
+    # from its expectations when none do.
+    (tmp_path / "refused").mkdir()
+    refused = make_study(tmp_path / "refused", """\
+from cohortextractor import StudyDefinition, patients
+
+study = StudyDefinition(
+    default_expectations={"date": {"earliest": "2020-01-01", "latest": "2021-01-01"}, "rate": "uniform", "incidence": 0.5},
+    population=patients.all(),
+    category=patients.with_test_result_in_sgss(
+        pathogen="SARS-CoV-2", test_result="positive", returning="case_category",
+        return_expectations={"incidence": 1, "category": {"ratios": {"LFT_Only": 0.5, "PCR_Only": 0.5}}},
+    ),
+)
+""")
+    run = generate(refused, "--data", "data")
+    assert run.returncode == 10 and "have no case category" in run.stderr, run.stderr
+    run = generate(refused, "--expectations-population", "100")
+    assert run.returncode == 0, run.stderr
+    header, *rows = (refused / "output" / "input.csv").read_text().splitlines()
+    at = header.split(",").index("category")
+    assert {r.split(",")[at] for r in rows} == {"LFT_Only", "PCR_Only"}
+
+
 def test_outpatient_appointments(tmp_path):
     study = make_study(tmp_path, '''\
 from cohortextractor import StudyDefinition, patients, codelist
@@ -937,7 +1006,8 @@ study = StudyDefinition(
     assert refused.returncode == 10 and "icu_date: patients.admitted_to_icu(): the TPP tables ehrfusion reads (ehrQL's) have no ICNARC intensive care table" in refused.stderr
 
 
-def test_expectations_dummy_data_from_files_takes_the_files_patients_and_values(tmp_path):
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_expectations_dummy_data_from_files_takes_the_files_patients_and_values(tmp_path, suffix):
     study = make_study(tmp_path, """\
 from cohortextractor import StudyDefinition, patients
 
@@ -951,7 +1021,11 @@ study = StudyDefinition(
     listed=patients.which_exist_in_file("analysis/matches.csv"),
 )
 """)
-    (tmp_path / "analysis" / "matches.csv").write_text("patient_id,matched_on,score\n11,2020-01-02,3\n12,2020-02-03,\n13,2019-12-31,5\n")
+    import gzip
+
+    text = "patient_id,matched_on,score\n11,2020-01-02,3\n12,2020-02-03,\n13,2019-12-31,5\n"
+    (tmp_path / "analysis" / f"matches{suffix}").write_bytes(gzip.compress(text.encode()) if suffix.endswith(".gz") else text.encode())
+    (tmp_path / "analysis" / "study_definition.py").write_text((tmp_path / "analysis" / "study_definition.py").read_text().replace("matches.csv", f"matches{suffix}"))
     run = generate(study, "--expectations-population", "1000")
     assert run.returncode == 0, run.stderr
     lines = (study / "output" / "input.csv").read_text().splitlines()

@@ -69,7 +69,7 @@ struct GenerateMeasuresArgs {
     #[arg(long)]
     skip_existing: bool,
     /// key=value for the study's `params` (repeatable).
-    #[arg(long = "param", value_name = "KEY=VALUE", num_args = 1.., action = clap::ArgAction::Append)]
+    #[arg(long = "param", value_name = "KEY=VALUE", action = clap::ArgAction::Append)]
     params: Vec<String>,
 }
 
@@ -94,7 +94,7 @@ struct GenerateCohortArgs {
     #[arg(long)]
     skip_existing: bool,
     /// key=value for the study's `params` (repeatable).
-    #[arg(long = "param", value_name = "KEY=VALUE", num_args = 1.., action = clap::ArgAction::Append)]
+    #[arg(long = "param", value_name = "KEY=VALUE", action = clap::ArgAction::Append)]
     params: Vec<String>,
     /// Dummy data for N patients, drawn from the study's expectations (see --dummy-data).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -151,7 +151,7 @@ struct StudyColumn {
 
 /// Run `ehrfusion cohortextractor ARGS...` and return its exit status.
 pub fn exit_status(args: Vec<String>, front_end: crate::frontend::FrontEnd) -> u8 {
-    let cli = match CohortCli::try_parse_from(std::iter::once("ehrfusion cohortextractor".to_string()).chain(args)) {
+    let cli = match CohortCli::try_parse_from(std::iter::once("ehrfusion cohortextractor".to_string()).chain(joined_params(args))) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -201,6 +201,33 @@ fn study_definitions(analysis: &Path) -> Result<Vec<(String, String)>> {
         bail!("No study definitions found in {} (files named study_definition*.py)", analysis.display());
     }
     Ok(found)
+}
+
+/// The arguments with the words after each `--param` (up to the next option) joined
+/// into one, as cohort-extractor reads them: `--param n = 1`, as project.yaml files
+/// sometimes write it, is `--param n=1`.
+fn joined_params(args: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut joining = false;
+    for a in args {
+        if joining && !a.starts_with("--") {
+            out.last_mut().expect("follows --param").push_str(&a);
+            continue;
+        }
+        joining = false;
+        if a == "--param" {
+            out.push(a);
+            out.push(String::new());
+            joining = true;
+        } else {
+            out.push(a);
+        }
+    }
+    // A `--param` with no words keeps clap's own message.
+    if out.last().is_some_and(String::is_empty) && joining {
+        out.pop();
+    }
+    out
 }
 
 fn parse_params(params: &[String]) -> std::result::Result<Vec<(String, String)>, String> {
