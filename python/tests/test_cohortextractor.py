@@ -945,6 +945,25 @@ def test_expectations_dummy_data(tmp_path):
     assert [str(f.type) for f in table.schema] == ["timestamp[ns]", "timestamp[ns]", "dictionary<values=string, indices=int8, ordered=0>", "int64", "bool", "int64"]
 
 
+def test_expectations_imd_with_missing_values_has_float_categories_in_feather(tmp_path):
+    study = make_study(tmp_path, """\
+from cohortextractor import StudyDefinition, patients
+
+study = StudyDefinition(
+    default_expectations={"date": {"earliest": "2020-01-01", "latest": "2021-01-01"}, "rate": "uniform", "incidence": 0.8},
+    population=patients.all(),
+    imd=patients.address_as_of("2021-01-01", returning="index_of_multiple_deprivation", round_to_nearest=100,
+        return_expectations={"category": {"ratios": {100: 0.5, 200: 0.5}}}),
+)
+""")
+    run = generate(study, "--expectations-population", "200", "--output-format", "feather")
+    assert run.returncode == 0, run.stderr
+    # As cohort-extractor's pandas frame holds them: missing as NaN, so floats.
+    imd = feather.read_table(study / "output" / "input.feather").column("imd")
+    assert str(imd.type) == "dictionary<values=double, indices=int8, ordered=0>" and imd.null_count > 0
+    assert sorted(imd.chunk(0).dictionary.to_pylist()) == [100.0, 200.0]
+
+
 def test_expectations_for_an_aggregate_of_hidden_columns_draw_those_columns(tmp_path):
     study = make_study(tmp_path, """\
 from cohortextractor import StudyDefinition, patients, codelist

@@ -101,7 +101,12 @@ fn typed_from_text(text: &str, columns: &[StudyColumn]) -> Result<RecordBatch> {
         let texts: ArrayRef = Arc::new(StringArray::from_iter_values(values.iter()));
         let array: ArrayRef = match column.map(|c| (c.ty.as_str(), c.categorical_int)) {
             None => Arc::new(ints(&values)?),
-            Some((_, true)) => categorical_ints(&(Arc::new(ints(&values)?) as ArrayRef))?,
+            // pandas' expectations frame holds a missing category as NaN, so the
+            // categories of a column with one are floats.
+            Some((_, true)) => {
+                let categories = categorical_ints(&(Arc::new(ints(&values)?) as ArrayRef))?;
+                if categories.null_count() > 0 { float_categories(&categories)? } else { categories }
+            }
             Some(("bool", _)) => Arc::new(values.iter().map(|v| Some(!v.is_empty() && v != "0")).collect::<BooleanArray>()),
             Some(("int", _)) => Arc::new(ints(&values)?),
             Some(("float", _)) => Arc::new(
@@ -236,3 +241,8 @@ fn categorical_ints(array: &ArrayRef) -> Result<ArrayRef> {
     keyed(keys, Arc::new(Int64Array::from(categories)), n)
 }
 
+/// A category of integers as a category of floats (same keys).
+fn float_categories(array: &ArrayRef) -> Result<ArrayRef> {
+    let DataType::Dictionary(key, _) = array.data_type() else { return Err(err!("expected categories")) };
+    Ok(arrow::compute::cast(array, &DataType::Dictionary(key.clone(), Box::new(DataType::Float64)))?)
+}
