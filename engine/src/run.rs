@@ -46,6 +46,12 @@ impl Prepared {
     /// Prepare a measure group's dataset, whose nodes may use the interval parameters.
     pub fn for_measures(model: QueryModel) -> Result<Prepared> {
         let infos = validate(&model)?;
+        // Rewritten only where it still validates; the original's errors are the ones to show.
+        let rewritten = crate::model::rewrite::exists_as_extreme(model.clone());
+        let (model, infos) = match validate(&rewritten) {
+            Ok(rewritten_infos) if rewritten.nodes != model.nodes => (rewritten, rewritten_infos),
+            _ => (model, infos),
+        };
         let analysis = analyze(&model, &infos)?;
         Ok(Prepared { model, infos, analysis, patients_from_all_tables: false })
     }

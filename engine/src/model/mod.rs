@@ -4,6 +4,7 @@
 pub mod json;
 pub mod measures;
 pub mod nodes;
+pub mod rewrite;
 pub mod schema;
 pub mod types;
 pub mod validate;
