@@ -230,10 +230,16 @@ def test_explain_says_how_each_table_is_read(tmp_path):
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    shown = explain("clinical_events.where(clinical_events.date.is_on_or_before(INTERVAL.end_date)).exists_for_patient()")
+    shown = explain("clinical_events.where(clinical_events.date.is_on_or_before(INTERVAL.end_date)).count_for_patient() > 0")
     assert "over 12 intervals, in one pass" in shown
     # Both values keep only events dated on or before the interval's end, so an
     # event is repeated only from the first interval ending on or after its date.
     assert "repeated only for the run of the 12 intervals that its date allows" in shown
-    assert "repeated for all 12 intervals" in explain("clinical_events.exists_for_patient()")
+    # Asked as "exists", the same question is whether the patient's earliest event
+    # is on or before the end: found once per patient, apart from the numerator's
+    # events, each of which is counted in its interval.
+    shown = explain("clinical_events.where(clinical_events.date.is_on_or_before(INTERVAL.end_date)).exists_for_patient()")
+    assert "clinical_events (stage 0): values that do not depend on the interval, computed once per patient" in shown
+    assert "clinical_events (stage 0): each row counted in the one interval its date falls in" in shown
+    assert "repeated for all 12 intervals" in explain("clinical_events.where(clinical_events.date != INTERVAL.start_date).count_for_patient() > 0")
     assert "each row counted in the one interval its date falls in" in explain("patients.exists_for_patient()")

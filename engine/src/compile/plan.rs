@@ -202,7 +202,11 @@ impl<'a> Planner<'a> {
     pub fn describe_passes(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let Some(iv) = &self.intervals else { return Ok(out) };
-        for s in self.analysis.sources.iter().filter(|s| s.kind == SourceKind::Events) {
+        for s in self.passes().iter().filter(|s| s.kind == SourceKind::Events) {
+            if self.once_per_patient(s) {
+                out.push(format!("{} (stage {}): values that do not depend on the interval, computed once per patient", s.table, s.stage));
+                continue;
+            }
             let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
             let (aggs, _) = codesets::rewrite(aggs)?;
             let limits = self.limits(s, &aggs)?;
@@ -230,6 +234,31 @@ impl<'a> Planner<'a> {
             });
         }
         Ok(out)
+    }
+
+    /// The passes over the tables: the analysis's sources, except that for measures
+    /// an event pass of the first stage whose values partly depend on the interval
+    /// is split in two, so that the values that do not are computed once per
+    /// patient rather than over rows repeated for the intervals.
+    fn passes(&self) -> Vec<Source> {
+        let mut out = Vec::new();
+        for s in &self.analysis.sources {
+            let (keyed, once): (Vec<_>, Vec<_>) = s.columns.iter().cloned().partition(|(_, e)| intervals::mentions_interval(e));
+            if self.intervals.is_none() || s.kind != SourceKind::Events || s.stage != 0 || keyed.is_empty() || once.is_empty() {
+                out.push(s.clone());
+                continue;
+            }
+            out.push(Source { columns: keyed, ..s.clone() });
+            // Its presence column is its own: which patients the table has comes from the other.
+            out.push(Source { columns: once, presence: format!("{}{ONCE_SUFFIX}", s.presence), ..s.clone() });
+        }
+        out
+    }
+
+    /// Whether an event pass's values are computed once per patient, however many
+    /// intervals (see [`Self::passes`]).
+    fn once_per_patient(&self, s: &Source) -> bool {
+        self.intervals.is_some() && s.kind == SourceKind::Events && s.stage == 0 && !s.columns.iter().any(|(_, e)| intervals::mentions_interval(e))
     }
 
     /// The names of the values materialised before `stage`.
@@ -311,6 +340,86 @@ impl<'a> Planner<'a> {
         let values = values.build()?;
         let how = if inner { JoinType::Inner } else { JoinType::Left };
         Ok(b.join(values, how, (vec![Column::from_name("patient_id")], vec![Column::from_name(PID)]), None)?)
+    }
+
+    /// For measures, a later stage's rows the other way round: rather than repeat
+    /// each row for every interval and then join the earlier values of each
+    /// (patient, interval), join each of the earlier values that `needed` keeps
+    /// (see [`Self::stage_row_needed`]) to the patient's rows. Where few keys have
+    /// earlier values (a date found in that month, say), this makes few rows.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_rows_by_patient(&self, table: &str, late: bool, before: &[Expr], keep: Option<Expr>, stage: usize, computed: &[Expr], needed: Expr, iv: &Intervals) -> Result<LogicalPlanBuilder> {
+        let rows = keeping(self.patient_rows_from(table, late, before)?, keep)?;
+        let values = self.materialised.get(stage - 1).ok_or_else(|| err!("stage {stage} planned before it was materialised"))?;
+        let values = self.scan(&format!("__stage{stage}"), values)?;
+        let mut kept: Vec<Expr> =
+            values.schema().columns().into_iter().filter(|c| !intervals::mentions_interval(&Expr::Column(c.clone()))).map(Expr::Column).chain(computed.iter().cloned()).collect();
+        let values = values.project(kept.clone())?.filter(needed)?;
+        kept = values.schema().columns().into_iter().map(Expr::Column).collect();
+        kept.push(iv.of_key(col(PID), Part::Patient).alias(STAGE_PATIENT));
+        let joined = rows.join(values.project(kept)?.build()?, JoinType::Inner, (vec![Column::from_name("patient_id")], vec![Column::from_name(STAGE_PATIENT)]), None)?;
+        // The key of (patient, interval) takes the patient's place, as on repeated rows.
+        let mut out = vec![col(PID).alias("patient_id")];
+        for (q, f) in joined.schema().iter() {
+            if f.name() != "patient_id" && f.name() != STAGE_PATIENT {
+                out.push(Expr::Column(Column::new(q.cloned(), f.name())));
+            }
+        }
+        out.extend(interval_columns(iv, col(PID)));
+        Ok(joined.project(out)?)
+    }
+
+    /// Which of an earlier stage's rows (with `computed` added) a later pass needs:
+    /// if no row can pass `filter` (the pass's rows must meet it) when the stage's
+    /// values it reads are all null, the rows with at least one of them not null.
+    /// Any doubt gives None.
+    fn stage_row_needed(&self, filter: &Expr, stage: usize, table: &str, masks: &[Expr], before: &[Expr], computed: &[Expr]) -> Result<Option<Expr>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::common::DFSchema;
+        use datafusion::logical_expr::simplify::SimplifyContext;
+        use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+        let all = self.stage_columns(stage)?;
+        let stage_schema = DFSchema::try_from(arrow::datatypes::Schema::new(all.iter().map(|(n, t)| arrow::datatypes::Field::new(n, t.clone(), true)).collect::<Vec<_>>()))?;
+        // The interval's columns are the row's (its key's), not the stage's values.
+        let is_interval = |n: &str| intervals::mentions_interval(&col(n));
+        let (bounds, mut values): (Vec<_>, Vec<_>) = all.into_iter().partition(|(n, _)| is_interval(n));
+        for e in computed {
+            values.push((e.schema_name().to_string(), e.get_type(&stage_schema)?));
+        }
+        let mut read = Vec::new();
+        let nulled = filter.clone().transform(|e| {
+            let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
+            if c.name == STAGE_ROW {
+                return Ok(Transformed::yes(lit(true)));
+            }
+            match values.iter().find(|(n, _)| *n == c.name) {
+                Some((n, ty)) => {
+                    read.push(n.clone());
+                    Ok(Transformed::yes(lit(ScalarValue::try_from(ty)?)))
+                }
+                None => Ok(Transformed::no(e)),
+            }
+        })?;
+        // The row's own columns, codelist masks and what is computed from the row
+        // alone (`before`) are all that is left to type.
+        let mut fields: Vec<arrow::datatypes::Field> = self.provider(table)?.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(masks.iter().map(|m| arrow::datatypes::Field::new(m.schema_name().to_string(), DataType::UInt64, true)));
+        let own = DFSchema::try_from(arrow::datatypes::Schema::new(fields.clone()))?;
+        for e in before {
+            fields.push(arrow::datatypes::Field::new(e.schema_name().to_string(), e.get_type(&own)?, true));
+        }
+        fields.extend(bounds.iter().map(|(n, t)| arrow::datatypes::Field::new(n, t.clone(), true)));
+        let schema = DFSchema::try_from(arrow::datatypes::Schema::new(fields))?;
+        if read.is_empty() || nulled.data.column_refs().iter().any(|c| schema.field_with_unqualified_name(&c.name).is_err()) {
+            return Ok(None);
+        }
+        let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::new(schema)).build());
+        if !simplifier.simplify(nulled.data).is_ok_and(|e| never_true(&e)) {
+            return Ok(None);
+        }
+        read.sort();
+        read.dedup();
+        Ok(read.into_iter().map(|n| col(n).is_not_null()).reduce(|a, b| a.or(b)))
     }
 
     /// Whether a pass over `table` should be read with late materialisation: its
@@ -444,7 +553,14 @@ impl<'a> Planner<'a> {
                             Some(f) => self.reads_beyond_filter(&s.table, &aggs, &f, &masks)?,
                             None => false,
                         };
-                        self.with_stage(self.table_rows_from(&s.table, late, &before, keep, &limits)?, s.stage, &computed, inner)?
+                        let needed = match (&self.intervals, any_filter(&aggs)) {
+                            (Some(_), Some(f)) if s.stage > 0 && limits.is_empty() => self.stage_row_needed(&f, s.stage, &s.table, &masks, &before, &computed)?,
+                            _ => None,
+                        };
+                        match (needed, &self.intervals) {
+                            (Some(needed), Some(iv)) => self.stage_rows_by_patient(&s.table, late, &before, keep, s.stage, &computed, needed, iv)?,
+                            _ => self.with_stage(self.table_rows_from(&s.table, late, &before, keep, &limits)?, s.stage, &computed, inner)?,
+                        }
                     }
                 };
                 let rows = with_columns(rows, &after)?;
@@ -487,7 +603,8 @@ impl<'a> Planner<'a> {
             0 => None,
             _ => Some(self.scan(&format!("__stage{stage}"), &self.materialised[stage - 1])?.build()?),
         };
-        let sources: Vec<&Source> = self.analysis.sources.iter().filter(|s| s.stage == stage).collect();
+        let passes = self.passes();
+        let sources: Vec<&Source> = passes.iter().filter(|s| s.stage == stage).collect();
         let mut plans: Vec<LogicalPlan> = earlier.iter().cloned().collect();
         for s in &sources {
             plans.push(self.source_plan(s, false, false)?);
@@ -506,7 +623,7 @@ impl<'a> Planner<'a> {
             let per_patient = self.intervals.is_some()
                 && match s.kind {
                     SourceKind::PatientTable | SourceKind::Inline(_) => true,
-                    SourceKind::Events => s.stage == 0 && !s.columns.iter().any(|(_, e)| intervals::mentions_interval(e)),
+                    SourceKind::Events => self.once_per_patient(s),
                 };
             chosen.push((*s, values_only, required, per_patient));
         }
@@ -661,16 +778,27 @@ fn join_all(joins: Vec<Join>, intervals: Option<&Intervals>) -> Result<LogicalPl
         let joined = match (per_patient, intervals) {
             (true, Some(iv)) if some_required => {
                 let patient = iv.of_key(lpid.clone(), Part::Patient);
-                LogicalPlanBuilder::from(l).join_on(r, how, vec![patient.eq(rpid.clone())])?
+                match how {
+                    JoinType::Left => LogicalPlanBuilder::from(r).join_on(l, JoinType::Right, vec![rpid.clone().eq(patient)])?,
+                    _ => LogicalPlanBuilder::from(l).join_on(r, how, vec![patient.eq(rpid.clone())])?,
+                }
             }
             (true, _) => return Err(err!("a per-patient plan joined without a plan keyed by interval before it")),
+            // A hash join builds its table from its left side. The frame grows
+            // wider with each join, and a source's values are at most one row per
+            // key, so the values are the side to build on: `values RIGHT JOIN frame`
+            // (as for a per-patient plan above).
+            _ if how == JoinType::Left => LogicalPlanBuilder::from(r).join(l, JoinType::Right, (vec![Column::new(Some("r"), PID)], vec![Column::new(Some("l"), PID)]), None)?,
             _ => LogicalPlanBuilder::from(l).join(r, how, (vec![Column::new(Some("l"), PID)], vec![Column::new(Some("r"), PID)]), None)?,
         };
         let key = if per_patient { lpid } else { coalesce(vec![lpid, rpid]) };
         let mut out = vec![key.alias(PID)];
-        for (q, f) in joined.schema().iter() {
-            if f.name() != PID {
-                out.push(Expr::Column(Column::new(q.cloned(), f.name())));
+        // The frame's columns, then the joined plan's, whichever side built.
+        for side in ["l", "r"] {
+            for (q, f) in joined.schema().iter() {
+                if f.name() != PID && q.is_some_and(|q| q.table() == side) {
+                    out.push(Expr::Column(Column::new(q.cloned(), f.name())));
+                }
             }
         }
         acc = joined.project(out)?.build()?;
@@ -793,6 +921,12 @@ fn never_true(e: &Expr) -> bool {
 
 /// A column true on every row of an earlier stage's values.
 const STAGE_ROW: &str = "__stage_row";
+
+/// Ends the presence column of the once-per-patient half of a split pass.
+const ONCE_SUFFIX: &str = "__once";
+
+/// The patient part of an earlier stage's (patient, interval) key.
+const STAGE_PATIENT: &str = "__stage_patient";
 
 /// Replace the computed sort keys of the aggregates (picks) that are expressions of
 /// the row alone (`own`) by columns; those columns' definitions.
