@@ -380,10 +380,13 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
                 dummy::into_providers(first, tables, threads)?
             }
         };
-        let write = |date: &str, results: &run::TableResult| -> Result<()> {
+        let written = |date: &str, results: &run::TableResult| -> Result<PathBuf> {
             let out = target(date);
             write::write_cohort(&out, writer_format, results, &columns)?;
-            eprintln!("Successfully created cohort and covariates at {}", out.display());
+            Ok(out)
+        };
+        let write = |date: &str, results: &run::TableResult| -> Result<()> {
+            eprintln!("Successfully created cohort and covariates at {}", written(date, results)?.display());
             Ok(())
         };
         let one_date = |date: &str, prepared: &Prepared| -> Result<()> {
@@ -401,6 +404,7 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
         }
         let models: Vec<QueryModel> = pending.iter().map(|(_, p)| p.model.clone()).collect();
         let per_pass = rt.block_on(onepass::dates_per_pass(&ctx, &providers))?;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| err!("{e}"))?;
         for pass in onepass::unify(&models) {
             if pass.dates.len() == 1 {
                 let (date, prepared) = &pending[pass.dates[0]];
@@ -413,8 +417,13 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
                 let dates: Vec<&str> = chunk.iter().map(|&k| pending[pass.dates[k]].0.as_str()).collect();
                 eprintln!("Setting index_date to each of {} dates, {} to {}, in one pass", dates.len(), dates[dates.len() - 1], dates[0]);
                 let results = args.cluster.context(rt.block_on(onepass::execute(&ctx, &prepared, &pass.intervals(chunk)?, &providers)))?;
-                for (date, result) in dates.iter().zip(&results) {
-                    write(date, result)?;
+                // The dates' files are written side by side; what is said of them, in order.
+                let written: Vec<Result<PathBuf>> = pool.install(|| {
+                    use rayon::prelude::*;
+                    dates.par_iter().zip(&results).map(|(date, result)| written(date, result)).collect()
+                });
+                for out in written {
+                    eprintln!("Successfully created cohort and covariates at {}", out?.display());
                 }
             }
         }

@@ -123,6 +123,7 @@ pub async fn execute(ctx: &SessionContext, prepared: &Prepared, iv: &Intervals, 
 /// Keyed rows (date index, patient, variables...) as one batch of dataset rows
 /// (patient_id, variables...) per date, sorted by patient (None for a date with no
 /// rows). Only the two key columns are sorted; each column is then gathered once.
+/// Dates are split side by side (on rayon's threads).
 fn split_by_date(batches: Vec<RecordBatch>, dates: usize) -> Result<Vec<Option<RecordBatch>>> {
     let mut rows: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); dates];
     for (b, batch) in batches.iter().enumerate() {
@@ -138,7 +139,8 @@ fn split_by_date(batches: Vec<RecordBatch>, dates: usize) -> Result<Vec<Option<R
     fields.extend(schema.fields().iter().skip(2).map(|f| f.as_ref().clone().with_nullable(true)));
     let out_schema = Arc::new(Schema::new(fields));
     let sources: Vec<Vec<&dyn Array>> = (1..schema.fields().len()).map(|c| batches.iter().map(|b| b.column(c).as_ref()).collect()).collect();
-    rows.into_iter()
+    use rayon::prelude::*;
+    rows.into_par_iter()
         .map(|mut date_rows| {
             if date_rows.is_empty() {
                 return Ok(None);
