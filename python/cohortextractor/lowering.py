@@ -645,7 +645,12 @@ class Lowering:
             if not codelist.has_categories:
                 raise StudyError("Cannot return categories because the supplied codelist does not have any categories defined")
             categories = {c: cat for c, cat in valid_codes(codelist, code._type, with_categories=True)}
-            return Column("str", written("str", getattr(picked, code_column).to_category(categories)), date=picked.date)
+            # Numeric categories (ethnicity's "1" to "5", say) convert to numbers
+            # where an expression compares them with one, as SQL Server converts
+            # them; a missing value is the empty text, which converts to 0.
+            numeric = all(re.fullmatch(r"-?\d+(\.\d*)?", str(c)) for c in categories.values())
+            known = sorted({str(c) for c in categories.values()} | {""}) if numeric else None
+            return Column("str", written("str", getattr(picked, code_column).to_category(categories)), date=picked.date, categories=known)
         raise StudyError(f"Unsupported `returning` value: {returning}")
 
     def _clinical_events_with(self, codelist, between, needs):
@@ -873,6 +878,8 @@ class _Operations:
         self.columns = columns
         self.conditions = {id(c.value): c.condition for c in columns.values() if c.condition is not None}
         self.categories = {id(c.value): c.categories for c in columns.values() if c.categories is not None}
+        # For a date column: its date, which is missing exactly when the text is empty.
+        self.dates = {id(c.value): c.raw for c in columns.values() if c.kind == "date" and c.raw is not None}
 
     def column(self, name):
         try:
@@ -900,6 +907,11 @@ class _Operations:
         if op in ("=", "!=") and id(a) in self.conditions and type(b) is int and b in (0, 1):
             holds = self.conditions[id(a)]
             return (holds if (op == "=") == (b == 1) else ~holds, "bool")
+        # A date column tested for being empty (a bare date column, say) tests its
+        # date for null, rather than formatting every date to compare the text.
+        if op in ("=", "!=") and id(a) in self.dates and isinstance(b, str) and b == "":
+            raw = self.dates[id(a)]
+            return (raw.is_null() if op == "=" else raw.is_not_null(), "bool")
         if {ta, tb} == {"int", "float"}:
             a, b = as_float(a), as_float(b)
         elif ta != tb:
@@ -911,6 +923,8 @@ class _Operations:
         """Text as SQL Server converts it to an int or float, for a constant or a
         column whose values are known."""
         def convert(t):
+            if t == "":
+                return 0
             try:
                 return int(t) if ty == "int" else float(t)
             except ValueError:

@@ -531,6 +531,40 @@ study = StudyDefinition(
     assert [line.split(",")[-1] for line in (study / "output" / "everyone.csv").read_text().splitlines()] == ["place", "", "", "Home", "", ""]
 
 
+def test_numeric_categories_of_a_codelist_compare_with_numbers_and_date_columns_test_empty(tmp_path):
+    # Ethnicity codelists categorise codes as "1" to "5"; studies then write
+    # "ethnicity = 1". SQL Server converts the text, and a missing value (the
+    # empty text) converts to 0. Some studies also import date_expressions.
+    study = make_study(tmp_path, """\
+from cohortextractor import StudyDefinition, patients, codelist, date_expressions
+
+kinds = codelist([("H33..", "1"), ("H330.", "2")], system="ctv3")
+study = StudyDefinition(
+    index_date="2020-03-01",
+    population=patients.registered_as_of("index_date"),
+    kind=patients.with_these_clinical_events(kinds, on_or_before="index_date", returning="category"),
+    group=patients.categorised_as({"one": "kind = 1", "two": "kind = 2.0", "none": "kind = 0", "other": "DEFAULT"}),
+    first=patients.with_these_clinical_events(kinds, returning="date", find_first_match_in_period=True, date_format="YYYY-MM-DD"),
+    last=patients.with_these_clinical_events(kinds, returning="date", find_last_match_in_period=True, between=["first + 1 day", "first + 1 year"]),
+    once=patients.satisfying("first AND NOT last"),
+    never=patients.satisfying("first = ''"),
+)
+""")
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    assert (study / "output" / "input.csv").read_text().splitlines() == [
+        "patient_id,kind,group,first,last,once,never",
+        "1,2,two,2015-06-10,,1,0",
+        "2,,none,,,0,1",
+        "3,,none,,,0,1",
+        "5,1,one,2019-03-01,2020,0,0",
+    ]
+    bad = study / "analysis" / "study_definition.py"
+    bad.write_text(bad.read_text().replace('("H330.", "2")', '("H330.", "B")'))
+    run = generate(study, "--data", "data")
+    assert run.returncode == 10 and "only the values of categorised_as columns convert to numbers" in run.stderr, run.stderr
+
+
 @pytest.mark.parametrize(
     "expression, message",
     [("sex = 1", "cannot compare a str column with a int: only the values of categorised_as columns convert to numbers"),
