@@ -329,8 +329,10 @@ class Lowering:
                  "discharge_destination": ("str", lambda r: r.discharge_destination), "patient_classification": ("str", lambda r: r.patient_classification),
                  # TPP's Spell_PbR_CC_Day is text: the days written as text.
                  "days_in_critical_care": ("str", lambda r: function("CastToStr", "str", r.days_in_critical_care))}
-        if returning not in picks or picks[returning][1] is None:
-            raise StudyError(f"admitted_to_hospital(returning={returning!r}) is not supported by ehrfusion yet")
+        if returning in ("source_of_admission", "admission_treatment_function_code", "administrative_category", "duration_of_elective_wait"):
+            raise Unavailable(f"admitted_to_hospital(returning={returning!r}): the TPP tables ehrfusion reads (ehrQL's apcs) have no such column")
+        if returning not in picks:
+            raise StudyError(f"Unsupported `returning` value: {returning}")
         kind, value = picks[returning]
         ordered = rows.sort_by(rows.admission_date, -rows.apcs_ident) if not first else rows.sort_by(rows.admission_date, rows.apcs_ident)
         picked = ordered.first_for_patient() if first else ordered.last_for_patient()

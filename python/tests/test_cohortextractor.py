@@ -915,6 +915,8 @@ def test_study_code_sees_the_active_virtual_environments_packages(tmp_path):
     ('patients.admitted_to_icu(returning="binary_flag")', "no ICNARC intensive care table"),
     ('patients.with_high_cost_drugs(drug_name_matches="x", returning="binary_flag")', "no high cost drugs table"),
     ('patients.admitted_to_hospital(returning="total_bed_days_in_period", find_first_match_in_period=True)', "Cannot use 'find_first_match_in_period'"),
+    ('patients.admitted_to_hospital(returning="admission_treatment_function_code")', "ehrQL's apcs) have no such column"),
+    ('patients.admitted_to_hospital(returning="bed_count")', "No matching type for 'bed_count'"),
 ])
 def test_queries_the_tables_cannot_answer_are_refused_with_the_reason(tmp_path, query, message):
     study = make_study(tmp_path, f"""\
@@ -1042,19 +1044,20 @@ study = StudyDefinition(
     died_cpns=patients.with_death_recorded_in_cpns(returning="binary_flag"),
     prison=patients.household_as_of("2020-02-01", returning="is_prison"),
     practice_msoa=patients.registered_practice_as_of("index_date", returning="msoa", return_expectations={"category": {"ratios": {"E02000001": 1.0}}, "incidence": 1}),
+    treatment=patients.admitted_to_hospital(returning="admission_treatment_function_code", return_expectations={"category": {"ratios": {"100": 1.0}}, "incidence": 1}),
 )
 """)
     run = generate(study, "--expectations-population", "2000")
     assert run.returncode == 0, run.stderr
     lines = (study / "output" / "input.csv").read_text().splitlines()
-    assert lines[0] == "icu_date,ventilated,died_cpns,prison,practice_msoa,patient_id"
+    assert lines[0] == "icu_date,ventilated,died_cpns,prison,practice_msoa,treatment,patient_id"
     rows = [line.split(",") for line in lines[1:]]
     assert len(rows) == 2000
     # Each column drawn from its expectations: half the dates empty, and of the rest
     # those before the column's period (about half) emptied too.
     icu = [r[0] for r in rows]
     assert abs(icu.count("") / 2000 - 0.75) < 0.05 and all("2020-02-01" <= d <= "2020-03-01" for d in icu if d)
-    assert {r[1] for r in rows} == {"0", "1"} and {r[4] for r in rows} == {"E02000001"}
+    assert {r[1] for r in rows} == {"0", "1"} and {r[4] for r in rows} == {"E02000001"} and {r[5] for r in rows} == {"100"}
     refused = generate(study, "--data", "data")
     assert refused.returncode == 10 and "icu_date: patients.admitted_to_icu(): the TPP tables ehrfusion reads (ehrQL's) have no ICNARC intensive care table" in refused.stderr
 
