@@ -778,16 +778,12 @@ fn join_all(joins: Vec<Join>, intervals: Option<&Intervals>) -> Result<LogicalPl
         let joined = match (per_patient, intervals) {
             (true, Some(iv)) if some_required => {
                 let patient = iv.of_key(lpid.clone(), Part::Patient);
-                match how {
-                    JoinType::Left => LogicalPlanBuilder::from(r).join_on(l, JoinType::Right, vec![rpid.clone().eq(patient)])?,
-                    _ => LogicalPlanBuilder::from(l).join_on(r, how, vec![patient.eq(rpid.clone())])?,
-                }
+                LogicalPlanBuilder::from(l).join_on(r, how, vec![patient.eq(rpid.clone())])?
             }
             (true, _) => return Err(err!("a per-patient plan joined without a plan keyed by interval before it")),
             // A hash join builds its table from its left side. The frame grows
             // wider with each join, and a source's values are at most one row per
-            // key, so the values are the side to build on: `values RIGHT JOIN frame`
-            // (as for a per-patient plan above).
+            // key, so the values are the side to build on: `values RIGHT JOIN frame`.
             _ if how == JoinType::Left => LogicalPlanBuilder::from(r).join(l, JoinType::Right, (vec![Column::new(Some("r"), PID)], vec![Column::new(Some("l"), PID)]), None)?,
             _ => LogicalPlanBuilder::from(l).join(r, how, (vec![Column::new(Some("l"), PID)], vec![Column::new(Some("r"), PID)]), None)?,
         };

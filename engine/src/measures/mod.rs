@@ -34,6 +34,9 @@ pub struct PreparedMeasures {
     pub groups: Vec<PreparedGroup>,
     /// Tables read from the data, in first-use order.
     pub tables: Vec<String>,
+    /// The group columns' types, read from the measures' own nodes (a group's
+    /// prepared model may be rewritten, its nodes renumbered).
+    group_columns: Vec<ColumnInfo>,
 }
 
 pub struct PreparedGroup {
@@ -56,7 +59,14 @@ impl PreparedMeasures {
             let intervals = Intervals::new(&group.intervals);
             groups.push(PreparedGroup { group, prepared, intervals });
         }
-        Ok(PreparedMeasures { model, groups, tables })
+        let group_columns = match groups.first() {
+            Some(g) => {
+                let infos = crate::model::validate::validate(&g.group.model)?;
+                model.group_columns().iter().map(|(name, id)| ColumnInfo::of(&g.group.model, &infos, name, *id)).collect()
+            }
+            None => Vec::new(),
+        };
+        Ok(PreparedMeasures { model, groups, tables, group_columns })
     }
 
     /// The dataset dummy tables are generated for (see [`MeasuresModel::dummy_model`]).
@@ -85,12 +95,7 @@ impl PreparedMeasures {
     }
 
     fn group_column_infos(&self) -> Vec<ColumnInfo> {
-        let model = &self.groups[0].prepared;
-        self.model
-            .group_columns()
-            .iter()
-            .map(|(name, id)| ColumnInfo::of(&model.model, &model.infos, name, *id))
-            .collect()
+        self.group_columns.clone()
     }
 
     fn count_columns() -> Vec<ColumnInfo> {
