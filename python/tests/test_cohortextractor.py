@@ -379,18 +379,8 @@ London,M,2,6,0.3333333333333333
 North East,F,2,3,0.6666666666666666
 North East,M,1,2,0.5
 """
-REFERENCE_DTA_BY_REGION = """\
-region,flu,population,value,date
-,,,,2020-01-01
-East,,7.0,,2020-01-01
-London,8.0,20.0,0.4,2020-01-01
-North East,,7.0,,2020-01-01
-South West,,,,2020-01-01
-,,,,2020-02-01
-East,,,,2020-02-01
-London,6.0,15.0,0.4,2020-02-01
-North East,,,,2020-02-01
-"""
+# Its suppressed combined file, though, is the one it wrote from the csv files.
+REFERENCE_DTA_BY_REGION = REFERENCE_BY_REGION
 REFERENCE_DTA_ALL = "flu,population,value,date\r\n18,41,0.43902439024390244,2020-01-01\r\n13,30,0.43333333333333335,2020-02-01\r\n"
 
 
