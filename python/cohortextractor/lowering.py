@@ -590,9 +590,11 @@ class Lowering:
     def q_with_tpp_vaccination_record(self, target_disease_matches=None, product_name_matches=None, between=None, returning="binary_flag", date_format=None, find_first_match_in_period=None, find_last_match_in_period=None, **_):
         vaccinations = tpp.vaccinations
         rows = self.within(vaccinations, vaccinations.date, between)
-        if target_disease_matches:
+        # Tested for None, not truth: a study may pass a pandas Series, whose truth
+        # is an error; TPP's backend then takes it as one value, as here.
+        if target_disease_matches is not None:
             rows = rows.where(rows.target_disease.is_in(as_list(target_disease_matches)))
-        if product_name_matches:
+        if product_name_matches is not None:
             rows = rows.where(rows.product_name.is_in(as_list(product_name_matches)))
         match_date = rows.date.minimum_for_patient() if find_first_match_in_period else rows.date.maximum_for_patient()
         if returning == "binary_flag":
@@ -1007,7 +1009,14 @@ def washout_days(episode_defined_as):
 
 
 def as_list(value):
-    return [value] if isinstance(value, str) else list(value)
+    """The values of an argument: a string is one value, a list, tuple or set its
+    items. Anything else (a pandas Series, say) is one value written as text, as
+    cohort-extractor's TPP backend quotes it, so it matches nothing."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    return [str(value)]
 
 
 def patients_file_table(f_path, returning, returning_type):

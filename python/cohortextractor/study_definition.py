@@ -260,6 +260,10 @@ def column_type(name, query_type, args, types):
     if query_type == "with_value_from_file":
         return args["returning_type"]
     returning = args.get("returning")
+    if query_type == "registered_practice_as_of" and isinstance(returning, str) and returning.startswith("rct__"):
+        # A cluster-randomised trial's property: `enrolled` is a flag, every other
+        # property text (TPP keeps them as text), as cohort-extractor types them.
+        return "bool" if returning.rpartition("__")[2] == "enrolled" else "str"
     if returning == "nhse_region_name":
         raise ValueError("'nhse_region_name' should be changed to the more accurate 'nuts1_region_name'")
     if returning in _RETURN_TYPES:

@@ -555,6 +555,37 @@ study = StudyDefinition(
     assert run.returncode == 10 and "only the values of categorised_as columns convert to numbers" in run.stderr, run.stderr
 
 
+def test_an_argument_whose_truth_is_an_error_is_one_value_as_tpp_takes_it(tmp_path):
+    # A study passes a pandas Series as product_name_matches; pandas refuses to say
+    # whether a Series is true. TPP's backend takes anything but a list as one value
+    # and quotes its text, which matches no product.
+    study = make_study(tmp_path, """\
+from cohortextractor import StudyDefinition, patients
+
+class Names:
+    def __bool__(self):
+        raise ValueError("The truth value of a Series is ambiguous.")
+    def __iter__(self):
+        return iter(["Pfizer"])
+    def __str__(self):
+        return "0    Pfizer"
+
+study = StudyDefinition(
+    index_date="2021-03-01",
+    default_expectations={"date": {"earliest": "2020-12-01", "latest": "index_date"}, "rate": "uniform", "incidence": 0.5},
+    population=patients.registered_as_of("index_date"),
+    named=patients.with_tpp_vaccination_record(product_name_matches=Names(), on_or_before="index_date"),
+    listed=patients.with_tpp_vaccination_record(product_name_matches=["Pfizer"], on_or_before="index_date"),
+)
+""")
+    (study / "data" / "vaccinations.csv").write_text("patient_id,vaccination_id,date,target_disease,product_name\n1,1,2021-01-05,SARS-2 CORONAVIRUS,Pfizer\n")
+    run = generate(study, "--data", "data")
+    assert run.returncode == 0, run.stderr
+    assert (study / "output" / "input.csv").read_text().splitlines()[:2] == ["patient_id,named,listed", "1,0,1"]
+    run = generate(study, "--expectations-population", "10", "--output-file", "output/dummy.csv")
+    assert run.returncode == 0, run.stderr
+
+
 @pytest.mark.parametrize(
     "expression, message",
     [("sex = 1", "cannot compare a str column with a int: only the values of categorised_as columns convert to numbers"),
@@ -1035,12 +1066,14 @@ study = StudyDefinition(
     prison=patients.household_as_of("2020-02-01", returning="is_prison"),
     practice_msoa=patients.registered_practice_as_of("index_date", returning="msoa", return_expectations={"category": {"ratios": {"E02000001": 1.0}}, "incidence": 1}),
     treatment=patients.admitted_to_hospital(returning="admission_treatment_function_code", return_expectations={"category": {"ratios": {"100": 1.0}}, "incidence": 1}),
+    arm=patients.registered_practice_as_of("index_date", returning="rct__germdefence__trial_arm", return_expectations={"category": {"ratios": {"con": 1.0}}, "incidence": 1}),
+    enrolled=patients.registered_practice_as_of("index_date", returning="rct__germdefence__enrolled"),
 )
 """)
     run = generate(study, "--expectations-population", "2000")
     assert run.returncode == 0, run.stderr
     lines = (study / "output" / "input.csv").read_text().splitlines()
-    assert lines[0] == "icu_date,ventilated,died_cpns,prison,practice_msoa,treatment,patient_id"
+    assert lines[0] == "icu_date,ventilated,died_cpns,prison,practice_msoa,treatment,arm,enrolled,patient_id"
     rows = [line.split(",") for line in lines[1:]]
     assert len(rows) == 2000
     # Each column drawn from its expectations: half the dates empty, and of the rest
@@ -1048,6 +1081,8 @@ study = StudyDefinition(
     icu = [r[0] for r in rows]
     assert abs(icu.count("") / 2000 - 0.75) < 0.05 and all("2020-02-01" <= d <= "2020-03-01" for d in icu if d)
     assert {r[1] for r in rows} == {"0", "1"} and {r[4] for r in rows} == {"E02000001"} and {r[5] for r in rows} == {"100"}
+    # A trial's `enrolled` is a flag, its other properties text, as cohort-extractor types them.
+    assert {r[6] for r in rows} == {"con"} and {r[7] for r in rows} == {"0", "1"}
     refused = generate(study, "--data", "data")
     assert refused.returncode == 10 and "icu_date: patients.admitted_to_icu(): the TPP tables ehrfusion reads (ehrQL's) have no ICNARC intensive care table" in refused.stderr
 
