@@ -15,7 +15,7 @@ use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::logical_expr::utils::split_conjunction;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field};
 use datafusion::logical_expr::{Expr, ExprSchemable, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, cast, col, lit, when};
 use datafusion::prelude::SessionContext;
 
@@ -323,9 +323,19 @@ impl<'a> Planner<'a> {
         if stage == 0 {
             return Ok(b);
         }
+        let values = self.stage_values(stage, computed)?.build()?;
+        let how = if inner { JoinType::Inner } else { JoinType::Left };
+        Ok(b.join(values, how, (vec![Column::from_name("patient_id")], vec![Column::from_name(PID)]), None)?)
+    }
+
+    /// The values materialised before `stage`, with `computed` added (for measures,
+    /// without the interval's columns, which the rows joined to them have already).
+    fn stage_values(&self, stage: usize, computed: &[Expr]) -> Result<LogicalPlanBuilder> {
         let values = self.materialised.get(stage - 1).ok_or_else(|| err!("stage {stage} planned before it was materialised"))?;
-        let mut values = self.scan(&format!("__stage{stage}"), values)?;
-        // For measures, the rows have their interval's columns already.
+        let values = self.scan(&format!("__stage{stage}"), values)?;
+        if self.intervals.is_none() && computed.is_empty() {
+            return Ok(values);
+        }
         let keep: Vec<Expr> = values
             .schema()
             .columns()
@@ -334,12 +344,7 @@ impl<'a> Planner<'a> {
             .map(Expr::Column)
             .chain(computed.iter().cloned())
             .collect();
-        if self.intervals.is_some() || !computed.is_empty() {
-            values = values.project(keep)?;
-        }
-        let values = values.build()?;
-        let how = if inner { JoinType::Inner } else { JoinType::Left };
-        Ok(b.join(values, how, (vec![Column::from_name("patient_id")], vec![Column::from_name(PID)]), None)?)
+        Ok(values.project(keep)?)
     }
 
     /// For measures, a later stage's rows the other way round: rather than repeat
@@ -350,12 +355,8 @@ impl<'a> Planner<'a> {
     #[allow(clippy::too_many_arguments)]
     fn stage_rows_by_patient(&self, table: &str, late: bool, before: &[Expr], keep: Option<Expr>, stage: usize, computed: &[Expr], needed: Expr, iv: &Intervals) -> Result<LogicalPlanBuilder> {
         let rows = keeping(self.patient_rows_from(table, late, before)?, keep)?;
-        let values = self.materialised.get(stage - 1).ok_or_else(|| err!("stage {stage} planned before it was materialised"))?;
-        let values = self.scan(&format!("__stage{stage}"), values)?;
-        let mut kept: Vec<Expr> =
-            values.schema().columns().into_iter().filter(|c| !intervals::mentions_interval(&Expr::Column(c.clone()))).map(Expr::Column).chain(computed.iter().cloned()).collect();
-        let values = values.project(kept.clone())?.filter(needed)?;
-        kept = values.schema().columns().into_iter().map(Expr::Column).collect();
+        let values = self.stage_values(stage, computed)?.filter(needed)?;
+        let mut kept: Vec<Expr> = values.schema().columns().into_iter().map(Expr::Column).collect();
         kept.push(iv.of_key(col(PID), Part::Patient).alias(STAGE_PATIENT));
         let joined = rows.join(values.project(kept)?.build()?, JoinType::Inner, (vec![Column::from_name("patient_id")], vec![Column::from_name(STAGE_PATIENT)]), None)?;
         // The key of (patient, interval) takes the patient's place, as on repeated rows.
@@ -374,52 +375,33 @@ impl<'a> Planner<'a> {
     /// values it reads are all null, the rows with at least one of them not null.
     /// Any doubt gives None.
     fn stage_row_needed(&self, filter: &Expr, stage: usize, table: &str, masks: &[Expr], before: &[Expr], computed: &[Expr]) -> Result<Option<Expr>> {
-        use datafusion::common::tree_node::{Transformed, TreeNode};
         use datafusion::common::DFSchema;
-        use datafusion::logical_expr::simplify::SimplifyContext;
-        use datafusion::optimizer::simplify_expressions::ExprSimplifier;
         let all = self.stage_columns(stage)?;
-        let stage_schema = DFSchema::try_from(arrow::datatypes::Schema::new(all.iter().map(|(n, t)| arrow::datatypes::Field::new(n, t.clone(), true)).collect::<Vec<_>>()))?;
+        let stage_schema = DFSchema::try_from(arrow::datatypes::Schema::new(all.iter().map(|(n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>()))?;
         // The interval's columns are the row's (its key's), not the stage's values.
-        let is_interval = |n: &str| intervals::mentions_interval(&col(n));
-        let (bounds, mut values): (Vec<_>, Vec<_>) = all.into_iter().partition(|(n, _)| is_interval(n));
+        let (bounds, mut values): (Vec<_>, Vec<_>) = all.into_iter().partition(|(n, _)| intervals::mentions_interval(&col(n)));
         for e in computed {
             values.push((e.schema_name().to_string(), e.get_type(&stage_schema)?));
         }
-        let mut read = Vec::new();
-        let nulled = filter.clone().transform(|e| {
-            let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
-            if c.name == STAGE_ROW {
-                return Ok(Transformed::yes(lit(true)));
-            }
-            match values.iter().find(|(n, _)| *n == c.name) {
-                Some((n, ty)) => {
-                    read.push(n.clone());
-                    Ok(Transformed::yes(lit(ScalarValue::try_from(ty)?)))
-                }
-                None => Ok(Transformed::no(e)),
-            }
-        })?;
         // The row's own columns, codelist masks and what is computed from the row
-        // alone (`before`) are all that is left to type.
-        let mut fields: Vec<arrow::datatypes::Field> = self.provider(table)?.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.extend(masks.iter().map(|m| arrow::datatypes::Field::new(m.schema_name().to_string(), DataType::UInt64, true)));
+        // alone (`before`) are all that is left to type, with the interval's.
+        let mut fields = self.row_fields(table, masks)?;
         let own = DFSchema::try_from(arrow::datatypes::Schema::new(fields.clone()))?;
         for e in before {
-            fields.push(arrow::datatypes::Field::new(e.schema_name().to_string(), e.get_type(&own)?, true));
+            fields.push(Field::new(e.schema_name().to_string(), e.get_type(&own)?, true));
         }
-        fields.extend(bounds.iter().map(|(n, t)| arrow::datatypes::Field::new(n, t.clone(), true)));
-        let schema = DFSchema::try_from(arrow::datatypes::Schema::new(fields))?;
-        if read.is_empty() || nulled.data.column_refs().iter().any(|c| schema.field_with_unqualified_name(&c.name).is_err()) {
-            return Ok(None);
-        }
-        let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::new(schema)).build());
-        if !simplifier.simplify(nulled.data).is_ok_and(|e| never_true(&e)) {
-            return Ok(None);
-        }
+        fields.extend(bounds.iter().map(|(n, t)| Field::new(n, t.clone(), true)));
+        let Some(mut read) = never_true_without(filter, &values, true, fields)? else { return Ok(None) };
         read.sort();
         read.dedup();
         Ok(read.into_iter().map(|n| col(n).is_not_null()).reduce(|a, b| a.or(b)))
+    }
+
+    /// A table's columns and its codelist masks, as fields.
+    fn row_fields(&self, table: &str, masks: &[Expr]) -> Result<Vec<Field>> {
+        let mut fields: Vec<Field> = self.provider(table)?.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(masks.iter().map(|m| Field::new(m.schema_name().to_string(), DataType::UInt64, true)));
+        Ok(fields)
     }
 
     /// Whether a pass over `table` should be read with late materialisation: its
@@ -454,30 +436,8 @@ impl<'a> Planner<'a> {
     /// (the filter, with those values null, is never true), so the rows can be
     /// joined to the values by an inner join. Any doubt answers no.
     fn needs_stage_row(&self, filter: &Expr, stage: usize, table: &str, masks: &[Expr]) -> Result<bool> {
-        use datafusion::common::tree_node::{Transformed, TreeNode};
-        use datafusion::common::DFSchema;
-        use datafusion::logical_expr::simplify::SimplifyContext;
-        use datafusion::optimizer::simplify_expressions::ExprSimplifier;
-        let values = self.stage_columns(stage)?;
-        let nulled = filter.clone().transform(|e| {
-            let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
-            if c.name == STAGE_ROW {
-                return Ok(Transformed::yes(lit(ScalarValue::Boolean(None))));
-            }
-            match values.iter().find(|(n, _)| *n == c.name) {
-                Some((_, ty)) => Ok(Transformed::yes(lit(ScalarValue::try_from(ty)?))),
-                None => Ok(Transformed::no(e)),
-            }
-        })?;
         // The row's own columns and codelist masks are all that is left to type.
-        let mut fields: Vec<arrow::datatypes::Field> = self.provider(table)?.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.extend(masks.iter().map(|m| arrow::datatypes::Field::new(m.schema_name().to_string(), DataType::UInt64, true)));
-        let schema = DFSchema::try_from(arrow::datatypes::Schema::new(fields))?;
-        if nulled.data.column_refs().iter().any(|c| schema.field_with_unqualified_name(&c.name).is_err()) {
-            return Ok(false);
-        }
-        let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::new(schema)).build());
-        Ok(simplifier.simplify(nulled.data).is_ok_and(|e| never_true(&e)))
+        Ok(never_true_without(filter, &self.stage_columns(stage)?, false, self.row_fields(table, masks)?)?.is_some())
     }
 
     /// The patient-level values of one source. With `values_only`, an event source
@@ -913,6 +873,37 @@ fn never_true(e: &Expr) -> bool {
         Expr::BinaryExpr(b) if b.op == Operator::Or => never_true(&b.left) && never_true(&b.right),
         _ => false,
     }
+}
+
+/// Whether `filter` is never true when the stage's `values` it reads are null and
+/// `__stage_row` is true (`has_row`, a stage row that exists) or null (none): the
+/// names of the values it reads if so, None if it may be true. Any column left
+/// must be typed by `fields`; anything else, like any doubt, answers None.
+fn never_true_without(filter: &Expr, values: &[(String, DataType)], has_row: bool, fields: Vec<Field>) -> Result<Option<Vec<String>>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::common::DFSchema;
+    use datafusion::logical_expr::simplify::SimplifyContext;
+    use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+    let mut read = Vec::new();
+    let nulled = filter.clone().transform(|e| {
+        let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
+        if c.name == STAGE_ROW {
+            return Ok(Transformed::yes(lit(ScalarValue::Boolean(has_row.then_some(true)))));
+        }
+        match values.iter().find(|(n, _)| *n == c.name) {
+            Some((n, ty)) => {
+                read.push(n.clone());
+                Ok(Transformed::yes(lit(ScalarValue::try_from(ty)?)))
+            }
+            None => Ok(Transformed::no(e)),
+        }
+    })?;
+    let schema = DFSchema::try_from(arrow::datatypes::Schema::new(fields))?;
+    if nulled.data.column_refs().iter().any(|c| schema.field_with_unqualified_name(&c.name).is_err()) {
+        return Ok(None);
+    }
+    let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::new(schema)).build());
+    Ok(simplifier.simplify(nulled.data).is_ok_and(|e| never_true(&e)).then_some(read))
 }
 
 /// A column true on every row of an earlier stage's values.

@@ -94,10 +94,6 @@ impl PreparedMeasures {
         source::open(&self.groups[0].prepared.model, &self.tables, tables, threads)
     }
 
-    fn group_column_infos(&self) -> Vec<ColumnInfo> {
-        self.group_columns.clone()
-    }
-
     fn count_columns() -> Vec<ColumnInfo> {
         vec![
             ColumnInfo::plain("interval_start", ValueType::Date, false),
@@ -115,7 +111,7 @@ impl PreparedMeasures {
         let measure = ColumnInfo { categories: Some(names), ..ColumnInfo::plain("measure", ValueType::Str, false) };
         let mut out = vec![measure];
         out.extend(Self::count_columns());
-        out.extend(self.group_column_infos());
+        out.extend(self.group_columns.iter().cloned());
         out
     }
 
@@ -123,9 +119,8 @@ impl PreparedMeasures {
     /// order the measure lists them.
     pub fn measure_columns(&self, measure: usize) -> Vec<ColumnInfo> {
         let mut out = Self::count_columns();
-        let groups = self.group_column_infos();
         for name in self.model.measures[measure].group_by.keys() {
-            out.extend(groups.iter().find(|c| c.name == *name).cloned());
+            out.extend(self.group_columns.iter().find(|c| c.name == *name).cloned());
         }
         out
     }

@@ -63,7 +63,7 @@ impl Rewriter<'_> {
         id
     }
 
-    /// The new id of the rewritten node, if `node` (old id `id`) is an `Exists` to rewrite.
+    /// The new id of the rewritten node, if `node` is an `Exists` to rewrite.
     fn as_extreme(&mut self, node: &Node) -> Option<NodeId> {
         let Node::Aggregate { aggregation: Aggregation::Exists, source, .. } = node else { return None };
         // The chain of filters over the rows, outermost first.
@@ -146,11 +146,20 @@ fn constant(nodes: &[Node], id: NodeId) -> bool {
 /// Whether a series reads a parameter, other than through the rows of `row_frames`
 /// (a condition on a row reads the row's columns, not the frame's filters).
 fn reads_parameter(nodes: &[Node], id: NodeId, row_frames: &[NodeId]) -> bool {
-    match &nodes[id] {
-        Node::Parameter { .. } => true,
-        Node::SelectColumn { source, .. } if row_frames.contains(source) => false,
-        node => node.inputs().into_iter().any(|i| reads_parameter(nodes, i, row_frames)),
+    // Remembered per node: shared inputs (a frame and a column of it) are visited once.
+    fn visit(nodes: &[Node], id: NodeId, row_frames: &[NodeId], seen: &mut HashMap<NodeId, bool>) -> bool {
+        if let Some(&known) = seen.get(&id) {
+            return known;
+        }
+        let reads = match &nodes[id] {
+            Node::Parameter { .. } => true,
+            Node::SelectColumn { source, .. } if row_frames.contains(source) => false,
+            node => node.inputs().into_iter().any(|i| visit(nodes, i, row_frames, seen)),
+        };
+        seen.insert(id, reads);
+        reads
     }
+    visit(nodes, id, row_frames, &mut HashMap::new())
 }
 
 /// A node with its inputs renumbered.
