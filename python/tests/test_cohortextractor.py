@@ -91,6 +91,7 @@ patient_id,sex,age,asthma,asthma_date,asthma_first,asthma_count,bp,bp_date,stp,b
 
 def make_study(tmp_path, study=STUDY, name="study_definition"):
     (tmp_path / "analysis").mkdir(exist_ok=True)
+    (tmp_path / "codelists").mkdir(exist_ok=True)
     (tmp_path / "analysis" / f"{name}.py").write_text(study)
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
@@ -251,6 +252,27 @@ def test_output_file_and_params(tmp_path):
     spaced = generate(study, "--data", "data", "--output-file", "output/spaced.csv.gz", "--param", "date", "=", "2020-03-01", "--skip-existing")
     assert spaced.returncode == 0, spaced.stderr
     assert gzip.decompress((study / "output" / "spaced.csv.gz").read_bytes()) == EXPECTED.replace("\n", "\r\n").encode()
+    # argparse takes a word holding a space and naming no option as a value, so a
+    # misspelt date range after `--param k=` (as a real project.yaml has it) is part
+    # of that parameter, and the study runs for its one index date.
+    definition = study / "analysis" / "study_definition.py"
+    definition.write_text(definition.read_text() + '\nassert params["note"] == "--index-date_range=2020-01-01 to 2020-02-01 by month", params\n')
+    misspelt = generate(study, "--data", "data", "--param", "date=2020-03-01", "--param", "note=", "--index-date_range=2020-01-01 to 2020-02-01 by month", "--output-file", "output/misspelt.csv")
+    assert misspelt.returncode == 0, misspelt.stderr
+    assert (study / "output" / "misspelt.csv").read_text().replace("\r\n", "\n") == EXPECTED
+    # A word without a space is an option still, and an unknown one is refused.
+    unknown = generate(study, "--data", "data", "--param", "date=2020-03-01", "--param", "note=", "--index-date_range=2020-01-01", "--output-file", "output/unknown.csv")
+    assert unknown.returncode == 2 and "--index-date_range" in unknown.stderr, unknown.stderr
+
+
+def test_the_study_folders_must_exist(tmp_path):
+    # As cohort-extractor's preflight check: the platform fails a study without them.
+    study = make_study(tmp_path)
+    (study / "codelists").rmdir()
+    for args in (["generate_cohort", "--expectations-population", "10"], ["generate_measures"]):
+        run = subprocess.run([BIN, "cohortextractor", *args], cwd=study, capture_output=True, text=True)
+        assert run.returncode == 2 and "This command expects the following relative paths to exist: codelists/" in run.stderr, run.stderr
+        assert not (study / "output").exists()
 
 
 @pytest.mark.parametrize(
@@ -343,6 +365,7 @@ REFERENCE_ALL = "flu,population,value,date\r\n18.0,41,0.43902439024390244,2020-0
 
 def test_generate_measures_matches_the_reference(tmp_path):
     (tmp_path / "analysis").mkdir()
+    (tmp_path / "codelists").mkdir()
     (tmp_path / "analysis" / "study_definition.py").write_text(MEASURES_STUDY)
     out = tmp_path / "output"
     out.mkdir()
@@ -389,6 +412,7 @@ def test_generate_measures_reads_stata_files_as_the_reference_does(tmp_path, fmt
     import pandas
 
     (tmp_path / "analysis").mkdir()
+    (tmp_path / "codelists").mkdir()
     (tmp_path / "analysis" / "study_definition.py").write_text(MEASURES_STUDY)
     out = tmp_path / "output"
     out.mkdir()
@@ -408,6 +432,7 @@ def test_measures_without_group_by_keep_flags_as_pandas_writes_them(tmp_path):
     import pandas
 
     (tmp_path / "analysis").mkdir()
+    (tmp_path / "codelists").mkdir()
     study = MEASURES_STUDY.replace(
         "measures = [",
         'measures = [\n    Measure(id="each", numerator="flu", denominator="population"),\n'

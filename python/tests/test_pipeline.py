@@ -294,7 +294,7 @@ def test_cohortextractor_actions_get_the_projects_expectations_population(tmp_pa
     )
     """
     count = "import csv\nn = len(list(csv.DictReader(open('output/input.csv'))))\nopen('output/n.txt', 'w').write(str(n))\n"
-    study = make_study(tmp_path, project, {"analysis/study_definition.py": study_definition, "analysis/count.py": count})
+    study = make_study(tmp_path, project, {"analysis/study_definition.py": study_definition, "codelists/codelists.txt": "", "analysis/count.py": count})
     result = run(study, "run", "run_all", check=0)
     assert (study / "output/n.txt").read_text() == "25", result.stderr
 
@@ -359,7 +359,7 @@ def test_a_cohortextractor_pipeline_with_a_date_range_then_measures_then_a_scrip
         for name in files:
             w.writerow([name])
     """
-    study = make_study(tmp_path, project, {"analysis/study_definition.py": study_definition, "analysis/tabulate.py": tabulate})
+    study = make_study(tmp_path, project, {"analysis/study_definition.py": study_definition, "codelists/codelists.txt": "", "analysis/tabulate.py": tabulate})
     result = run(study, "run", "run_all", check=0)
     cohorts = sorted(p.name for p in (study / "output/data").glob("input_*.feather"))
     assert cohorts == ["input_2021-01-01.feather", "input_2021-02-01.feather", "input_2021-03-01.feather"], result.stderr

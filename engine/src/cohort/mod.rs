@@ -207,10 +207,13 @@ fn study_definitions(analysis: &Path) -> Result<Vec<(String, String)>> {
 /// into one, as cohort-extractor reads them: `--param n = 1`, as project.yaml files
 /// sometimes write it, is `--param n=1`.
 fn joined_params(args: Vec<String>) -> Vec<String> {
+    use clap::CommandFactory;
+    let command = CohortCli::command();
+    let long: Vec<String> = command.get_subcommands().flat_map(|c| c.get_arguments().filter_map(|a| a.get_long()).map(|l| format!("--{l}")).collect::<Vec<_>>()).collect();
     let mut out: Vec<String> = Vec::new();
     let mut joining = false;
     for a in args {
-        if joining && !a.starts_with("--") {
+        if joining && is_argparse_value(&a, &long) {
             out.last_mut().expect("follows --param").push_str(&a);
             continue;
         }
@@ -230,6 +233,18 @@ fn joined_params(args: Vec<String>) -> Vec<String> {
     out
 }
 
+/// Whether argparse takes a word as a value rather than an option: it does not start
+/// with `-`, or is a negative number, or holds a space and names no option (nor a
+/// prefix of one). So a misspelt `'--index-date_range=A to B by week'` after
+/// `--param k=` becomes part of that parameter's value, as the reference reads it.
+fn is_argparse_value(word: &str, long: &[String]) -> bool {
+    if !word.starts_with('-') || word == "-" || word.parse::<f64>().is_ok() {
+        return true;
+    }
+    let option = word.split_once('=').map_or(word, |(o, _)| o);
+    word.contains(' ') && !long.iter().any(|l| l.starts_with(option))
+}
+
 fn parse_params(params: &[String]) -> std::result::Result<Vec<(String, String)>, String> {
     params
         .iter()
@@ -238,6 +253,17 @@ fn parse_params(params: &[String]) -> std::result::Result<Vec<(String, String)>,
             None => Err(format!("--param {p}: expected KEY=VALUE")),
         })
         .collect()
+}
+
+/// cohort-extractor's check before generating anything: the study's folders exist
+/// (the platform would fail the job otherwise, even where nothing reads `codelists/`).
+fn preflight() -> std::result::Result<(), String> {
+    let missing: Vec<&str> = ["codelists/", "analysis/"].into_iter().filter(|p| !Path::new(p).exists()).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("This command expects the following relative paths to exist: {} (run from the study's folder)", missing.join(", ")))
+    }
 }
 
 /// The study definitions `--study-definition` names (`all`: every one).
@@ -257,6 +283,7 @@ fn select_studies(analysis: &Path, wanted: &str) -> std::result::Result<Vec<(Str
 fn generate_measures(args: GenerateMeasuresArgs, front_end: crate::frontend::FrontEnd) -> Result<()> {
     let usage = |m: String| err!("generate_measures: {m}").or_kind(ErrorKind::Usage);
     let params = parse_params(&args.params).map_err(usage)?;
+    preflight().map_err(usage)?;
     let analysis = PathBuf::from("analysis");
     for (study, suffix) in select_studies(&analysis, &args.study_definition).map_err(usage)? {
         let path = analysis.join(format!("{study}.py"));
@@ -306,6 +333,7 @@ fn generate_cohort(args: GenerateCohortArgs, front_end: crate::frontend::FrontEn
     };
     let writer_format = write::CohortFormat::parse(&format).ok_or_else(|| usage(format!("--output-format: invalid choice '{format}' (choose from {})", FORMATS.join(", "))))?;
     let params = parse_params(&args.params).map_err(usage)?;
+    preflight().map_err(usage)?;
     let analysis = PathBuf::from("analysis");
     let studies = select_studies(&analysis, &args.study_definition).map_err(usage)?;
     if args.dummy_data_file.is_some() && studies.len() > 1 {
