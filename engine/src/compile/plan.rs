@@ -391,10 +391,23 @@ impl<'a> Planner<'a> {
             fields.push(Field::new(e.schema_name().to_string(), e.get_type(&own)?, true));
         }
         fields.extend(bounds.iter().map(|(n, t)| Field::new(n, t.clone(), true)));
-        let Some(mut read) = never_true_without(filter, &values, true, fields)? else { return Ok(None) };
-        read.sort();
-        read.dedup();
-        Ok(read.into_iter().map(|n| col(n).is_not_null()).reduce(|a, b| a.or(b)))
+        let Some(read) = never_true_without(filter, &values, true, fields)? else { return Ok(None) };
+        // A computed value that is null whenever the stage's values it reads are is
+        // tested by those values: a test of the expression itself would be pushed
+        // below the projection that computes it, and evaluated on every row.
+        let mut tested = Vec::new();
+        for n in read {
+            match computed.iter().find(|e| e.schema_name().to_string() == n) {
+                Some(e) => match null_without_columns(e, &stage_schema)? {
+                    Some(columns) => tested.extend(columns),
+                    None => tested.push(n),
+                },
+                None => tested.push(n),
+            }
+        }
+        tested.sort();
+        tested.dedup();
+        Ok(tested.into_iter().map(|n| col(n).is_not_null()).reduce(|a, b| a.or(b)))
     }
 
     /// A table's columns and its codelist masks, as fields.
@@ -736,9 +749,11 @@ fn join_all(joins: Vec<Join>, intervals: Option<&Intervals>) -> Result<LogicalPl
         let r = LogicalPlanBuilder::from(right).alias("r")?.build()?;
         let (lpid, rpid) = (Expr::Column(Column::new(Some("l"), PID)), Expr::Column(Column::new(Some("r"), PID)));
         let joined = match (per_patient, intervals) {
+            // Built on the per-patient values, the smaller side (as below).
             (true, Some(iv)) if some_required => {
                 let patient = iv.of_key(lpid.clone(), Part::Patient);
-                LogicalPlanBuilder::from(l).join_on(r, how, vec![patient.eq(rpid.clone())])?
+                let how = if how == JoinType::Left { JoinType::Right } else { how };
+                LogicalPlanBuilder::from(r).join_on(l, how, vec![rpid.clone().eq(patient)])?
             }
             (true, _) => return Err(err!("a per-patient plan joined without a plan keyed by interval before it")),
             // A hash join builds its table from its left side. The frame grows
@@ -904,6 +919,29 @@ fn never_true_without(filter: &Expr, values: &[(String, DataType)], has_row: boo
     }
     let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::new(schema)).build());
     Ok(simplifier.simplify(nulled.data).is_ok_and(|e| never_true(&e)).then_some(read))
+}
+
+/// The columns an expression reads, if it is null whenever they all are (so that it
+/// is not null only where one of them is not); None otherwise, or in doubt.
+fn null_without_columns(e: &Expr, schema: &datafusion::common::DFSchema) -> Result<Option<Vec<String>>> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::simplify::SimplifyContext;
+    use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+    let mut read = Vec::new();
+    let nulled = e.clone().transform(|e| {
+        // The key is never null (and the interval's parameter is computed from it).
+        let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
+        if c.name == PID {
+            return Ok(Transformed::no(e));
+        }
+        let ty = schema.field_with_unqualified_name(&c.name)?.data_type().clone();
+        read.push(c.name.clone());
+        Ok(Transformed::yes(lit(ScalarValue::try_from(&ty)?)))
+    });
+    let Ok(nulled) = nulled else { return Ok(None) };
+    let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::new(schema.clone())).build());
+    let is_null = simplifier.simplify(nulled.data).is_ok_and(|e| matches!(e, Expr::Literal(v, _) if v.is_null()));
+    Ok((is_null && !read.is_empty()).then_some(read))
 }
 
 /// A column true on every row of an earlier stage's values.
@@ -1129,5 +1167,28 @@ mod tests {
         let expected = vec![count(lit(1)).alias("a"), filtered(coded.clone()).alias("b"), filtered(coded.clone()).alias("c")];
         assert_eq!(assume_true(aggs.clone(), vec![started]).unwrap(), expected);
         assert_eq!(assume_true(aggs.clone(), vec![]).unwrap(), aggs);
+    }
+
+    #[test]
+    fn an_expression_is_tested_by_its_columns_only_where_it_is_null_without_them() {
+        use datafusion::common::DFSchema;
+        let schema = DFSchema::try_from(arrow::datatypes::Schema::new(vec![
+            Field::new("a", DataType::Date32, true),
+            Field::new("b", DataType::Date32, true),
+            Field::new(PID, DataType::Int64, false),
+        ]))
+        .unwrap();
+        use crate::compile::functions::call;
+        use datafusion::logical_expr::when;
+        let shifted = call("ehr_date_add_days", vec![col("a"), lit(-1i64)]);
+        let either = when(col("a").lt(col("b")), col("a")).otherwise(col("b")).unwrap();
+        let filled = when(col("a").is_not_null(), col("a")).otherwise(day(0)).unwrap();
+        // The key is never null: it is left alone.
+        let by_key = col("a").lt_eq(call("ehr_date_add_days", vec![day(0), col(PID)]));
+        assert_eq!(null_without_columns(&shifted, &schema).unwrap(), Some(vec!["a".to_string()]));
+        assert_eq!(null_without_columns(&either, &schema).unwrap(), Some(vec!["a".into(), "b".into(), "a".into(), "b".into()]));
+        assert_eq!(null_without_columns(&filled, &schema).unwrap(), None);
+        assert_eq!(null_without_columns(&by_key, &schema).unwrap(), Some(vec!["a".to_string()]));
+        assert_eq!(null_without_columns(&day(3), &schema).unwrap(), None);
     }
 }
