@@ -4,8 +4,10 @@
 //! `codesets` tests many codelists against one column with one lookup per row;
 //! `pick` is the aggregate that picks one row per patient by a sort key;
 //! `portable` turns these functions into bytes and back for plans sent to a cluster;
-//! `small_sides` is a physical optimizer rule for joins to an earlier stage, and
-//! `codes_first` one that puts a filter's codelist tests before its other conditions.
+//! `small_sides` is a physical optimizer rule for joins to an earlier stage,
+//! `codes_first` one that puts a filter's codelist tests before its other conditions,
+//! and `shared_exprs` one that computes a filter's or projection's repeated
+//! subexpressions once.
 
 pub mod analyze;
 pub mod codes_first;
@@ -15,6 +17,7 @@ pub mod intervals;
 mod pick;
 pub mod plan;
 pub mod portable;
+pub mod shared_exprs;
 pub mod small_sides;
 
 pub use analyze::{Analysis, analyze};
