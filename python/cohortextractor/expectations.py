@@ -216,7 +216,10 @@ class Generator:
                 width = {"YYYY-MM-DD": 10, "YYYY-MM": 7}.get(args.get("date_format"), 4)
                 columns[name] = [None if v is None else v.isoformat()[:width] for v in columns[name]]
         if "patient_id" not in columns:
-            columns["patient_id"] = self.rng.sample(range(self.population * 10), self.population)
+            # cohort-extractor fills an empty frame column by column: with no column
+            # but the population, it has no rows.
+            rows = self.population if columns else 0
+            columns["patient_id"] = self.rng.sample(range(self.population * 10), rows)
         return columns
 
     def _hidden(self, names):

@@ -1168,3 +1168,61 @@ def test_comments_in_expressions_are_ignored_as_cohort_extractor_ignores_them():
     plain = tokenize("registered AND age >= 18")
     for comment in ["-- a comment", "# a comment", "/* a\n comment */"]:
         assert tokenize(f"registered AND\n{comment}\n age >= 18") == plain
+
+
+# What the reference cohort-extractor's generate_measures wrote for these cohorts: a
+# column "population" of 1s is summed (or grouped) like any other.
+POPULATION_STUDY = '''\
+from cohortextractor import StudyDefinition, patients, Measure
+
+study = StudyDefinition(
+    index_date="2020-01-01",
+    population=patients.all(),
+    msoa=patients.registered_practice_as_of("index_date", returning="msoa_code"),
+    sex=patients.sex(),
+    num=patients.died_from_any_cause(on_or_before="index_date", returning="binary_flag"),
+    den=patients.registered_as_of("index_date"),
+)
+measures = [
+    Measure(id="whole", numerator="num", denominator="den", group_by=["population"]),
+    Measure(id="by_pop_sex", numerator="num", denominator="den", group_by=["population", "sex"]),
+    Measure(id="by_msoa", numerator="num", denominator="population", group_by=["msoa"]),
+]
+'''
+REFERENCE_POPULATION_MEASURES = {
+    "measure_whole.csv": "num,den,population,value,date\r\n3.0,4.0,5,0.75,2020-01-01\r\n2.0,3.0,3,0.6666666666666666,2020-02-01\r\n",
+    "measure_whole_2020-02-01.csv": "num,den,population,value\n2.0,3.0,3,0.6666666666666666\n",
+    "measure_by_pop_sex_2020-01-01.csv": "population,sex,num,den,value\n1,F,3.0,3.0,1.0\n1,M,0.0,1.0,0.0\n",
+    "measure_by_msoa_2020-01-01.csv": "msoa,num,population,value\n,0.0,1,0.0\nE1,1.0,2,0.5\nE2,2.0,2,1.0\n",
+}
+
+
+def test_measures_sum_or_group_the_population_column(tmp_path):
+    # `msoa_code` is no column of the tables ehrfusion reads, but measures run no
+    # query, so the reference measures such a study and so does ehrfusion.
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "codelists").mkdir()
+    (tmp_path / "analysis" / "study_definition.py").write_text(POPULATION_STUDY)
+    out = tmp_path / "output"
+    out.mkdir()
+    (out / "input_2020-01-01.csv").write_text("patient_id,msoa,sex,num,den\n1,E1,F,1,1\n2,E1,M,0,1\n3,E2,F,1,1\n4,,M,0,0\n5,E2,F,1,1\n")
+    (out / "input_2020-02-01.csv").write_text("patient_id,msoa,sex,num,den\n1,E1,F,0,1\n2,E1,M,1,1\n3,E2,F,1,1\n")
+    run = subprocess.run([BIN, "cohortextractor", "generate_measures"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    for name, text in REFERENCE_POPULATION_MEASURES.items():
+        assert (out / name).read_bytes() == text.encode(), name
+
+
+@pytest.mark.parametrize("fmt", ["csv", "feather"])
+def test_expectations_of_a_study_of_only_its_population_have_no_rows(tmp_path, fmt):
+    # As cohort-extractor's dummy data (whose own feather writer fails on it).
+    study = make_study(tmp_path, 'from cohortextractor import StudyDefinition, patients\nstudy = StudyDefinition(default_expectations={"date": {"earliest": "2019-01-01", "latest": "today"}, "rate": "uniform", "incidence": 0.5}, population=patients.registered_with_one_practice_between("2019-02-01", "2020-02-01"))\n')
+    run = generate(study, "--expectations-population", "50", "--output-format", fmt)
+    assert run.returncode == 0, run.stderr
+    if fmt == "csv":
+        assert (study / "output" / "input.csv").read_text().splitlines() == ["patient_id"]
+    else:
+        import pyarrow.feather
+
+        table = pyarrow.feather.read_table(study / "output" / "input.feather")
+        assert table.column_names == ["patient_id"] and table.num_rows == 0

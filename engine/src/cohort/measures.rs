@@ -144,6 +144,11 @@ fn load(path: &Path, numeric: &[String], groups: &[String]) -> Result<Cohort> {
     for g in groups {
         cohort.columns.get_mut(g).expect("checked above").code();
     }
+    // cohort-extractor sets a column "population" of 1s on every cohort it measures
+    // (a group of its own beside others in `group_by`).
+    let mut population = Column::new(vec![Some(Key::Int(1)); cohort.rows], None, false, vec![1.0; cohort.rows]);
+    population.code();
+    cohort.columns.insert(POPULATION.to_string(), population);
     Ok(cohort)
 }
 
@@ -296,7 +301,12 @@ fn calculate(m: &Measure, cohort: &Cohort) -> Result<String> {
     let grouped = !m.group_by.is_empty();
     let by_population = m.group_by == [POPULATION];
     let group_columns: Vec<&str> = if by_population { vec![] } else { m.group_by.iter().map(String::as_str).collect() };
-    let value_columns: Vec<&str> = value_columns.into_iter().filter(|c| !group_columns.contains(c)).collect();
+    let mut value_columns: Vec<&str> = value_columns.into_iter().filter(|c| !group_columns.contains(c)).collect();
+    // Grouped by "population", pandas sums every selected column, that one too: the
+    // number of patients is written after the numerator and denominator.
+    if by_population && !value_columns.contains(&POPULATION) {
+        value_columns.push(POPULATION);
+    }
     // (group key, sums) in output order.
     let mut rows: Vec<(Vec<Key>, Vec<f64>)> = Vec::new();
     let inputs: Vec<(bool, Vec<f64>)> = value_columns.iter().map(|c| sums_of(c)).collect();
