@@ -335,6 +335,16 @@ measures = [
 ]
 '''
 
+def measures_study(tmp_path, study):
+    """A study folder with `study` as its definition: its empty output folder."""
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "codelists").mkdir()
+    (tmp_path / "analysis" / "study_definition.py").write_text(study)
+    out = tmp_path / "output"
+    out.mkdir()
+    return out
+
+
 # What the reference cohort-extractor's generate_measures wrote for these cohort files.
 REFERENCE_BY_REGION = """\
 region,flu,population,value,date
@@ -364,11 +374,7 @@ REFERENCE_ALL = "flu,population,value,date\r\n18.0,41,0.43902439024390244,2020-0
 
 
 def test_generate_measures_matches_the_reference(tmp_path):
-    (tmp_path / "analysis").mkdir()
-    (tmp_path / "codelists").mkdir()
-    (tmp_path / "analysis" / "study_definition.py").write_text(MEASURES_STUDY)
-    out = tmp_path / "output"
-    out.mkdir()
+    out = measures_study(tmp_path, MEASURES_STUDY)
     regions = ["London", "London", "London", "East", "North East", ""]
     rows = [f"{pid},{regions[pid * 7 % 6]},{'FM'[pid * 3 % 5 % 2]},{1 if pid * 11 % 7 < 3 else 0}" for pid in range(1, 41)] + ["41,South West,F,1"]
     for i, date in enumerate(("2020-01-01", "2020-02-01")):
@@ -411,11 +417,7 @@ REFERENCE_DTA_ALL = "flu,population,value,date\r\n18,41,0.43902439024390244,2020
 def test_generate_measures_reads_stata_files_as_the_reference_does(tmp_path, fmt):
     import pandas
 
-    (tmp_path / "analysis").mkdir()
-    (tmp_path / "codelists").mkdir()
-    (tmp_path / "analysis" / "study_definition.py").write_text(MEASURES_STUDY)
-    out = tmp_path / "output"
-    out.mkdir()
+    out = measures_study(tmp_path, MEASURES_STUDY)
     regions = ["London", "London", "London", "East", "North East", None]
     rows = [(pid, regions[pid * 7 % 6], "FM"[pid * 3 % 5 % 2], pid * 11 % 7 < 3) for pid in range(1, 41)] + [(41, "South West", "F", True)]
     for i, date in enumerate(("2020-01-01", "2020-02-01")):
@@ -431,16 +433,12 @@ def test_generate_measures_reads_stata_files_as_the_reference_does(tmp_path, fmt
 def test_measures_without_group_by_keep_flags_as_pandas_writes_them(tmp_path):
     import pandas
 
-    (tmp_path / "analysis").mkdir()
-    (tmp_path / "codelists").mkdir()
     study = MEASURES_STUDY.replace(
         "measures = [",
         'measures = [\n    Measure(id="each", numerator="flu", denominator="population"),\n'
         '    Measure(id="each_suppressed", numerator="flu", denominator="population", small_number_suppression=True),',
     )
-    (tmp_path / "analysis" / "study_definition.py").write_text(study)
-    out = tmp_path / "output"
-    out.mkdir()
+    out = measures_study(tmp_path, study)
     flu = [pid * 11 % 7 < 3 for pid in range(1, 12)]
     frame = pandas.DataFrame({"patient_id": range(1, 12), "region": pandas.Categorical(["London"] * 11), "sex": pandas.Categorical(["F"] * 11), "flu": flu})
     frame.to_feather(out / "input_2020-01-01.feather")
@@ -1200,11 +1198,7 @@ REFERENCE_POPULATION_MEASURES = {
 def test_measures_sum_or_group_the_population_column(tmp_path):
     # `msoa_code` is no column of the tables ehrfusion reads, but measures run no
     # query, so the reference measures such a study and so does ehrfusion.
-    (tmp_path / "analysis").mkdir()
-    (tmp_path / "codelists").mkdir()
-    (tmp_path / "analysis" / "study_definition.py").write_text(POPULATION_STUDY)
-    out = tmp_path / "output"
-    out.mkdir()
+    out = measures_study(tmp_path, POPULATION_STUDY)
     (out / "input_2020-01-01.csv").write_text("patient_id,msoa,sex,num,den\n1,E1,F,1,1\n2,E1,M,0,1\n3,E2,F,1,1\n4,,M,0,0\n5,E2,F,1,1\n")
     (out / "input_2020-02-01.csv").write_text("patient_id,msoa,sex,num,den\n1,E1,F,0,1\n2,E1,M,1,1\n3,E2,F,1,1\n")
     run = subprocess.run([BIN, "cohortextractor", "generate_measures"], cwd=tmp_path, capture_output=True, text=True)

@@ -242,11 +242,37 @@ fn aggregate(udaf: Arc<AggregateUDF>, args: Vec<Expr>, distinct: bool, filters: 
 }
 
 fn case(when_then: Vec<(Expr, Expr)>, otherwise: Option<Expr>) -> Expr {
+    if let Some(lookup) = lookup_case(&when_then, &otherwise) {
+        return lookup;
+    }
     Expr::Case(CaseExpr {
         expr: None,
         when_then_expr: when_then.into_iter().map(|(w, t)| (Box::new(w), Box::new(t))).collect(),
         else_expr: otherwise.map(Box::new),
     })
+}
+
+/// `CASE WHEN x = a THEN p WHEN x = b THEN q ... END` of literals as `CASE x WHEN a
+/// THEN p ...`, which DataFusion evaluates by one lookup per row rather than one
+/// comparison per branch (a value mapped to codes, as cohort-extractor's `sex()`). The
+/// same: a null `x` matches no branch either way.
+fn lookup_case(when_then: &[(Expr, Expr)], otherwise: &Option<Expr>) -> Option<Expr> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let is_literal = |e: &Expr| matches!(e, Expr::Literal(..));
+    if when_then.len() < 2 || !otherwise.as_ref().is_none_or(is_literal) {
+        return None;
+    }
+    let mut subject: Option<&Expr> = None;
+    let mut pairs = Vec::with_capacity(when_then.len());
+    for (when, then) in when_then {
+        let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = when else { return None };
+        if !is_literal(right) || !is_literal(then) || subject.is_some_and(|s| s != left.as_ref()) {
+            return None;
+        }
+        subject = Some(left.as_ref());
+        pairs.push((right.clone(), Box::new(then.clone())));
+    }
+    Some(Expr::Case(CaseExpr { expr: subject.map(|s| Box::new(s.clone())), when_then_expr: pairs, else_expr: otherwise.clone().map(Box::new) }))
 }
 
 struct Analyzer<'a> {
@@ -551,4 +577,29 @@ impl Analyzer<'_> {
 
 fn zero_of(ty: &ValueType) -> Literal {
     if *ty == ValueType::Float { Literal::Float(0.0) } else { Literal::Int(0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_mapped_to_literals_is_a_lookup_and_anything_else_stays_searched() {
+        let when = |v: &str, then: &str| (col("sex").eq(lit(v)), lit(then));
+        let mapped = case(vec![when("male", "M"), when("female", "F")], Some(lit("")));
+        let Expr::Case(CaseExpr { expr: Some(subject), when_then_expr, else_expr: Some(_) }) = &mapped else { panic!("{mapped}") };
+        assert_eq!(subject.as_ref(), &col("sex"));
+        assert_eq!(when_then_expr.iter().map(|(w, t)| (w.to_string(), t.to_string())).collect::<Vec<_>>(), vec![("Utf8(\"male\")".into(), "Utf8(\"M\")".into()), ("Utf8(\"female\")".into(), "Utf8(\"F\")".into())]);
+        // Two subjects, a column as a result, a comparison other than `=`, or one branch.
+        let searched = [
+            case(vec![when("male", "M"), (col("other").eq(lit("x")), lit("F"))], None),
+            case(vec![when("male", "M"), (col("sex").eq(lit("female")), col("sex"))], None),
+            case(vec![when("male", "M"), (col("sex").lt(lit("f")), lit("F"))], None),
+            case(vec![when("male", "M")], Some(lit(""))),
+            case(vec![when("male", "M"), when("female", "F")], Some(col("sex"))),
+        ];
+        for e in searched {
+            assert!(matches!(&e, Expr::Case(CaseExpr { expr: None, .. })), "{e}");
+        }
+    }
 }
