@@ -78,17 +78,40 @@ class Generator:
         low, high = datetime.date.fromisoformat(earliest), datetime.date.fromisoformat(latest)
         elapsed = (high - low).days
         n = self.population
+        random = self.rng.random
         if rate == "exponential_increase":
-            pool = [int(self.rng.expovariate(10.0) * elapsed) for _ in range(int(n * 1.5))]
+            # expovariate(10) * elapsed, written out: studies draw millions of these.
+            log, scale = math.log, elapsed / 10.0
+            pool = [int(-log(1.0 - random()) * scale) for _ in range(int(n * 1.5))]
             pool = [d for d in pool if d <= elapsed]
             if len(pool) < n:
                 raise StudyError("exponential_increase gave too few dates for the population")
-            days_back = self.rng.sample(pool, n)
+            days_back = self._pick(pool, n)
         elif rate == "uniform":
-            days_back = [int(self.rng.random() * elapsed) for _ in range(n)]
+            days_back = [int(random() * elapsed) for _ in range(n)]
         else:
             raise StudyError("Only exponential_increase and uniform distributions currently supported")
-        return [high - datetime.timedelta(days=d) for d in days_back]
+        # One date object per distinct day.
+        latest_day, known = high.toordinal(), {}
+        return [known.get(d) or known.setdefault(d, datetime.date.fromordinal(latest_day - d)) for d in days_back]
+
+    def _pick(self, items, k):
+        """k of `items` drawn without replacement, in random order: those with the
+        smallest of a random key each (sorting in C, unlike `random.sample`)."""
+        random = self.rng.random
+        keys = [random() for _ in range(len(items))]
+        return [items[i] for i in sorted(range(len(items)), key=keys.__getitem__)[:k]]
+
+    def _normals(self, mean, stddev, n):
+        """n draws from a normal distribution (Box-Muller, two per pair of uniforms)."""
+        random, log, sqrt, cos, sin, tau = self.rng.random, math.log, math.sqrt, math.cos, math.sin, math.tau
+        out = []
+        for _ in range((n + 1) // 2):
+            radius, angle = stddev * sqrt(-2.0 * log(1.0 - random())), tau * random()
+            out.append(mean + radius * cos(angle))
+            out.append(mean + radius * sin(angle))
+        del out[n:]
+        return out
 
     def generate(self, kwargs, match_incidence=None):
         """Columns "date", "category", "int", "float", "bool" as cohort-extractor's
@@ -117,7 +140,7 @@ class Generator:
         if int_:
             kind = int_.get("distribution")
             if kind == "normal":
-                out["int"] = [int(self.rng.gauss(int_["mean"], int_["stddev"])) for _ in range(n)]
+                out["int"] = [int(v) for v in self._normals(int_["mean"], int_["stddev"], n)]
             elif kind == "poisson":
                 out["int"] = [self._poisson(int_["mean"]) for _ in range(n)]
             elif kind == "population_ages":
@@ -128,7 +151,7 @@ class Generator:
         if float_:
             if float_.get("distribution") != "normal":
                 raise StudyError("Only `normal` distributions currently supported for floats")
-            out["float"] = [self.rng.gauss(float_["mean"], float_["stddev"]) for _ in range(n)]
+            out["float"] = self._normals(float_["mean"], float_["stddev"], n)
         if kwargs.pop("bool", None):
             out["bool"] = [1] * n
         if kwargs:
@@ -136,7 +159,7 @@ class Generator:
         if match_incidence is not None:
             empty = [i for i, v in enumerate(match_incidence) if v is None]
         elif rate != "universal":
-            empty = self.rng.sample(range(n), int((1 - incidence) * n))
+            empty = self._pick(range(n), int((1 - incidence) * n))
         else:
             empty = []
         empty_values = {"bool": 0, "int": 0, "float": 0.0, "date": None, "category": None}
@@ -181,8 +204,8 @@ class Generator:
                 raise StudyError(f"{name} must define a date[earliest] and date[latest] expectation")
             values = self.generate(kwargs)["date"]
             between = args.get("between")
-            low, high = (b if isinstance(b, str) and len(b) == 10 and b[4] == "-" else None for b in (self._static(between)))
-            columns[name] = [None if v is None or (low and v < datetime.date.fromisoformat(low)) or (high and v > datetime.date.fromisoformat(high)) else v for v in values]
+            low, high = (datetime.date.fromisoformat(b) if isinstance(b, str) and len(b) == 10 and b[4] == "-" else None for b in (self._static(between)))
+            columns[name] = [None if v is None or (low and v < low) or (high and v > high) else v for v in values]
         for name, (query_type, args) in visible.items():
             if name in columns or query_type in _SKIPPED:
                 continue
@@ -213,8 +236,8 @@ class Generator:
         for name in [n for n in columns if n != "patient_id"]:
             query_type, args = visible[name]
             if args["column_type"] == "date" and query_type != "categorised_as":
-                width = {"YYYY-MM-DD": 10, "YYYY-MM": 7}.get(args.get("date_format"), 4)
-                columns[name] = [None if v is None else v.isoformat()[:width] for v in columns[name]]
+                width, shown = {"YYYY-MM-DD": 10, "YYYY-MM": 7}.get(args.get("date_format"), 4), {None: None}
+                columns[name] = [shown[v] if v in shown else shown.setdefault(v, v.isoformat()[:width]) for v in columns[name]]
         if "patient_id" not in columns:
             # cohort-extractor fills an empty frame column by column: with no column
             # but the population, it has no rows.
