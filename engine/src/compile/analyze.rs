@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
-use datafusion::functions::core::expr_fn::{coalesce, greatest, least};
+use datafusion::functions::core::expr_fn::{greatest, least};
 use datafusion::functions_aggregate::{
     array_agg::array_agg_udaf, average::avg_udaf, count::count_udaf,
     min_max::{max_udaf, min_udaf}, sum::sum_udaf,
@@ -21,6 +21,7 @@ use datafusion::logical_expr::expr::Case as CaseExpr;
 use datafusion::logical_expr::{AggregateUDF, Expr, ExprFunctionExt, cast, col, lit};
 use datafusion::arrow::datatypes::DataType;
 
+use super::fill_null::fill_null;
 use super::functions::call;
 use crate::error::Result;
 use crate::model::*;
@@ -459,7 +460,7 @@ impl Analyzer<'_> {
                 return Ok(Ser { expr, filters: vec![], stage: 1 });
             }
             let c = self.event_column(&f.root, f.stage, aggregate(count_udaf(), vec![lit(1i64)], false, &f.filters)?);
-            let n = coalesce(vec![col(c), zero()]);
+            let n = fill_null(col(c), zero());
             let expr = match (aggregation, &f.patient) {
                 (Exists, _) => n.gt(zero()),
                 (_, Some(PatientFrame::Pick(_))) => case(vec![(n.gt(zero()), lit(1i64))], Some(zero())),
@@ -475,7 +476,7 @@ impl Analyzer<'_> {
             f
         };
         let (agg, wrap): (Expr, fn(Expr, Option<i64>) -> Expr) = match aggregation {
-            CountDistinct => (aggregate(count_udaf(), vec![s.expr.clone()], true, &s.filters)?, |c, _| coalesce(vec![c, lit(0i64)])),
+            CountDistinct => (aggregate(count_udaf(), vec![s.expr.clone()], true, &s.filters)?, |c, _| fill_null(c, lit(0i64))),
             CountEpisodes => (aggregate(array_agg_udaf(), vec![s.expr.clone()], false, &not_null(&s))?, |c, g| {
                 call("ehr_count_episodes", vec![c, lit(g.unwrap_or(0))])
             }),

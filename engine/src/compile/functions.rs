@@ -97,6 +97,9 @@ const SORT_KEY: &str = "ehr_sort_key";
 /// The function of ours named `name` (also how a plan sent to another process
 /// gets its functions back: a name is all they need).
 pub fn named(name: &str) -> Option<Arc<ScalarUDF>> {
+    if name == super::fill_null::NAME {
+        return Some(super::fill_null::udf());
+    }
     if name == SORT_KEY {
         return Some(Arc::new(ScalarUDF::new_from_impl(EhrFunction {
             name: SORT_KEY,
@@ -111,7 +114,7 @@ pub fn named(name: &str) -> Option<Arc<ScalarUDF>> {
 
 /// Whether `f` is one of the functions [`named`] builds.
 pub fn is_named(f: &ScalarUDF) -> bool {
-    f.inner().downcast_ref::<EhrFunction>().is_some()
+    f.inner().downcast_ref::<EhrFunction>().is_some() || f.inner().downcast_ref::<super::fill_null::FillNull>().is_some()
 }
 
 /// Call a named ehrQL function on argument expressions.

@@ -1,6 +1,7 @@
 //! The compiler: query model to DataFusion logical plans. `analyze` decides which
 //! passes over which tables produce each value; `plan` turns that into plans stage by
-//! stage; `functions` holds the scalar functions whose semantics are ehrQL's own;
+//! stage; `functions` holds the scalar functions whose semantics are ehrQL's own
+//! (and `fill_null`, coalesce with a value kept a function);
 //! `codesets` tests many codelists against one column with one lookup per row;
 //! `pick` is the aggregate that picks one row per patient by a sort key;
 //! `portable` turns these functions into bytes and back for plans sent to a cluster;
@@ -12,6 +13,7 @@
 pub mod analyze;
 pub mod codes_first;
 mod codesets;
+pub mod fill_null;
 pub mod functions;
 pub mod intervals;
 mod pick;
