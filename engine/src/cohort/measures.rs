@@ -289,15 +289,12 @@ fn calculate(m: &Measure, cohort: &Cohort) -> Result<String> {
             value_columns.push(c);
         }
     }
+    // "population" is a column of 1s like the others (see `load`).
     let sums_of = |name: &str| -> (bool, Vec<f64>) {
-        if name == POPULATION {
-            (false, vec![1.0; cohort.rows])
-        } else {
-            let c = &cohort.columns[name];
-            (c.float, c.numbers.clone())
-        }
+        let c = &cohort.columns[name];
+        (c.float, c.numbers.clone())
     };
-    let is_flag = |name: &str| name != POPULATION && cohort.columns[name].flag;
+    let is_flag = |name: &str| cohort.columns[name].flag;
     let grouped = !m.group_by.is_empty();
     let by_population = m.group_by == [POPULATION];
     let group_columns: Vec<&str> = if by_population { vec![] } else { m.group_by.iter().map(String::as_str).collect() };

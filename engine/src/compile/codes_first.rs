@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use datafusion::common::Result as DFResult;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr, conjunction, split_conjunction};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -17,18 +17,14 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 
 use super::codesets::MASK_PREFIX;
+use super::shared_exprs::any_node;
 
 #[derive(Debug, Default)]
 pub struct CodesFirst;
 
 /// Whether an expression looks a code up in a codelist mask.
 fn tests_codes(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    let mut found = false;
-    let _ = expr.apply(|e| {
-        found = e.downcast_ref::<ScalarFunctionExpr>().is_some_and(|f| f.name().starts_with(MASK_PREFIX));
-        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-    });
-    found
+    any_node(expr, |e| e.downcast_ref::<ScalarFunctionExpr>().is_some_and(|f| f.name().starts_with(MASK_PREFIX)))
 }
 
 impl PhysicalOptimizerRule for CodesFirst {

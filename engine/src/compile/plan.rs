@@ -377,11 +377,11 @@ impl<'a> Planner<'a> {
     fn stage_row_needed(&self, filter: &Expr, stage: usize, table: &str, masks: &[Expr], before: &[Expr], computed: &[Expr]) -> Result<Option<Expr>> {
         use datafusion::common::DFSchema;
         let all = self.stage_columns(stage)?;
-        let stage_schema = DFSchema::try_from(arrow::datatypes::Schema::new(all.iter().map(|(n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>()))?;
+        let stage_schema = Arc::new(DFSchema::try_from(arrow::datatypes::Schema::new(all.iter().map(|(n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>()))?);
         // The interval's columns are the row's (its key's), not the stage's values.
         let (bounds, mut values): (Vec<_>, Vec<_>) = all.into_iter().partition(|(n, _)| intervals::mentions_interval(&col(n)));
         for e in computed {
-            values.push((e.schema_name().to_string(), e.get_type(&stage_schema)?));
+            values.push((e.schema_name().to_string(), e.get_type(stage_schema.as_ref())?));
         }
         // The row's own columns, codelist masks and what is computed from the row
         // alone (`before`) are all that is left to type, with the interval's.
@@ -629,29 +629,8 @@ impl<'a> Planner<'a> {
     /// is not true. (Any doubt, such as a column of unknown type, answers no.)
     fn population_needs(&self, schema: &datafusion::common::DFSchemaRef, columns: &[String]) -> bool {
         use datafusion::common::ScalarValue;
-        use datafusion::common::tree_node::{Transformed, TreeNode};
-        use datafusion::logical_expr::simplify::SimplifyContext;
-        use datafusion::optimizer::simplify_expressions::ExprSimplifier;
-        let mut unknown = false;
-        let nulled = self.analysis.population.clone().is_true().transform(|e| {
-            let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
-            if !columns.contains(&c.name) {
-                return Ok(Transformed::no(e));
-            }
-            match schema.field_with_unqualified_name(&c.name).ok().and_then(|f| ScalarValue::try_from(f.data_type()).ok()) {
-                Some(null) => Ok(Transformed::yes(lit(null))),
-                None => {
-                    unknown = true;
-                    Ok(Transformed::no(e))
-                }
-            }
-        });
-        let Ok(nulled) = nulled else { return false };
-        if unknown {
-            return false;
-        }
-        let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(schema.clone()).build());
-        matches!(simplifier.simplify(nulled.data), Ok(Expr::Literal(ScalarValue::Boolean(Some(false) | None) | ScalarValue::Null, _)))
+        let Some((nulled, _)) = with_nulls(&self.analysis.population.clone().is_true(), schema, |c| columns.iter().any(|n| n == c)) else { return false };
+        matches!(simplified(nulled, schema), Some(Expr::Literal(ScalarValue::Boolean(Some(false) | None) | ScalarValue::Null, _)))
     }
 
     /// For measures: the population's rows, keyed by (patient, interval) in
@@ -897,8 +876,6 @@ fn never_true(e: &Expr) -> bool {
 fn never_true_without(filter: &Expr, values: &[(String, DataType)], has_row: bool, fields: Vec<Field>) -> Result<Option<Vec<String>>> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::common::DFSchema;
-    use datafusion::logical_expr::simplify::SimplifyContext;
-    use datafusion::optimizer::simplify_expressions::ExprSimplifier;
     let mut read = Vec::new();
     let nulled = filter.clone().transform(|e| {
         let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
@@ -913,34 +890,43 @@ fn never_true_without(filter: &Expr, values: &[(String, DataType)], has_row: boo
             None => Ok(Transformed::no(e)),
         }
     })?;
-    let schema = DFSchema::try_from(arrow::datatypes::Schema::new(fields))?;
+    let schema = Arc::new(DFSchema::try_from(arrow::datatypes::Schema::new(fields))?);
     if nulled.data.column_refs().iter().any(|c| schema.field_with_unqualified_name(&c.name).is_err()) {
         return Ok(None);
     }
-    let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::new(schema)).build());
-    Ok(simplifier.simplify(nulled.data).is_ok_and(|e| never_true(&e)).then_some(read))
+    Ok(simplified(nulled.data, &schema).is_some_and(|e| never_true(&e)).then_some(read))
 }
 
-/// The columns an expression reads, if it is null whenever they all are (so that it
-/// is not null only where one of them is not); None otherwise, or in doubt.
-fn null_without_columns(e: &Expr, schema: &datafusion::common::DFSchema) -> Result<Option<Vec<String>>> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
+/// `e` simplified (constants folded) against `schema`; None if the simplifier fails.
+fn simplified(e: Expr, schema: &datafusion::common::DFSchemaRef) -> Option<Expr> {
     use datafusion::logical_expr::simplify::SimplifyContext;
     use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+    ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::clone(schema)).build()).simplify(e).ok()
+}
+
+/// `e` with the columns `nulled` names replaced by nulls of their types in `schema`,
+/// and the names replaced; None if one of them is not in `schema`.
+fn with_nulls(e: &Expr, schema: &datafusion::common::DFSchema, nulled: impl Fn(&str) -> bool) -> Option<(Expr, Vec<String>)> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
     let mut read = Vec::new();
-    let nulled = e.clone().transform(|e| {
-        // The key is never null (and the interval's parameter is computed from it).
+    let replaced = e.clone().transform(|e| {
         let Expr::Column(c) = &e else { return Ok(Transformed::no(e)) };
-        if c.name == PID {
+        if !nulled(&c.name) {
             return Ok(Transformed::no(e));
         }
         let ty = schema.field_with_unqualified_name(&c.name)?.data_type().clone();
         read.push(c.name.clone());
         Ok(Transformed::yes(lit(ScalarValue::try_from(&ty)?)))
     });
-    let Ok(nulled) = nulled else { return Ok(None) };
-    let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(Arc::new(schema.clone())).build());
-    let is_null = simplifier.simplify(nulled.data).is_ok_and(|e| matches!(e, Expr::Literal(v, _) if v.is_null()));
+    replaced.ok().map(|r| (r.data, read))
+}
+
+/// The columns an expression reads, if it is null whenever they all are (so that it
+/// is not null only where one of them is not); None otherwise, or in doubt.
+fn null_without_columns(e: &Expr, schema: &datafusion::common::DFSchemaRef) -> Result<Option<Vec<String>>> {
+    // The key is never null (and the interval's parameter is computed from it).
+    let Some((nulled, read)) = with_nulls(e, schema, |c| c != PID) else { return Ok(None) };
+    let is_null = simplified(nulled, schema).is_some_and(|e| matches!(e, Expr::Literal(v, _) if v.is_null()));
     Ok((is_null && !read.is_empty()).then_some(read))
 }
 
@@ -1172,12 +1158,14 @@ mod tests {
     #[test]
     fn an_expression_is_tested_by_its_columns_only_where_it_is_null_without_them() {
         use datafusion::common::DFSchema;
-        let schema = DFSchema::try_from(arrow::datatypes::Schema::new(vec![
-            Field::new("a", DataType::Date32, true),
-            Field::new("b", DataType::Date32, true),
-            Field::new(PID, DataType::Int64, false),
-        ]))
-        .unwrap();
+        let schema = Arc::new(
+            DFSchema::try_from(arrow::datatypes::Schema::new(vec![
+                Field::new("a", DataType::Date32, true),
+                Field::new("b", DataType::Date32, true),
+                Field::new(PID, DataType::Int64, false),
+            ]))
+            .unwrap(),
+        );
         use crate::compile::functions::call;
         use datafusion::logical_expr::when;
         let shifted = call("ehr_date_add_days", vec![col("a"), lit(-1i64)]);

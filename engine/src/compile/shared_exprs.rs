@@ -58,11 +58,20 @@ impl PhysicalOptimizerRule for ShareRepeated {
     }
 }
 
+/// Whether any node of `expr` (itself included) satisfies `test`.
+pub(super) fn any_node(expr: &Arc<dyn PhysicalExpr>, test: impl Fn(&Arc<dyn PhysicalExpr>) -> bool) -> bool {
+    let mut found = false;
+    let _ = expr.apply(|e| {
+        found = test(e);
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
 /// Whether evaluating an expression on any row is safe: it cannot fail.
 fn infallible(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    let mut safe = true;
-    let _ = expr.apply(|e| {
-        safe = if let Some(b) = e.downcast_ref::<BinaryExpr>() {
+    !any_node(expr, |e| {
+        let safe = if let Some(b) = e.downcast_ref::<BinaryExpr>() {
             use Operator::*;
             matches!(b.op(), Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or | IsDistinctFrom | IsNotDistinctFrom | BitwiseAnd | BitwiseOr)
         } else if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() {
@@ -70,19 +79,13 @@ fn infallible(expr: &Arc<dyn PhysicalExpr>) -> bool {
         } else {
             e.is::<Column>() || e.is::<Literal>() || e.is::<CaseExpr>() || e.is::<IsNullExpr>() || e.is::<IsNotNullExpr>() || e.is::<NotExpr>() || e.is::<InListExpr>()
         };
-        Ok(if safe { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
-    });
-    safe
+        !safe
+    })
 }
 
 /// Whether an expression is worth a column: it evaluates a CASE or a function.
 fn costly(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    let mut found = false;
-    let _ = expr.apply(|e| {
-        found = e.is::<CaseExpr>() || e.is::<ScalarFunctionExpr>();
-        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-    });
-    found
+    any_node(expr, |e| e.is::<CaseExpr>() || e.is::<ScalarFunctionExpr>())
 }
 
 /// The outermost subexpressions of `exprs` that occur more than once, are costly
@@ -162,15 +165,7 @@ fn share_in_filter(filter: &FilterExec) -> DFResult<Option<Arc<dyn ExecutionPlan
         return Ok(None);
     }
     let conditions: Vec<Arc<dyn PhysicalExpr>> = split_conjunction(filter.predicate()).into_iter().cloned().collect();
-    let reads_shared = |c: &Arc<dyn PhysicalExpr>| {
-        let mut found = false;
-        let _ = c.apply(|e| {
-            found = shared.contains(e);
-            Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-        });
-        found
-    };
-    let first = conditions.iter().position(reads_shared).unwrap_or(0);
+    let first = conditions.iter().position(|c| any_node(c, |e| shared.contains(e))).unwrap_or(0);
     let mut input = Arc::clone(filter.input());
     let width = input.schema().fields().len();
     if first > 0 {
