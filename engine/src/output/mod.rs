@@ -124,7 +124,7 @@ pub struct TableWriter {
     rebatch: Option<BatchCoalescer>,
 }
 
-const FILE_BATCH_ROWS: usize = 65_536;
+pub const FILE_BATCH_ROWS: usize = 65_536;
 
 impl TableWriter {
     pub fn create(target: &Path, format: Format, columns: Vec<ColumnInfo>) -> Result<TableWriter> {
@@ -165,21 +165,29 @@ impl TableWriter {
             return Ok(());
         }
         let rebatch = self.rebatch.get_or_insert_with(|| BatchCoalescer::new(batch.schema(), FILE_BATCH_ROWS));
+        // A batch cut as the file's are (a final sort's) needs no copy.
+        if rebatch.is_empty() && batch.num_rows() == FILE_BATCH_ROWS {
+            return self.write_file_batch(batch);
+        }
         rebatch.push_batch(batch.clone())?;
         self.write_completed()
     }
 
+    fn write_file_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let target = self.target.display().to_string();
+        let narrowed = narrow::narrow(batch, &self.schema, &self.columns)?;
+        match &mut self.sink {
+            Sink::Csv(_) => unreachable!("CSV is written as it comes"),
+            Sink::Arrow(w) => w.write(&narrow::zero_null_slots(&narrowed)?).map_err(|e| arrow_write_error(&target, e))?,
+            Sink::Parquet(w) => w.write(&narrowed).map_err(|e| err!("{target}: cannot write: {e}"))?,
+        }
+        Ok(())
+    }
+
     /// Write the rebatched batches that are complete.
     fn write_completed(&mut self) -> Result<()> {
-        let target = self.target.display().to_string();
-        let Some(rebatch) = self.rebatch.as_mut() else { return Ok(()) };
-        while let Some(batch) = rebatch.next_completed_batch() {
-            let narrowed = narrow::narrow(&batch, &self.schema, &self.columns)?;
-            match &mut self.sink {
-                Sink::Csv(_) => unreachable!("CSV is written as it comes"),
-                Sink::Arrow(w) => w.write(&narrowed).map_err(|e| arrow_write_error(&target, e))?,
-                Sink::Parquet(w) => w.write(&narrowed).map_err(|e| err!("{target}: cannot write: {e}"))?,
-            }
+        while let Some(batch) = self.rebatch.as_mut().and_then(|r| r.next_completed_batch()) {
+            self.write_file_batch(&batch)?;
         }
         Ok(())
     }

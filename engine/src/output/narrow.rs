@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 
@@ -109,6 +109,37 @@ pub fn narrow(batch: &RecordBatch, schema: &SchemaRef, columns: &[ColumnInfo]) -
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
+/// The batch with every null slot's value zeroed. Arrow files store the values
+/// under nulls too, and operators leave there whatever their inputs held, which
+/// depends on how threads and blocks split the rows: zeroed, the file's bytes
+/// depend on its values alone.
+pub fn zero_null_slots(batch: &RecordBatch) -> Result<RecordBatch> {
+    if batch.columns().iter().all(|c| c.null_count() == 0) {
+        return Ok(batch.clone());
+    }
+    let cols = batch
+        .columns()
+        .iter()
+        .map(|c| -> ArrayRef {
+            if c.null_count() == 0 {
+                return c.clone();
+            }
+            // Rebuilt from their values, nulls get the type's zero.
+            arrow::array::downcast_primitive_array!(
+                c => zeroed(c),
+                DataType::Boolean => Arc::new(c.as_boolean().iter().collect::<arrow::array::BooleanArray>()),
+                // Texts' null slots are empty: no bytes under them.
+                _ => c.clone()
+            )
+        })
+        .collect::<Vec<ArrayRef>>();
+    Ok(RecordBatch::try_new(batch.schema(), cols)?)
+}
+
+fn zeroed<T: arrow::datatypes::ArrowPrimitiveType>(array: &arrow::array::PrimitiveArray<T>) -> ArrayRef {
+    Arc::new(array.iter().collect::<arrow::array::PrimitiveArray<T>>().with_data_type(array.data_type().clone()))
+}
+
 fn categorical(column: &ArrayRef, key: &DataType, categories: &[String], name: &str) -> Result<ArrayRef> {
     use arrow::array::{Array, DictionaryArray, Int32Array, StringArray};
     let position: std::collections::HashMap<&str, i32> = categories.iter().enumerate().map(|(i, c)| (c.as_str(), i as i32)).collect();
@@ -170,5 +201,32 @@ fn categories(model: &QueryModel, infos: &[NodeInfo], id: NodeId) -> Option<Vec<
             merge(values.map(|v| categories(model, infos, v)).collect())
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{BooleanArray, Date32Array, StringArray};
+    use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
+    use arrow::datatypes::Field;
+
+    use super::*;
+
+    #[test]
+    fn values_under_nulls_are_zeroed_and_the_rest_kept() {
+        let nulls = Some(NullBuffer::from(vec![true, false, true]));
+        let dates: ArrayRef = Arc::new(Date32Array::new(ScalarBuffer::from(vec![5, 7, 9]), nulls.clone()));
+        let flags: ArrayRef = Arc::new(BooleanArray::new(BooleanBuffer::from(vec![true, true, false]), nulls));
+        let texts: ArrayRef = Arc::new(StringArray::from(vec![Some("a"), None, Some("c")]));
+        let schema = Arc::new(ArrowSchema::new(vec![
+            Field::new("d", DataType::Date32, true),
+            Field::new("f", DataType::Boolean, true),
+            Field::new("t", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(schema, vec![dates, flags, texts]).unwrap();
+        let zeroed = zero_null_slots(&batch).unwrap();
+        assert_eq!(zeroed, batch, "the same values and nulls");
+        assert_eq!(zeroed.column(0).as_primitive::<arrow::datatypes::Date32Type>().values().to_vec(), vec![5, 0, 9]);
+        assert_eq!(zeroed.column(1).as_boolean().values().iter().collect::<Vec<_>>(), vec![true, false, false]);
     }
 }
