@@ -74,7 +74,7 @@ pub fn write_text_cohort(path: &Path, format: CohortFormat, text: &str, columns:
 /// One batch as an Arrow IPC file, every byte written out (or the error reported).
 fn write_feather(file: std::fs::File, batch: &RecordBatch) -> Result<()> {
     let mut w = FileWriter::try_new(std::io::BufWriter::new(file), &batch.schema())?;
-    w.write(batch)?;
+    w.write(&output::narrow::zero_null_slots(batch)?)?;
     w.into_inner()?.into_inner().map_err(|e| err!("cannot write: {}", e.into_error()))?;
     Ok(())
 }

@@ -137,7 +137,10 @@ pub fn zero_null_slots(batch: &RecordBatch) -> Result<RecordBatch> {
 }
 
 fn zeroed<T: arrow::datatypes::ArrowPrimitiveType>(array: &arrow::array::PrimitiveArray<T>) -> ArrayRef {
-    Arc::new(array.iter().collect::<arrow::array::PrimitiveArray<T>>().with_data_type(array.data_type().clone()))
+    let nulls = array.nulls().expect("an array with nulls");
+    // One branch-free pass over the values and their validity bits.
+    let values: Vec<T::Native> = array.values().iter().zip(nulls.iter()).map(|(&v, valid)| if valid { v } else { T::Native::default() }).collect();
+    Arc::new(arrow::array::PrimitiveArray::<T>::new(values.into(), Some(nulls.clone())).with_data_type(array.data_type().clone()))
 }
 
 fn categorical(column: &ArrayRef, key: &DataType, categories: &[String], name: &str) -> Result<ArrayRef> {
