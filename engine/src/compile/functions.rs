@@ -286,6 +286,10 @@ fn date_diff_years(args: &[ArrayRef]) -> DFResult<ArrayRef> {
     // Ages over every (patient, interval) row of a measure: the calendar date comes
     // from plain integer arithmetic, not through chrono, wherever chrono would accept it.
     let (a, b) = (as_date(&args[0])?, as_date(&args[1])?);
+    let in_range = |d: &Date32Array| d.values().iter().all(|v| CIVIL_RANGE.contains(v));
+    if in_range(a) && in_range(b) {
+        return Ok(Arc::new(whole_years(a, b)));
+    }
     let out: Int64Array = binary(a, b, |end: i32, start: i32| {
         if !CIVIL_RANGE.contains(&end) || !CIVIL_RANGE.contains(&start) {
             return Some(years_between(days_to_date(end)?, days_to_date(start)?));
@@ -295,6 +299,34 @@ fn date_diff_years(args: &[ArrayRef]) -> DFResult<ArrayRef> {
         Some(if (em, ed) < (sm, sd) { years - 1 } else { years })
     });
     Ok(Arc::new(out))
+}
+
+/// Whole years from each start to its end, every value in [`CIVIL_RANGE`] (values
+/// under nulls included: they are computed and then masked). A row's date is
+/// usually its neighbour's (a patient's birth date over each interval, an interval
+/// start over each patient), so the calendar date of the previous value is reused.
+fn whole_years(ends: &Date32Array, starts: &Date32Array) -> Int64Array {
+    let month_day = |days: i32| {
+        let (y, m, d) = civil(days);
+        (y, m * 32 + d)
+    };
+    let (mut last_end, mut last_start) = ((i32::MIN, (0, 0)), (i32::MIN, (0, 0)));
+    let years: Vec<i64> = ends
+        .values()
+        .iter()
+        .zip(starts.values().iter())
+        .map(|(&end, &start)| {
+            if end != last_end.0 {
+                last_end = (end, month_day(end));
+            }
+            if start != last_start.0 {
+                last_start = (start, month_day(start));
+            }
+            let ((ey, emd), (sy, smd)) = (last_end.1, last_start.1);
+            ey - sy - i64::from(emd < smd)
+        })
+        .collect();
+    Int64Array::new(years.into(), arrow::buffer::NullBuffer::union(ends.nulls(), starts.nulls()))
 }
 
 /// Days from 1970-01-01 for which [`civil`] is used (well inside chrono's range).
@@ -525,6 +557,23 @@ mod tests {
         for (end, start) in [(18_686, 11_016), (18_686, 18_687), (0, -1), (11_016, 11_016 - 366), (19_000, -700_000), (60_000_000, 0)] {
             assert_eq!(diff(end, start), years_between(days_to_date(end).unwrap(), days_to_date(start).unwrap()), "{end} {start}");
         }
+    }
+
+    #[test]
+    fn elapsed_years_over_arrays_reuse_neighbours_and_keep_nulls() {
+        // Births repeated over interval starts, as a measure's rows are, with nulls
+        // on either side and leap days.
+        let births = [Some(11_016), Some(11_016), Some(11_016), None, Some(10_956), Some(-700_000), Some(-700_000), Some(19_000)];
+        let ends = [Some(18_686), Some(18_687), None, Some(18_686), Some(18_686), Some(18_686), Some(10_956), Some(18_993)];
+        let out = date_diff_years(&[Arc::new(Date32Array::from(ends.to_vec())), Arc::new(Date32Array::from(births.to_vec()))]).unwrap();
+        let out = out.as_primitive::<arrow::datatypes::Int64Type>();
+        let expected: Vec<Option<i64>> = ends
+            .iter()
+            .zip(births)
+            .map(|(e, b)| Some(years_between(days_to_date((*e)?).unwrap(), days_to_date(b?).unwrap())))
+            .collect();
+        assert_eq!(out.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(out.null_count(), 2);
     }
 
     #[test]

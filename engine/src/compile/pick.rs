@@ -139,10 +139,15 @@ impl Picks {
 
     /// Gather the picked (value, key) of the given slots.
     fn gather(&self, slots: &[Slot]) -> DFResult<(ArrayRef, ArrayRef)> {
-        let at: Vec<(usize, usize)> = slots.iter().map(|&(b, r)| (b as usize, r as usize)).collect();
-        let values: Vec<&dyn Array> = self.values.iter().map(|a| a.as_ref()).collect();
+        let at = positions(slots);
         let keys: Vec<&dyn Array> = self.keys.iter().map(|a| a as &dyn Array).collect();
-        Ok((interleave(&values, &at)?, interleave(&keys, &at)?))
+        Ok((self.gather_values(&at)?, interleave(&keys, &at)?))
+    }
+
+    /// Gather the picked values only (a final result needs no keys).
+    fn gather_values(&self, at: &[(usize, usize)]) -> DFResult<ArrayRef> {
+        let values: Vec<&dyn Array> = self.values.iter().map(|a| a.as_ref()).collect();
+        Ok(interleave(&values, at)?)
     }
 
     /// Keep only the picked rows: one array of one row per group.
@@ -160,14 +165,25 @@ impl Picks {
         Ok(())
     }
 
-    fn emit(&mut self, emit_to: EmitTo) -> DFResult<(ArrayRef, ArrayRef)> {
+    /// The picks of the groups emitted: (value, key), or the value alone (and a
+    /// null key) when `with_keys` is false.
+    fn emit(&mut self, emit_to: EmitTo, with_keys: bool) -> DFResult<(ArrayRef, Option<ArrayRef>)> {
         let slots = emit_to.take_needed(&mut self.slots);
-        let out = self.gather(&slots)?;
+        let out = if with_keys {
+            let (values, keys) = self.gather(&slots)?;
+            (values, Some(keys))
+        } else {
+            (self.gather_values(&positions(&slots))?, None)
+        };
         if self.slots.is_empty() {
             self.clear();
         }
         Ok(out)
     }
+}
+
+fn positions(slots: &[Slot]) -> Vec<(usize, usize)> {
+    slots.iter().map(|&(b, r)| (b as usize, r as usize)).collect()
 }
 
 impl GroupsAccumulator for Picks {
@@ -178,11 +194,13 @@ impl GroupsAccumulator for Picks {
         self.offer(values, |row| groups[row], None, total)
     }
     fn evaluate(&mut self, emit_to: EmitTo) -> DFResult<ArrayRef> {
-        Ok(self.emit(emit_to)?.0)
+        // Measures pick a value for millions of (patient, interval) groups: their
+        // binary keys are not copied only to be dropped.
+        Ok(self.emit(emit_to, false)?.0)
     }
     fn state(&mut self, emit_to: EmitTo) -> DFResult<Vec<ArrayRef>> {
-        let (values, keys) = self.emit(emit_to)?;
-        Ok(vec![values, keys])
+        let (values, keys) = self.emit(emit_to, true)?;
+        Ok(vec![values, keys.expect("gathered with keys")])
     }
     fn convert_to_state(&self, values: &[ArrayRef], filter: Option<&BooleanArray>) -> DFResult<Vec<ArrayRef>> {
         // Each row its own group: a row filtered out has no key.
