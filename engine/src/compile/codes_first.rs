@@ -51,12 +51,8 @@ impl PhysicalOptimizerRule for CodesFirst {
             let reordered = conjunction(codes.into_iter().chain(others).map(|p: &&Arc<dyn PhysicalExpr>| Arc::clone(*p)));
             let schema = filter.input().schema();
             let predicate = null_free_bit_tests(reordered, &schema)?;
-            if predicate.transformed {
-                let rebuilt = FilterExecBuilder::from(filter).with_predicate(predicate.data).build()?;
-                return Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>));
-            }
-            // The conjuncts may still have moved.
-            if parts.iter().zip(split_conjunction(&predicate.data)).all(|(a, b)| Arc::ptr_eq(a, b)) {
+            // Unchanged: no test made null-free and no conjunct moved.
+            if !predicate.transformed && parts.iter().zip(split_conjunction(&predicate.data)).all(|(a, b)| Arc::ptr_eq(a, b)) {
                 return Ok(Transformed::no(node));
             }
             let rebuilt = FilterExecBuilder::from(filter).with_predicate(predicate.data).build()?;

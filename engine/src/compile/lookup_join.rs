@@ -104,9 +104,7 @@ const FEW_ROWS: usize = 1 << 16;
 
 /// Whether a plan's statistics bound its rows by [`FEW_ROWS`].
 fn few_rows(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
-    let stats = StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new());
-    stats.is_ok_and(|s| s.num_rows.get_value().is_some_and(|&rows| rows <= FEW_ROWS))
+    super::small_sides::row_count(plan).is_ok_and(|rows| rows.get_value().is_some_and(|&rows| rows <= FEW_ROWS))
 }
 
 impl LookupJoinExec {
@@ -526,7 +524,7 @@ mod tests {
                     // The people collected become the probe side, the values collected.
                     let people = Arc::clone(join.left().downcast_ref::<CoalescePartitionsExec>().expect("collected").input());
                     let values: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(Arc::clone(join.right())));
-                    let moved = Arc::clone(&node).with_new_children(vec![people, values])?;
+                    let moved = datafusion::physical_plan::execution_plan::replace_children_if_necessary(Arc::clone(&node), vec![people, values])?;
                     let moved = moved.downcast_ref::<HashJoinExec>().expect("a hash join");
                     Ok(Transformed::yes(moved.swap_inputs(PartitionMode::CollectLeft)?))
                 })

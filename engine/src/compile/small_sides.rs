@@ -48,8 +48,12 @@ impl CollectSmallSides {
 /// Whether a side's row count is known exactly (a stage's size survives the
 /// projections above its table; its byte size does not) and small.
 fn exactly_small(plan: &Arc<dyn ExecutionPlan>) -> DFResult<bool> {
-    let stats = StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new())?;
-    Ok(matches!(stats.num_rows, Precision::Exact(rows) if rows < MAX_ROWS))
+    Ok(matches!(row_count(plan)?, Precision::Exact(rows) if rows < MAX_ROWS))
+}
+
+/// A plan's row count, as its statistics know it.
+pub(super) fn row_count(plan: &Arc<dyn ExecutionPlan>) -> DFResult<Precision<usize>> {
+    Ok(StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new())?.num_rows)
 }
 
 impl PhysicalOptimizerRule for CollectSmallSides {
