@@ -354,6 +354,22 @@ impl Intervals {
         Arc::new(ScalarUDF::new_from_impl(f)).call(limits.iter().map(|l| l.x.clone()).collect())
     }
 
+    /// The run of interval indexes `[from, to)` that every limit allows for row
+    /// `row`, given each limit's compared dates; empty (`from >= to`) when none.
+    pub fn run(&self, limits: &[Limit], dates: &[&Date32Array], row: usize) -> (usize, usize) {
+        let (mut from, mut to) = (0, self.0.len());
+        for (l, d) in limits.iter().zip(dates) {
+            let (a, b) = if d.is_null(row) {
+                if l.null_holds { (0, self.0.len()) } else { (0, 0) }
+            } else {
+                self.allowed(l, d.value(row))
+            };
+            from = from.max(a);
+            to = to.min(b);
+        }
+        (from, to)
+    }
+
     /// The run of interval indexes `[from, to)` whose bound `b` has `x op b`.
     fn allowed(&self, l: &Limit, x: i32) -> (usize, usize) {
         let bound = |i: &(i32, i32)| if l.end { i.1 } else { i.0 };
@@ -444,16 +460,7 @@ impl ScalarUDFImpl for SpanFunction {
         let rows = args.number_rows;
         let mut out = ListBuilder::with_capacity(Int64Builder::new(), rows);
         for row in 0..rows {
-            let (mut from, mut to) = (0, self.intervals.0.len());
-            for (l, d) in self.limits.iter().zip(&dates) {
-                let (a, b) = if d.is_null(row) {
-                    if l.null_holds { (0, self.intervals.0.len()) } else { (0, 0) }
-                } else {
-                    self.intervals.allowed(l, d.value(row))
-                };
-                from = from.max(a);
-                to = to.min(b);
-            }
+            let (from, to) = self.intervals.run(&self.limits, &dates, row);
             if from < to {
                 out.values().extend((from..to).map(|i| Some(i as i64)));
                 out.append(true);

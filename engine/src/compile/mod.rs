@@ -4,6 +4,7 @@
 //! (and `fill_null`, coalesce with a value kept a function);
 //! `codesets` tests many codelists against one column with one lookup per row;
 //! `pick` is the aggregate that picks one row per patient by a sort key;
+//! `runs` gives measures a value per interval from rows grouped by patient;
 //! `portable` turns these functions into bytes and back for plans sent to a cluster;
 //! `small_sides` is a physical optimizer rule for joins to an earlier stage,
 //! `codes_first` one that puts a filter's codelist tests before its other conditions,
@@ -21,6 +22,7 @@ pub mod lookup_join;
 mod pick;
 pub mod plan;
 pub mod portable;
+mod runs;
 pub mod shared_exprs;
 pub mod small_sides;
 

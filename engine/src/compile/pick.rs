@@ -39,6 +39,11 @@ pub fn is_pick(f: &AggregateUDF) -> bool {
     f.inner().downcast_ref::<Pick>().is_some()
 }
 
+/// Whether `f` is a pick of the smallest key (`Some(true)`) or the largest.
+pub fn pick_first(f: &AggregateUDF) -> Option<bool> {
+    f.inner().downcast_ref::<Pick>().map(|p| p.first)
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Pick {
     first: bool,
@@ -78,7 +83,7 @@ type Slot = (u32, u32);
 const NONE: Slot = (0, 0);
 
 #[derive(Debug)]
-struct Picks {
+pub(super) struct Picks {
     first: bool,
     ty: DataType,
     values: Vec<ArrayRef>,
@@ -88,7 +93,7 @@ struct Picks {
 }
 
 impl Picks {
-    fn new(first: bool, ty: &DataType) -> Picks {
+    pub(super) fn new(first: bool, ty: &DataType) -> Picks {
         let mut picks = Picks { first, ty: ty.clone(), values: vec![], keys: vec![], kept_rows: 0, slots: vec![] };
         picks.clear();
         picks
@@ -102,6 +107,13 @@ impl Picks {
 
     /// Offer every row (value, key) not filtered out to its group's slot.
     fn offer(&mut self, values: &[ArrayRef], groups: impl Fn(usize) -> usize, filter: Option<&BooleanArray>, total: usize) -> DFResult<()> {
+        let rows = (0..values[1].len()).filter(|&row| filter.is_none_or(|f| f.is_valid(row) && f.value(row)));
+        self.offer_pairs(values, rows.map(|row| (row, groups(row))), total)
+    }
+
+    /// Offer rows (value, key) to groups: each (row, group) pair, a row to any
+    /// number of groups. Rows with a null key are no candidates.
+    pub(super) fn offer_pairs(&mut self, values: &[ArrayRef], pairs: impl Iterator<Item = (usize, usize)>, total: usize) -> DFResult<()> {
         self.slots.resize(total, NONE);
         let batch = u32::try_from(self.values.len()).map_err(|_| datafusion::error::DataFusionError::Internal("too many batches".into()))?;
         // Kept first, so that a row can be compared with an earlier row of its batch.
@@ -110,11 +122,10 @@ impl Picks {
         self.keys.push(values[1].as_binary::<i32>().clone());
         let keys = &self.keys[batch as usize];
         let mut used = false;
-        for row in 0..rows {
-            if keys.is_null(row) || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+        for (row, group) in pairs {
+            if keys.is_null(row) {
                 continue;
             }
-            let group = groups(row);
             let (b, r) = self.slots[group];
             let better = (b, r) == NONE || {
                 let (new, old) = (keys.value(row), self.keys[b as usize].value(r as usize));
@@ -167,7 +178,7 @@ impl Picks {
 
     /// The picks of the groups emitted: (value, key), or the value alone (and a
     /// null key) when `with_keys` is false.
-    fn emit(&mut self, emit_to: EmitTo, with_keys: bool) -> DFResult<(ArrayRef, Option<ArrayRef>)> {
+    pub(super) fn emit(&mut self, emit_to: EmitTo, with_keys: bool) -> DFResult<(ArrayRef, Option<ArrayRef>)> {
         let slots = emit_to.take_needed(&mut self.slots);
         let out = if with_keys {
             let (values, keys) = self.gather(&slots)?;

@@ -41,11 +41,22 @@ pub struct Planner<'a> {
     intervals: Option<Intervals>,
     /// Consider the patients of every table used, not just the population's tables.
     all_tables: bool,
+    /// For measures run in this process: passes whose rows count in runs of
+    /// intervals are grouped by patient (see `runs`).
+    runs_by_patient: bool,
 }
 
 impl<'a> Planner<'a> {
     pub fn new(analysis: &'a Analysis, providers: &'a Providers) -> Self {
-        Planner { analysis, providers, materialised: Vec::new(), patients: PatientRange::default(), intervals: None, all_tables: false }
+        Planner { analysis, providers, materialised: Vec::new(), patients: PatientRange::default(), intervals: None, all_tables: false, runs_by_patient: false }
+    }
+
+    /// Group the rows of passes that count in runs of intervals by patient, rather
+    /// than repeating them for each interval (see [`super::runs`]). Not for plans
+    /// sent to a cluster, whose processes do not know that aggregate.
+    pub fn runs_by_patient(mut self) -> Self {
+        self.runs_by_patient = true;
+        self
     }
 
     /// Consider every patient in any table the definition uses, as ehrQL's in-memory
@@ -179,13 +190,9 @@ impl<'a> Planner<'a> {
     }
 
     /// For measures, the conditions every value of an event pass shares that limit
-    /// each row to a run of intervals (see [`intervals::limiting_conditions`]), where they read
-    /// only the table's own date columns.
-    fn limits(&self, s: &Source, aggs: &[Expr]) -> Result<Vec<Limit>> {
-        Ok(self.limiting_conditions(s, aggs)?.into_iter().map(|(_, l)| l).collect())
-    }
-
-    /// [`Self::limits`], each with the condition it was read from.
+    /// each row to a run of intervals (see [`intervals::limiting_conditions`]), where
+    /// they read only the table's own date columns, each with the condition it was
+    /// read from.
     fn limiting_conditions(&self, s: &Source, aggs: &[Expr]) -> Result<Vec<(Expr, Limit)>> {
         let (Some(iv), Some(common)) = (&self.intervals, shared_conditions(aggs)) else { return Ok(Vec::new()) };
         let schema = self.provider(&s.table)?.schema();
@@ -209,15 +216,20 @@ impl<'a> Planner<'a> {
             }
             let aggs: Vec<Expr> = s.columns.iter().map(|(name, e)| e.clone().alias(name.as_str())).collect();
             let (aggs, _) = codesets::rewrite(aggs)?;
-            let limits = self.limits(s, &aggs)?;
+            let limited = self.limiting_conditions(s, &aggs)?;
+            let limits: Vec<Limit> = limited.iter().map(|(_, l)| l.clone()).collect();
+            let by_patient = self.runs_by_patient
+                && s.stage == 0
+                && runs_of(&assume_true(aggs.clone(), limited.into_iter().map(|(c, _)| c).collect())?, &limits, iv).is_some();
             out.push(match self.bucketing(s, &aggs)? {
                 Some((x, _)) => format!("{} (stage {}): each row counted in the one interval its {x} falls in", s.table, s.stage),
                 None if !limits.is_empty() => {
                     let mut xs: Vec<String> = limits.iter().map(|l| l.x.to_string()).collect();
                     xs.dedup();
                     let verb = if xs.len() == 1 { "allows" } else { "allow" };
+                    let how = if by_patient { "counted, grouped by patient," } else { "repeated only" };
                     format!(
-                        "{} (stage {}): each row repeated only for the run of the {} intervals that its {} {verb}",
+                        "{} (stage {}): each row {how} for the run of the {} intervals that its {} {verb}",
                         s.table,
                         s.stage,
                         iv.len(),
@@ -512,6 +524,9 @@ impl<'a> Planner<'a> {
                 let limits: Vec<Limit> = limited.iter().map(|(_, l)| l.clone()).collect();
                 let limited_rows = !limited.is_empty();
                 let aggs = assume_true(aggs, limited.into_iter().map(|(c, _)| c).collect())?;
+                if let Some(values) = self.runs_values(s, &aggs, &limits, &before, keep.clone(), &computed, &after, &masks)? {
+                    return self.with_presence(s, values, values_only, out);
+                }
                 let rows = match (&bucketing, &self.intervals) {
                     (Some((x, shift)), Some(iv)) => self.with_stage(self.bucketed_rows(&s.table, x.clone(), *shift, iv, &before, keep)?, s.stage, &computed, false)?,
                     _ => {
@@ -548,20 +563,73 @@ impl<'a> Planner<'a> {
                     return Ok(rows.aggregate(vec![col("patient_id")], aggs)?.project(out)?.build()?);
                 };
                 let values = rows.filter(any)?.aggregate(vec![col("patient_id")], aggs)?;
-                if values_only || !self.universe().contains(&s.presence) {
-                    return Ok(values.project(out)?.build()?);
-                }
-                let values = values.project(std::iter::once(col("patient_id").alias(PID)).chain(s.columns.iter().map(|(n, _)| col(n.as_str()))))?;
-                // Which patients the table has (for measures: for every interval).
-                let mut present = self.patient_rows(&s.table)?.aggregate(vec![col("patient_id")], Vec::<Expr>::new())?;
-                if let Some(iv) = &self.intervals {
-                    let every = self.scan("__intervals", &iv.table()?)?.build()?;
-                    present = keyed(present.cross_join(every)?, iv)?;
-                }
-                let present = present.project(vec![col("patient_id").alias(PID), lit(true).alias(s.presence.as_str())])?;
-                outer_join_all(vec![present.build()?, values.build()?])?
+                self.with_presence(s, values, values_only, out)?
             }
         })
+    }
+
+    /// An event pass's values (one row per patient, or per patient and interval),
+    /// with which patients the table has where the population needs that.
+    fn with_presence(&self, s: &Source, values: LogicalPlanBuilder, values_only: bool, out: Vec<Expr>) -> Result<LogicalPlan> {
+        if values_only || !self.universe().contains(&s.presence) {
+            return Ok(values.project(out)?.build()?);
+        }
+        let values = values.project(std::iter::once(col("patient_id").alias(PID)).chain(s.columns.iter().map(|(n, _)| col(n.as_str()))))?;
+        // Which patients the table has (for measures: for every interval).
+        let mut present = self.patient_rows(&s.table)?.aggregate(vec![col("patient_id")], Vec::<Expr>::new())?;
+        if let Some(iv) = &self.intervals {
+            let every = self.scan("__intervals", &iv.table()?)?.build()?;
+            present = keyed(present.cross_join(every)?, iv)?;
+        }
+        let present = present.project(vec![col("patient_id").alias(PID), lit(true).alias(s.presence.as_str())])?;
+        outer_join_all(vec![present.build()?, values.build()?])
+    }
+
+    /// For measures, the values per (patient, interval) of a pass whose rows each
+    /// count in a run of intervals (`limits`), computed by grouping the rows by
+    /// patient with `ehr_runs` (see [`super::runs`]): where that is enabled, the pass
+    /// reads no earlier stage, and each value is a count or a pick whose arguments
+    /// and filter read the row alone. Else None.
+    #[allow(clippy::too_many_arguments)]
+    fn runs_values(&self, s: &Source, aggs: &[Expr], limits: &[Limit], before: &[Expr], keep: Option<Expr>, computed: &[Expr], after: &[Expr], masks: &[Expr]) -> Result<Option<LogicalPlanBuilder>> {
+        let Some(iv) = self.intervals.as_ref().filter(|_| self.runs_by_patient) else { return Ok(None) };
+        if limits.is_empty() || s.stage > 0 || !computed.is_empty() || !after.is_empty() {
+            return Ok(None);
+        }
+        let Some(mut wrapped) = runs_of(aggs, limits, iv) else { return Ok(None) };
+        let names: Vec<String> = aggs.iter().map(|a| a.schema_name().to_string()).collect();
+        // How many rows each (patient, interval) has: one with none has no values.
+        let count = datafusion::functions_aggregate::count::count_udaf();
+        let mut args: Vec<Expr> = limits.iter().map(|l| l.x.clone()).collect();
+        args.push(lit(1i64));
+        let rows_counted = datafusion::logical_expr::expr::AggregateFunction::new_udf(super::runs::runs_udaf(iv.clone(), limits.to_vec(), count), args, false, None, vec![], None);
+        wrapped.push(Expr::AggregateFunction(rows_counted).alias("__rows"));
+
+        let late = match any_filter(aggs) {
+            Some(f) => self.reads_beyond_filter(&s.table, aggs, &f, masks)?,
+            None => false,
+        };
+        let rows = keeping(self.patient_rows_from(&s.table, late, before)?, keep)?;
+        let rows = keeping(rows, any_filter(aggs))?;
+        let k = iv.len();
+        let index = ScalarValue::FixedSizeList(Arc::new(arrow::array::FixedSizeListArray::new(
+            Arc::new(Field::new_list_field(DataType::Int64, true)),
+            k as i32,
+            Arc::new(arrow::array::Int64Array::from_iter_values(0..k)),
+            None,
+        )));
+        let mut lists: Vec<Expr> = vec![col("patient_id"), lit(index).alias(intervals::INDEX), col("__rows")];
+        lists.extend(names.iter().map(|n| Expr::Column(Column::from_name(n.as_str()))));
+        let mut unnested: Vec<Column> = vec![Column::from_name(intervals::INDEX), Column::from_name("__rows")];
+        unnested.extend(names.iter().map(|n| Column::from_name(n.as_str())));
+        let per_interval = rows
+            .aggregate(vec![col("patient_id")], wrapped)?
+            .project(lists)?
+            .unnest_columns_with_options(unnested, datafusion::common::UnnestOptions::new())?
+            .filter(col("__rows").gt(lit(0i64)))?;
+        let mut out = vec![iv.key(col("patient_id"), col(intervals::INDEX)).alias("patient_id")];
+        out.extend(names.iter().map(|n| Expr::Column(Column::from_name(n.as_str()))));
+        Ok(Some(per_interval.project(out)?))
     }
 
     /// All patient-level values through `stage`: the materialised earlier stages plus
@@ -792,6 +860,28 @@ fn keyed(rows: LogicalPlanBuilder, iv: &Intervals) -> Result<LogicalPlanBuilder>
         }
     }
     Ok(rows.project(out)?)
+}
+
+/// A pass's values as `ehr_runs` aggregates over rows limited to runs of intervals
+/// (see [`Planner::runs_values`]), if every value is a count or a pick whose
+/// arguments and filter read the row alone.
+fn runs_of(aggs: &[Expr], limits: &[Limit], iv: &Intervals) -> Option<Vec<Expr>> {
+    let mut wrapped = Vec::new();
+    for agg in aggs {
+        let Expr::Alias(alias) = agg else { return None };
+        let Expr::AggregateFunction(f) = alias.expr.as_ref() else { return None };
+        let p = &f.params;
+        let countable = f.func.name() == "count" || super::pick::is_pick(&f.func);
+        if !countable || p.distinct || !p.order_by.is_empty() || intervals::mentions_interval(agg) || agg.column_refs().iter().any(|c| c.name == "patient_id") {
+            return None;
+        }
+        let mut args: Vec<Expr> = limits.iter().map(|l| l.x.clone()).collect();
+        args.extend(p.args.iter().cloned());
+        let runs = super::runs::runs_udaf(iv.clone(), limits.to_vec(), f.func.clone());
+        let call = datafusion::logical_expr::expr::AggregateFunction::new_udf(runs, args, false, p.filter.clone(), vec![], None);
+        wrapped.push(Expr::AggregateFunction(call).alias(alias.name.as_str()));
+    }
+    Some(wrapped)
 }
 
 /// Rows that meet a condition, if there is one.

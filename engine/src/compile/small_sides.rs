@@ -32,7 +32,7 @@ pub struct CollectSmallSides;
 impl CollectSmallSides {
     /// DataFusion's physical optimizer rules with this one after join selection,
     /// then ours that rewrite the finished plan: `codes_first`, `shared_exprs`,
-    /// `lookup_join` and `gather_sort`.
+    /// `lookup_join`, `runs` and `gather_sort`.
     pub fn with_default_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
         let mut rules = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
         let at = rules.iter().position(|r| r.name() == "join_selection").map_or(0, |i| i + 1);
@@ -40,6 +40,7 @@ impl CollectSmallSides {
         rules.push(Arc::new(super::codes_first::CodesFirst));
         rules.push(Arc::new(super::shared_exprs::ShareRepeated));
         rules.push(Arc::new(super::lookup_join::LookupJoins));
+        rules.push(Arc::new(super::runs::OnePhaseRuns));
         rules.push(Arc::new(super::gather_sort::GatherSorts));
         rules
     }
