@@ -233,9 +233,9 @@ def test_explain_says_how_each_table_is_read(tmp_path):
     shown = explain("clinical_events.where(clinical_events.date.is_on_or_before(INTERVAL.end_date)).count_for_patient() > 0")
     assert "over 12 intervals, in one pass" in shown
     # Both values keep only events dated on or before the interval's end, so an
-    # event counts only from the first interval ending on or after its date: the
-    # events are grouped by patient, each counted in that run of intervals.
-    assert "counted, grouped by patient, for the run of the 12 intervals that its date allows" in shown
+    # event is repeated only from the first interval ending on or after its date
+    # (not grouped by patient: the numerator's filter also reads the interval).
+    assert "repeated only for the run of the 12 intervals that its date allows" in shown
     # Asked as "exists", the same question is whether the patient's earliest event
     # is on or before the end: found once per patient, apart from the numerator's
     # events, each of which is counted in its interval.
