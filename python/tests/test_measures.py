@@ -216,9 +216,9 @@ def test_dummy_data_file_is_checked_and_disclosure_controlled(tmp_path):
 
 
 def test_explain_says_how_each_table_is_read(tmp_path):
-    def explain(denominator):
+    def explain(denominator, imports=""):
         # Events in the interval over 12 months, against the given denominator.
-        path = definition(tmp_path, HEADER + f"""\
+        path = definition(tmp_path, HEADER + imports + f"""\
     measures.define_measure(
         "in_interval",
         numerator=clinical_events.where(clinical_events.date.is_during(INTERVAL)).exists_for_patient(),
@@ -244,3 +244,11 @@ def test_explain_says_how_each_table_is_read(tmp_path):
     assert "clinical_events (stage 0): each row counted in the one interval its date falls in" in shown
     assert "repeated for all 12 intervals" in explain("clinical_events.where(clinical_events.date != INTERVAL.start_date).count_for_patient() > 0")
     assert "each row counted in the one interval its date falls in" in explain("patients.exists_for_patient()")
+    # Registered on each interval's start: a registration counts for the run of
+    # intervals its start and end dates allow, and as no value reads the interval
+    # otherwise, its rows are grouped by patient with one slot per interval.
+    shown = explain(
+        "practice_registrations.for_patient_on(INTERVAL.start_date).exists_for_patient()",
+        imports="    from ehrql.tables.tpp import practice_registrations\n",
+    )
+    assert "practice_registrations (stage 0): each row counted, grouped by patient, for the run of the 12 intervals that its " in shown

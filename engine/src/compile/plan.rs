@@ -218,9 +218,7 @@ impl<'a> Planner<'a> {
             let (aggs, _) = codesets::rewrite(aggs)?;
             let limited = self.limiting_conditions(s, &aggs)?;
             let limits: Vec<Limit> = limited.iter().map(|(_, l)| l.clone()).collect();
-            let by_patient = self.runs_by_patient
-                && s.stage == 0
-                && runs_of(&assume_true(aggs.clone(), limited.into_iter().map(|(c, _)| c).collect())?, &limits, iv).is_some();
+            let by_patient = self.runs_wrapped(s, &assume_true(aggs.clone(), limited.into_iter().map(|(c, _)| c).collect())?, &limits).is_some();
             out.push(match self.bucketing(s, &aggs)? {
                 Some((x, _)) => format!("{} (stage {}): each row counted in the one interval its {x} falls in", s.table, s.stage),
                 None if !limits.is_empty() => {
@@ -585,6 +583,19 @@ impl<'a> Planner<'a> {
         outer_join_all(vec![present.build()?, values.build()?])
     }
 
+    /// A pass's values as `ehr_runs` aggregates (see [`Planner::runs_values`]), if
+    /// they are computed that way: for measures run in this process (a cluster
+    /// cannot encode `ehr_runs`), in a pass of the first stage whose rows are
+    /// limited to runs of intervals, where [`runs_of`] takes every value. The one
+    /// test both the plan and `explain` use.
+    fn runs_wrapped(&self, s: &Source, aggs: &[Expr], limits: &[Limit]) -> Option<Vec<Expr>> {
+        let iv = self.intervals.as_ref().filter(|_| self.runs_by_patient)?;
+        if limits.is_empty() || s.stage > 0 {
+            return None;
+        }
+        runs_of(aggs, limits, iv)
+    }
+
     /// For measures, the values per (patient, interval) of a pass whose rows each
     /// count in a run of intervals (`limits`), computed by grouping the rows by
     /// patient with `ehr_runs` (see [`super::runs`]): where that is enabled, the pass
@@ -592,11 +603,13 @@ impl<'a> Planner<'a> {
     /// and filter read the row alone. Else None.
     #[allow(clippy::too_many_arguments)]
     fn runs_values(&self, s: &Source, aggs: &[Expr], limits: &[Limit], before: &[Expr], keep: Option<Expr>, computed: &[Expr], after: &[Expr], masks: &[Expr]) -> Result<Option<LogicalPlanBuilder>> {
-        let Some(iv) = self.intervals.as_ref().filter(|_| self.runs_by_patient) else { return Ok(None) };
-        if limits.is_empty() || s.stage > 0 || !computed.is_empty() || !after.is_empty() {
-            return Ok(None);
+        let Some(mut wrapped) = self.runs_wrapped(s, aggs, limits) else { return Ok(None) };
+        let Some(iv) = &self.intervals else { return Ok(None) };
+        // A pass of the first stage reads its own table alone: nothing is computed
+        // from an earlier stage, and every codelist mask is over its own columns.
+        if !computed.is_empty() || !after.is_empty() {
+            crate::bail!("pass over {} grouped by patient, yet it reads an earlier stage", s.table);
         }
-        let Some(mut wrapped) = runs_of(aggs, limits, iv) else { return Ok(None) };
         let names: Vec<String> = aggs.iter().map(|a| a.schema_name().to_string()).collect();
         // How many rows each (patient, interval) has: one with none has no values.
         let count = datafusion::functions_aggregate::count::count_udaf();

@@ -70,6 +70,17 @@ impl Runs {
             expr_fields: &args.expr_fields[n..],
         })
     }
+
+    /// What each slot keeps for the inner aggregate; the one test of whether it is
+    /// supported, so that DataFusion never asks for the ungrouped accumulator.
+    fn kind(&self, args: &AccumulatorArgs) -> DFResult<Kind> {
+        let inner_args = self.inner_args(args)?;
+        Ok(match super::pick::pick_first(&self.inner) {
+            Some(first) => Kind::Pick(Picks::new(first, inner_args.return_field.data_type())),
+            None if self.inner.name() == "count" && inner_args.exprs.len() == 1 && !args.is_distinct => Kind::Count(Vec::new()),
+            None => return not_impl_err!("{}: only counts and picks count in runs of intervals", self.name),
+        })
+    }
 }
 
 impl AggregateUDFImpl for Runs {
@@ -97,15 +108,10 @@ impl AggregateUDFImpl for Runs {
         not_impl_err!("{}: only grouped by patient", self.name)
     }
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        self.inner_args(&args).is_ok_and(|a| self.inner.groups_accumulator_supported(a))
+        self.kind(&args).is_ok()
     }
     fn create_groups_accumulator(&self, args: AccumulatorArgs) -> DFResult<Box<dyn GroupsAccumulator>> {
-        let inner_args = self.inner_args(&args)?;
-        let kind = match super::pick::pick_first(&self.inner) {
-            Some(first) => Kind::Pick(Picks::new(first, inner_args.return_field.data_type())),
-            None if self.inner.name() == "count" && inner_args.exprs.len() == 1 && !args.is_distinct => Kind::Count(Vec::new()),
-            None => return not_impl_err!("{}: only counts and picks count in runs of intervals", self.name),
-        };
+        let kind = self.kind(&args)?;
         Ok(Box::new(RunsAccumulator { intervals: self.intervals.clone(), limits: self.limits.clone(), kind, groups: 0 }))
     }
 }
