@@ -139,6 +139,11 @@ fn a_loopback_cluster_gives_the_local_results() {
         assert!(local.lines().count() > 50, "{name}: too few rows to compare: {}", local.lines().count());
         assert_eq!(local, remote, "{name}: the cluster's output differs from the local one");
     }
+    // The measures' registrations were grouped by patient on the cluster too: the plan
+    // sent to it holds `ehr_runs`, which only our codec can encode.
+    let shown = ehrfusion_ok(&["explain", "benches/workloads/measures.py", "--cluster", "--", "--intervals", "6"]);
+    assert!(shown.contains("each row counted, grouped by patient"), "{shown}");
+    assert!(shown.split("-- cluster stage").skip(1).any(|stage| stage.contains("ehr_runs_ehr_pick_last")), "{shown}");
     let study = dir.path().join("study");
     std::fs::create_dir_all(study.join("analysis")).unwrap();
     std::fs::create_dir_all(study.join("codelists")).unwrap();

@@ -299,6 +299,28 @@ pub struct Limit {
     pub null_holds: bool,
 }
 
+impl Limit {
+    /// The limit as another process rebuilds it: (operator, on the end bound, null
+    /// holds). The compared value is the function's argument there.
+    pub fn portable(&self) -> (String, bool, bool) {
+        (self.op.to_string(), self.end, self.null_holds)
+    }
+
+    /// The limit [`Limit::portable`] gave; its `x` is a placeholder, as the kernels
+    /// read the compared values from their arguments, never from `x`.
+    pub fn from_portable((op, end, null_holds): (String, bool, bool)) -> DFResult<Limit> {
+        let op = match op.as_str() {
+            "<" => Operator::Lt,
+            "<=" => Operator::LtEq,
+            ">" => Operator::Gt,
+            ">=" => Operator::GtEq,
+            "=" => Operator::Eq,
+            other => return exec_err!("no interval limit compares with {other}"),
+        };
+        Ok(Limit { x: lit(ScalarValue::Null), op, end, null_holds })
+    }
+}
+
 /// The limits among `conditions` (all of which a row must meet) that give each row
 /// a run of consecutive intervals: every start limit (intervals are sorted by
 /// start), and end limits when ends rise with starts. Found in each spelling ehrQL
@@ -402,7 +424,7 @@ pub fn interval_function_use(f: &ScalarUDF) -> Option<(&Intervals, IntervalUse)>
         return Some((&f.intervals, IntervalUse::Part(f.part)));
     }
     let f = f.inner().downcast_ref::<SpanFunction>()?;
-    Some((&f.intervals, IntervalUse::Allowed(f.limits.iter().map(|l| (l.op.to_string(), l.end, l.null_holds)).collect())))
+    Some((&f.intervals, IntervalUse::Allowed(f.limits.iter().map(Limit::portable).collect())))
 }
 
 /// The interval function of `how` over `intervals`.
@@ -410,21 +432,7 @@ pub fn interval_function_of(intervals: Intervals, how: IntervalUse) -> DFResult<
     Ok(match how {
         IntervalUse::Part(part) => ScalarUDF::new_from_impl(IntervalFunction { intervals, part, signature: Signature::any(1, Volatility::Immutable) }),
         IntervalUse::Allowed(limits) => {
-            let limits = limits
-                .into_iter()
-                .map(|(op, end, null_holds)| {
-                    let op = match op.as_str() {
-                        "<" => Operator::Lt,
-                        "<=" => Operator::LtEq,
-                        ">" => Operator::Gt,
-                        ">=" => Operator::GtEq,
-                        "=" => Operator::Eq,
-                        other => return exec_err!("ehr_intervals_allowed: no limit compares with {other}"),
-                    };
-                    // The compared value is the function's argument; the kernel never reads `x`.
-                    Ok(Limit { x: lit(ScalarValue::Null), op, end, null_holds })
-                })
-                .collect::<DFResult<Vec<_>>>()?;
+            let limits = limits.into_iter().map(Limit::from_portable).collect::<DFResult<Vec<_>>>()?;
             let signature = Signature::any(limits.len(), Volatility::Immutable);
             ScalarUDF::new_from_impl(SpanFunction { intervals, limits, signature })
         }

@@ -52,8 +52,8 @@ impl<'a> Planner<'a> {
     }
 
     /// Group the rows of passes that count in runs of intervals by patient, rather
-    /// than repeating them for each interval (see [`super::runs`]). Not for plans
-    /// sent to a cluster, whose processes do not know that aggregate.
+    /// than repeating them for each interval (see [`super::runs`]); measures ask
+    /// for it, on a cluster too (`portable` encodes the aggregate).
     pub fn runs_by_patient(mut self) -> Self {
         self.runs_by_patient = true;
         self
@@ -584,8 +584,7 @@ impl<'a> Planner<'a> {
     }
 
     /// A pass's values as `ehr_runs` aggregates (see [`Planner::runs_values`]), if
-    /// they are computed that way: for measures run in this process (a cluster
-    /// cannot encode `ehr_runs`), in a pass of the first stage whose rows are
+    /// they are computed that way: for measures, in a pass of the first stage whose rows are
     /// limited to runs of intervals, where [`runs_of`] takes every value. The one
     /// test both the plan and `explain` use.
     fn runs_wrapped(&self, s: &Source, aggs: &[Expr], limits: &[Limit]) -> Option<Vec<Expr>> {

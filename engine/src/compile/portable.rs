@@ -16,8 +16,8 @@ use datafusion::common::{Result as DFResult, exec_datafusion_err, exec_err};
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use serde::{Deserialize, Serialize};
 
-use super::intervals::{IntervalUse, Intervals, Param, interval_function_of, interval_function_use};
-use super::{codesets, functions, pick};
+use super::intervals::{IntervalUse, Intervals, Limit, Param, interval_function_of, interval_function_use};
+use super::{codesets, functions, pick, runs};
 
 #[derive(Serialize, Deserialize)]
 enum Portable {
@@ -27,6 +27,31 @@ enum Portable {
     CodeMask(Vec<(String, u64)>),
     /// An interval function: the intervals' bounds, its parameters' names, its use.
     Interval { bounds: Vec<(i32, i32)>, params: Vec<String>, how: IntervalUse },
+    /// `ehr_runs`: the intervals as for `Interval`, its limits (see
+    /// [`Limit::portable`]) and the name of the aggregate it wraps.
+    Runs { bounds: Vec<(i32, i32)>, params: Vec<String>, limits: Vec<(String, bool, bool)>, inner: String },
+}
+
+/// The intervals' parameters' names, and their values as one batch (None without
+/// parameters).
+fn parameters(intervals: &Intervals) -> DFResult<(Vec<String>, Option<RecordBatch>)> {
+    let names = intervals.1.iter().map(|p| p.name.clone()).collect();
+    if intervals.1.is_empty() {
+        return Ok((names, None));
+    }
+    let fields: Vec<Field> = intervals.1.iter().map(|p| Field::new(&p.name, p.values.data_type().clone(), true)).collect();
+    let columns = intervals.1.iter().map(|p| p.values.clone()).collect();
+    Ok((names, Some(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)))
+}
+
+/// The intervals [`parameters`] and the bounds described, for function `name`.
+fn intervals_of(name: &str, bounds: Vec<(i32, i32)>, params: Vec<String>, values: Option<RecordBatch>) -> DFResult<Intervals> {
+    let params = match values {
+        Some(batch) => params.into_iter().zip(batch.columns()).map(|(name, values)| Param { name, values: values.clone() }).collect(),
+        None if params.is_empty() => vec![],
+        None => return exec_err!("{name}: the values of its parameters are missing"),
+    };
+    Ok(Intervals(Arc::new(bounds), Arc::new(params)))
 }
 
 /// The bytes of one of our scalar functions; None for DataFusion's own.
@@ -38,14 +63,7 @@ pub fn encode_udf(f: &ScalarUDF) -> DFResult<Option<Vec<u8>>> {
         return frame(&Portable::CodeMask(codes), None).map(Some);
     }
     let Some((intervals, how)) = interval_function_use(f) else { return Ok(None) };
-    let params = intervals.1.iter().map(|p| p.name.clone()).collect();
-    let values = if intervals.1.is_empty() {
-        None
-    } else {
-        let fields: Vec<Field> = intervals.1.iter().map(|p| Field::new(&p.name, p.values.data_type().clone(), true)).collect();
-        let columns = intervals.1.iter().map(|p| p.values.clone()).collect();
-        Some(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
-    };
+    let (params, values) = parameters(intervals)?;
     frame(&Portable::Interval { bounds: intervals.0.to_vec(), params, how }, values.as_ref()).map(Some)
 }
 
@@ -55,26 +73,36 @@ pub fn decode_udf(name: &str, bytes: &[u8]) -> DFResult<Arc<ScalarUDF>> {
     Ok(match portable {
         Portable::Named => functions::named(name).ok_or_else(|| exec_datafusion_err!("no function of ours is named {name}"))?,
         Portable::CodeMask(codes) => Arc::new(codesets::code_mask_of(name, &codes)),
-        Portable::Interval { bounds, params, how } => {
-            let params = match values {
-                Some(batch) => params.into_iter().zip(batch.columns()).map(|(name, values)| Param { name, values: values.clone() }).collect(),
-                None if params.is_empty() => vec![],
-                None => return exec_err!("{name}: the values of its parameters are missing"),
-            };
-            Arc::new(interval_function_of(Intervals(Arc::new(bounds), Arc::new(params)), how)?)
-        }
+        Portable::Interval { bounds, params, how } => Arc::new(interval_function_of(intervals_of(name, bounds, params, values)?, how)?),
+        Portable::Runs { .. } => return exec_err!("{name}: an aggregate, not a scalar function"),
     })
 }
 
-/// The bytes of one of our aggregates (a pick); None for DataFusion's own.
+/// The bytes of one of our aggregates (a pick, or `ehr_runs`); None for
+/// DataFusion's own.
 pub fn encode_udaf(f: &AggregateUDF) -> DFResult<Option<Vec<u8>>> {
-    if pick::is_pick(f) { frame(&Portable::Named, None).map(Some) } else { Ok(None) }
+    if pick::is_pick(f) {
+        return frame(&Portable::Named, None).map(Some);
+    }
+    let Some((intervals, limits, inner)) = runs::runs_parts(f) else { return Ok(None) };
+    let (params, values) = parameters(intervals)?;
+    let limits = limits.iter().map(Limit::portable).collect();
+    frame(&Portable::Runs { bounds: intervals.0.to_vec(), params, limits, inner: inner.name().to_string() }, values.as_ref()).map(Some)
 }
 
 /// The aggregate `name` from the bytes [`encode_udaf`] gave.
 pub fn decode_udaf(name: &str, bytes: &[u8]) -> DFResult<Arc<AggregateUDF>> {
-    match unframe(bytes)?.0 {
-        Portable::Named => pick::pick_named(name).ok_or_else(|| exec_datafusion_err!("no aggregate of ours is named {name}")),
+    match unframe(bytes)? {
+        (Portable::Named, _) => pick::pick_named(name).ok_or_else(|| exec_datafusion_err!("no aggregate of ours is named {name}")),
+        (Portable::Runs { bounds, params, limits, inner }, values) => {
+            // The wrapped aggregate is DataFusion's `count` or one of our picks.
+            let inner = match inner.as_str() {
+                "count" => datafusion::functions_aggregate::count::count_udaf(),
+                pick => pick::pick_named(pick).ok_or_else(|| exec_datafusion_err!("{name}: no aggregate of ours is named {pick}"))?,
+            };
+            let limits = limits.into_iter().map(Limit::from_portable).collect::<DFResult<Vec<_>>>()?;
+            Ok(runs::runs_udaf(intervals_of(name, bounds, params, values)?, limits, inner))
+        }
         _ => exec_err!("{name}: not an aggregate of ours"),
     }
 }
@@ -167,5 +195,27 @@ mod tests {
         let back = round_trip(&allowed);
         let dates: ArrayRef = Arc::new(Date32Array::from(vec![Some(5), Some(12), None]));
         assert_eq!(run(&back, vec![dates.clone()]).as_ref(), run(&allowed, vec![dates]).as_ref());
+    }
+
+    #[test]
+    fn runs_keep_intervals_limits_and_the_wrapped_aggregate() {
+        let params = vec![Param { name: "index_date".into(), values: Arc::new(Date32Array::from(vec![100, 200])) as ArrayRef }];
+        let intervals = Intervals(Arc::new(vec![(0, 9), (10, 19)]), Arc::new(params));
+        let limits = vec![
+            Limit::from_portable(("<=".into(), false, false)).unwrap(),
+            Limit::from_portable((">".into(), false, true)).unwrap(),
+        ];
+        for inner in [datafusion::functions_aggregate::count::count_udaf(), pick::pick_named("ehr_pick_first").unwrap()] {
+            let f = runs::runs_udaf(intervals.clone(), limits.clone(), inner.clone());
+            let bytes = encode_udaf(&f).unwrap().expect("one of ours");
+            let back = decode_udaf(f.name(), &bytes).unwrap();
+            assert_eq!(back.name(), f.name());
+            let (iv, lim, wrapped) = runs::runs_parts(&back).expect("ehr_runs");
+            assert_eq!(iv, &intervals);
+            assert_eq!(lim.iter().map(Limit::portable).collect::<Vec<_>>(), limits.iter().map(Limit::portable).collect::<Vec<_>>());
+            assert_eq!(wrapped.name(), inner.name());
+        }
+        // DataFusion's own aggregates are left to DataFusion.
+        assert!(encode_udaf(&datafusion::functions_aggregate::count::count_udaf()).unwrap().is_none());
     }
 }

@@ -36,6 +36,13 @@ pub fn runs_udaf(intervals: Intervals, limits: Vec<Limit>, inner: Arc<AggregateU
     Arc::new(AggregateUDF::new_from_impl(Runs { intervals, limits, inner, name, signature: Signature::variadic_any(Volatility::Immutable) }))
 }
 
+/// The intervals, limits and wrapped aggregate of an `ehr_runs` aggregate (None for
+/// any other), for encoding it.
+pub fn runs_parts(f: &AggregateUDF) -> Option<(&Intervals, &[Limit], &Arc<AggregateUDF>)> {
+    let runs = f.inner().downcast_ref::<Runs>()?;
+    Some((&runs.intervals, &runs.limits, &runs.inner))
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Runs {
     intervals: Intervals,

@@ -134,10 +134,7 @@ impl PreparedMeasures {
         for (i, g) in self.groups.iter().enumerate().filter(|(_, g)| !g.intervals.is_empty()) {
             let names: Vec<&str> = g.group.measures.iter().map(|m| self.model.measures[m.measure].name.as_str()).collect();
             out.push_str(&format!("== measures {} over {} intervals, in one pass ==\n", names.join(", "), g.intervals.len()));
-            let mut planner = Planner::new(&g.prepared.analysis, &providers).for_intervals(g.intervals.clone());
-            if cluster.is_none() {
-                planner = planner.runs_by_patient();
-            }
+            let mut planner = Planner::new(&g.prepared.analysis, &providers).for_intervals(g.intervals.clone()).runs_by_patient();
             for line in planner.describe_passes()? {
                 out.push_str(&format!("  {line}\n"));
             }
@@ -196,16 +193,13 @@ async fn group_sums(ctx: &SessionContext, g: &PreparedGroup, providers: &Provide
         Some(run) => run.blocks_at_once.max(1),
         None => ctx.copied_config().target_partitions().clamp(1, BLOCKS_AT_ONCE),
     };
-    let local = crate::cluster::stages::of(ctx).is_none();
     let mut running = std::collections::VecDeque::new();
     for (i, range) in blocks.iter().enumerate() {
         let mut planner = Planner::new(&g.prepared.analysis, providers)
             .for_patients(*range)
             .for_intervals(g.intervals.clone())
-            .all_tables_patients(g.prepared.patients_from_all_tables);
-        if local {
-            planner = planner.runs_by_patient();
-        }
+            .all_tables_patients(g.prepared.patients_from_all_tables)
+            .runs_by_patient();
         planner.materialise_stages(ctx).await?;
         let rows = LogicalPlanBuilder::from(planner.measure_rows_plan()?);
         let plan = sums(rows, &groups, &every_numerator, "__patient")?;
