@@ -464,48 +464,134 @@ def duckdb_expert(w, data):
 # --- Polars --------------------------------------------------------------------------
 
 
-def _pl_agg(v):
-    cond = v.where.pl
-    if isinstance(v, Pick):
-        keys = [k.pl.filter(cond) for k in v.keys]
-        return pl.col(v.column).filter(cond).sort_by(keys, descending=True, nulls_last=True).first().alias(v.name)
+def _pl_agg(v, flag):
+    """One aggregation as a plain reduction of `flag`, the boolean column in which the
+    pass computed its condition once: count sums it, exists asks any, min and max
+    reduce the column masked to null where the flag is false (`when/then`; a
+    `filter` within each group measured slower)."""
     if v.fn == "count":
-        return cond.fill_null(False).sum().cast(pl.Int64).alias(v.name)
+        return flag.sum().cast(pl.Int64).alias(v.name)
     if v.fn == "exists":
-        return cond.fill_null(False).any().alias(v.name)
-    column = pl.col(v.column).filter(cond)
-    return (column.min() if v.fn == "min" else column.max()).alias(v.name)
+        return flag.any().alias(v.name)
+    masked = pl.when(flag).then(pl.col(v.column))
+    return (masked.min() if v.fn == "min" else masked.max()).alias(v.name)
+
+
+def _pl_pick(rows, picks):
+    """Picks sharing a condition and keys, from `rows` that satisfy it: one sort of
+    all the rows by patient and keys (nulls first, as ehrQL sorts them), then each
+    patient's last row (`unique(keep="last")`), instead of a sort within each of a
+    million groups."""
+    keys = [k.pl for k in picks[0].keys]
+    ordered = rows.sort([pl.col("patient_id"), *keys], nulls_last=False)
+    return ordered.unique("patient_id", keep="last").select("patient_id", *[pl.col(v.column).alias(v.name) for v in picks])
+
+
+def _pl_conjuncts(expr):
+    """The terms of `expr` if it is a conjunction (a & b & ...), found with Polars'
+    expression introspection (`meta`); else `expr` alone."""
+    inputs = expr.meta.pop()
+    if len(inputs) == 2 and (inputs[1] & inputs[0]).meta.eq(expr):
+        return _pl_conjuncts(inputs[1]) + _pl_conjuncts(inputs[0])
+    return [expr]
+
+
+def _pl_filter(frame, where):
+    """`frame`'s rows where `where` is true. Polars pushes the whole predicate into the
+    parquet scan and evaluates every term on every row, and the codelist tests (is_in
+    over a string column) cost most. So when the predicate also bounds a column on
+    both sides (a date window, which keeps few rows), only the other terms go into the
+    scan and the string tests run, as a column, on the rows it keeps. With just an
+    open-ended bound, which keeps most rows, the predicate stays whole: the scan would
+    otherwise decode the other columns of most rows, which measured slower."""
+    schema = frame.collect_schema()
+    cheap, costly = [], []
+    for term in _pl_conjuncts(where):
+        strings = any(schema.get(c) == pl.String for c in term.meta.root_names())
+        (costly if strings else cheap).append(term)
+    bounded = [tuple(t.meta.root_names()) for t in cheap]
+    if not costly or not any(bounded.count(c) > 1 for c in bounded):
+        return frame.filter(where)
+    return frame.filter(*cheap).with_columns(pl.all_horizontal(costly).alias("_keep")).filter("_keep").drop("_keep")
 
 
 def polars_expert(w, data):
-    """As an expert would write it: a lazy query where each table's pass filters first
-    (the expert's predicate, pushed into the parquet scan) and then computes all its
-    variables in one group_by, picks by sort_by within the few surviving rows; the
-    pass that decides the population drives the joins."""
-    passes, of = _passes(w)
-    frames = {}
+    """As an expert would write it, following Polars' user guide (the lazy API's
+    predicate pushdown and common subplan elimination; Aggregation: expressions, and a
+    frame sorted once before taking a first or last row per group, rather than work
+    within each group): each table's pass filters first (the expert's predicate, pushed
+    into the parquet scan, see `_pl_filter`), computes each distinct condition once as
+    a boolean column with `with_columns`, then all its aggregations in one group_by as
+    plain reductions of those columns; picks sort the pass's rows once and keep each
+    patient's last row, sharing the filtered scan with the aggregations (Polars caches
+    the common subplan). A later stage collects the earlier frames it reads and scans
+    only their patients' rows. The pass that decides the population drives the joins,
+    and the population filters before the other frames join."""
+    passes, _ = _passes(w)
+    frames = {}  # frame name -> LazyFrame, one row per patient
+    frame_of = {}  # variable -> the name of the frame that holds it
+    whole = set()  # frames with a row for every patient their pass keeps
+    collected = {}  # frame name -> DataFrame, for the frames a later stage reads
     for stage, table, variables, name in passes:
         scan = pl.scan_parquet(Path(data) / f"{table}.parquet")
         needs = sorted({n for v in variables for n in v.needs})
+        earlier = sorted({frame_of[n] for n in needs})
+        for f in earlier:
+            if f not in collected:
+                collected[f] = frames[f].collect()
+                frames[f] = collected[f].lazy()
+        if earlier and table != "patients":
+            # Polars does not push a join into a parquet scan: the earlier stage's
+            # patients go in as an is_in predicate, which it does push, so the scan
+            # decodes the other columns of only those patients' rows.
+            scan = scan.filter(*[pl.col("patient_id").is_in(collected[f]["patient_id"].implode()) for f in earlier])
         for n in needs:
-            scan = scan.join(frames[of[n]].select("patient_id", n), on="patient_id", how="left" if table == "patients" else "inner")
-        if table != "patients":
-            scan = scan.filter(_prefilter(w, stage, table, variables).pl.fill_null(False))
+            scan = scan.join(frames[frame_of[n]].select("patient_id", n), on="patient_id", how="left" if table == "patients" else "inner")
         if table == "patients":
             frames[name] = scan.select("patient_id", *[v.expr.pl.alias(v.name) for v in variables])
-        else:
-            frames[name] = scan.group_by("patient_id").agg([_pl_agg(v) for v in variables])
-    driver = of.get(w.driver)
-    if driver is None:
+            frame_of.update({v.name: name for v in variables})
+            whole.add(name)
+            continue
+        where = _prefilter(w, stage, table, variables)
+        rows = _pl_filter(scan, where.pl)
+        aggs = [v for v in variables if isinstance(v, Agg)]
+        if aggs:
+            flags = {}
+            for v in aggs:
+                flags.setdefault(v.where.sql, (f"_{name}_{len(flags)}", v.where))
+            flagged = rows.with_columns(e.pl.fill_null(False).alias(flag) for flag, e in flags.values())
+            frames[name] = flagged.group_by("patient_id").agg(_pl_agg(v, pl.col(flags[v.where.sql][0])) for v in aggs)
+            frame_of.update({v.name: name for v in aggs})
+            whole.add(name)
+        picks = {}
+        for v in variables:
+            if isinstance(v, Pick):
+                picks.setdefault((v.where.sql, tuple(k.sql for k in v.keys)), []).append(v)
+        for i, ((condition, _), group) in enumerate(picks.items()):
+            own = condition == where.sql  # the pass's filter is already this pick's
+            frames[f"{name}_pick{i}"] = _pl_pick(rows if own else rows.filter(group[0].where.pl.fill_null(False)), group)
+            frame_of.update({v.name: f"{name}_pick{i}" for v in group})
+            if own:
+                whole.add(f"{name}_pick{i}")
+    driver = frame_of.get(w.driver)
+    if driver not in whole:
+        driver = None
         out = pl.concat([pl.scan_parquet(Path(data) / f"{t}.parquet").select("patient_id") for t in w.universe]).unique()
     else:
         out = frames[driver]
-    for name, frame in frames.items():
-        if name != driver:
-            out = out.join(frame, on="patient_id", how="left", coalesce=True)
-    fills = []
+    fills = {}
     for v in w.variables:
         empty = {"count": 0, "exists": False}.get(getattr(v, "fn", None))
-        fills.append(pl.col(v.name).fill_null(empty) if empty is not None else pl.col(v.name))
-    out = out.with_columns(fills).filter(w.population.pl.fill_null(False))
+        fills[v.name] = pl.col(v.name).fill_null(empty) if empty is not None else pl.col(v.name)
+    # The frames the population reads join first and the population filters, so
+    # that the other frames join only the patients it keeps.
+    deciding = w.population.pl.meta.root_names()
+    first = [f for f in dict.fromkeys(frame_of[n] for n in deciding) if f != driver]
+    for name in first:
+        out = out.join(frames[name], on="patient_id", how="left", coalesce=True)
+    out = out.with_columns(fills[n] for n in deciding).filter(w.population.pl.fill_null(False))
+    for name, frame in frames.items():
+        if name != driver and name not in first:
+            out = out.join(frame, on="patient_id", how="left", coalesce=True)
+    out = out.with_columns(fills.values())
     return out.select("patient_id", *[v.name for v in w.visible()]).sort("patient_id")
