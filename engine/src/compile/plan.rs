@@ -41,7 +41,7 @@ pub struct Planner<'a> {
     intervals: Option<Intervals>,
     /// Consider the patients of every table used, not just the population's tables.
     all_tables: bool,
-    /// For measures run in this process: passes whose rows count in runs of
+    /// For measures (here and on a cluster): passes whose rows count in runs of
     /// intervals are grouped by patient (see `runs`).
     runs_by_patient: bool,
 }
@@ -432,8 +432,10 @@ impl<'a> Planner<'a> {
     /// it reads a column (other than patient_id) that those tests do not, which
     /// the scan then decodes only for the rows they keep. Where the filter keeps
     /// most rows (date ranges over registrations, say) or the pass reads only the
-    /// filter's columns, decoding every column at once is cheaper (measured).
-    fn reads_beyond_filter(&self, table: &str, aggs: &[Expr], filter: &Expr, masks: &[Expr]) -> Result<bool> {
+    /// filter's columns, decoding every column at once is cheaper (measured). A
+    /// pass without a filter reads every row anyway.
+    fn reads_beyond_filter(&self, table: &str, aggs: &[Expr], masks: &[Expr]) -> Result<bool> {
+        let Some(filter) = any_filter(aggs) else { return Ok(false) };
         let schema = self.provider(table)?.schema();
         let is_mask = |name: &str| masks.iter().any(|m| m.schema_name().to_string() == name);
         // A codelist mask stands for the code column it is computed from.
@@ -444,7 +446,7 @@ impl<'a> Planner<'a> {
             }
         };
         let own = |e: &Expr| e.column_refs().iter().all(|c| sources(&c.name).iter().all(|n| schema.field_with_name(n).is_ok()));
-        let own_parts: Vec<Expr> = split_conjunction(filter).into_iter().filter(|p| own(p)).cloned().collect();
+        let own_parts: Vec<Expr> = split_conjunction(&filter).into_iter().filter(|p| own(p)).cloned().collect();
         if !own_parts.iter().any(|p| p.column_refs().iter().any(|c| is_mask(&c.name))) {
             return Ok(false);
         }
@@ -535,10 +537,7 @@ impl<'a> Planner<'a> {
                                 Some(f) => self.needs_stage_row(&f, s.stage, &s.table, &masks)?,
                                 None => false,
                             };
-                        let late = match any_filter(&aggs) {
-                            Some(f) => self.reads_beyond_filter(&s.table, &aggs, &f, &masks)?,
-                            None => false,
-                        };
+                        let late = self.reads_beyond_filter(&s.table, &aggs, &masks)?;
                         let needed = match (&self.intervals, any_filter(&aggs)) {
                             (Some(_), Some(f)) if s.stage > 0 && limits.is_empty() => self.stage_row_needed(&f, s.stage, &s.table, &masks, &before, &computed)?,
                             _ => None,
@@ -587,12 +586,12 @@ impl<'a> Planner<'a> {
     /// they are computed that way: for measures, in a pass of the first stage whose rows are
     /// limited to runs of intervals, where [`runs_of`] takes every value. The one
     /// test both the plan and `explain` use.
-    fn runs_wrapped(&self, s: &Source, aggs: &[Expr], limits: &[Limit]) -> Option<Vec<Expr>> {
+    fn runs_wrapped(&self, s: &Source, aggs: &[Expr], limits: &[Limit]) -> Option<(&Intervals, Vec<Expr>)> {
         let iv = self.intervals.as_ref().filter(|_| self.runs_by_patient)?;
         if limits.is_empty() || s.stage > 0 {
             return None;
         }
-        runs_of(aggs, limits, iv)
+        Some((iv, runs_of(aggs, limits, iv)?))
     }
 
     /// For measures, the values per (patient, interval) of a pass whose rows each
@@ -602,8 +601,7 @@ impl<'a> Planner<'a> {
     /// and filter read the row alone. Else None.
     #[allow(clippy::too_many_arguments)]
     fn runs_values(&self, s: &Source, aggs: &[Expr], limits: &[Limit], before: &[Expr], keep: Option<Expr>, computed: &[Expr], after: &[Expr], masks: &[Expr]) -> Result<Option<LogicalPlanBuilder>> {
-        let Some(mut wrapped) = self.runs_wrapped(s, aggs, limits) else { return Ok(None) };
-        let Some(iv) = &self.intervals else { return Ok(None) };
+        let Some((iv, mut wrapped)) = self.runs_wrapped(s, aggs, limits) else { return Ok(None) };
         // A pass of the first stage reads its own table alone: nothing is computed
         // from an earlier stage, and every codelist mask is over its own columns.
         if !computed.is_empty() || !after.is_empty() {
@@ -612,15 +610,9 @@ impl<'a> Planner<'a> {
         let names: Vec<String> = aggs.iter().map(|a| a.schema_name().to_string()).collect();
         // How many rows each (patient, interval) has: one with none has no values.
         let count = datafusion::functions_aggregate::count::count_udaf();
-        let mut args: Vec<Expr> = limits.iter().map(|l| l.x.clone()).collect();
-        args.push(lit(1i64));
-        let rows_counted = datafusion::logical_expr::expr::AggregateFunction::new_udf(super::runs::runs_udaf(iv.clone(), limits.to_vec(), count), args, false, None, vec![], None);
-        wrapped.push(Expr::AggregateFunction(rows_counted).alias("__rows"));
+        wrapped.push(runs_call(iv, limits, count, vec![lit(1i64)], None).alias("__rows"));
 
-        let late = match any_filter(aggs) {
-            Some(f) => self.reads_beyond_filter(&s.table, aggs, &f, masks)?,
-            None => false,
-        };
+        let late = self.reads_beyond_filter(&s.table, aggs, masks)?;
         let rows = keeping(self.patient_rows_from(&s.table, late, before)?, keep)?;
         let rows = keeping(rows, any_filter(aggs))?;
         let k = iv.len();
@@ -887,13 +879,17 @@ fn runs_of(aggs: &[Expr], limits: &[Limit], iv: &Intervals) -> Option<Vec<Expr>>
         if !countable || p.distinct || !p.order_by.is_empty() || intervals::mentions_interval(agg) || agg.column_refs().iter().any(|c| c.name == "patient_id") {
             return None;
         }
-        let mut args: Vec<Expr> = limits.iter().map(|l| l.x.clone()).collect();
-        args.extend(p.args.iter().cloned());
-        let runs = super::runs::runs_udaf(iv.clone(), limits.to_vec(), f.func.clone());
-        let call = datafusion::logical_expr::expr::AggregateFunction::new_udf(runs, args, false, p.filter.clone(), vec![], None);
-        wrapped.push(Expr::AggregateFunction(call).alias(alias.name.as_str()));
+        wrapped.push(runs_call(iv, limits, f.func.clone(), p.args.clone(), p.filter.clone()).alias(alias.name.as_str()));
     }
     Some(wrapped)
+}
+
+/// `inner(args) FILTER (WHERE filter)` per interval, as `ehr_runs` over rows limited
+/// to runs of `iv` by `limits`: its arguments are the limits' dates, then `args`.
+fn runs_call(iv: &Intervals, limits: &[Limit], inner: Arc<datafusion::logical_expr::AggregateUDF>, args: Vec<Expr>, filter: Option<Box<Expr>>) -> Expr {
+    let dates = limits.iter().map(|l| l.x.clone());
+    let runs = super::runs::runs_udaf(iv.clone(), limits.to_vec(), inner);
+    Expr::AggregateFunction(datafusion::logical_expr::expr::AggregateFunction::new_udf(runs, dates.chain(args).collect(), false, filter, vec![], None))
 }
 
 /// Rows that meet a condition, if there is one.

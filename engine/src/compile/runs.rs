@@ -37,7 +37,7 @@ pub fn runs_udaf(intervals: Intervals, limits: Vec<Limit>, inner: Arc<AggregateU
 }
 
 /// The intervals, limits and wrapped aggregate of an `ehr_runs` aggregate (None for
-/// any other), for encoding it.
+/// any other).
 pub fn runs_parts(f: &AggregateUDF) -> Option<(&Intervals, &[Limit], &Arc<AggregateUDF>)> {
     let runs = f.inner().downcast_ref::<Runs>()?;
     Some((&runs.intervals, &runs.limits, &runs.inner))
@@ -291,7 +291,7 @@ fn one_phase(node: &Arc<dyn ExecutionPlan>) -> DFResult<Option<Arc<dyn Execution
     }
     let Some(repartition) = last.input().downcast_ref::<RepartitionExec>() else { return Ok(None) };
     let Some(partial) = repartition.input().downcast_ref::<AggregateExec>() else { return Ok(None) };
-    let runs = |a: &AggregateExec| a.aggr_expr().iter().any(|e| e.fun().inner().downcast_ref::<Runs>().is_some());
+    let runs = |a: &AggregateExec| a.aggr_expr().iter().any(|e| runs_parts(e.fun()).is_some());
     if *partial.mode() != AggregateMode::Partial || !runs(partial) || partial.group_expr().has_grouping_set() {
         return Ok(None);
     }
